@@ -1,0 +1,43 @@
+# uquant developer tasks.  `make test` does all set-up itself on a fresh clone.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?= -q tests
+
+# Stamps: setup reruns only when its inputs change.
+PY_STAMP := $(VENV)/.stamp-setup
+NODE_STAMP := node_modules/.stamp-setup
+NODE_LOCK := $(wildcard package-lock.json)
+
+.PHONY: setup test demo bench clean
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch==2.13.0 first and on its own, so pip takes the CPU wheel on disk
+# and nothing else can pull in a CUDA build.
+$(PY_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+$(NODE_STAMP): package.json $(NODE_LOCK)
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	touch $@
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m uquant.demo
+
+bench: setup
+	$(PY) -m uquant.bench
+
+clean:
+	rm -rf build dist .pytest_cache .hypothesis
+	find . -path ./.venv -prune -o -path ./node_modules -prune -o \
+		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf

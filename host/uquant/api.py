@@ -1,0 +1,98 @@
+"""The Python API: convert a model, save the device module, run it on the host."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import codegen, engines, runtime
+from .ir import ConversionError, Graph, QParams
+from .loaders import load
+from .lower import Plan, lower
+
+
+def quantize_input(x, q: QParams) -> np.ndarray:
+    """Float input -> codes exactly as torch.quantize_per_tensor does on this engine's CPU."""
+    return engines.quantize(np.asarray(x, np.float32), q.scale, q.zero_point, q.dtype)
+
+
+class Converted:
+    """A converted model: its IR, its proven integer plan and the generated module source."""
+
+    def __init__(self, graph: Graph, plan: Plan, module_name: str = "model_q", source: str = "a torch model"):
+        self.graph = graph
+        self.plan = plan
+        self.module_name = module_name
+        self.source = codegen.generate(plan, module_name, source)
+        self._module = None
+
+    @property
+    def device_module(self):
+        """The generated module, executed against the device runtime in this process."""
+        if self._module is None:
+            self._module = runtime.load_source(self.source, self.module_name)
+        return self._module
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        if path.stem != self.module_name:
+            self.module_name = path.stem
+            self.source = codegen.generate(self.plan, self.module_name, self.source_label)
+            self._module = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.source)
+        return path
+
+    source_label = "a torch model"
+
+    def run_codes(self, codes) -> np.ndarray:
+        """Quantized input codes (one sample, or a batch as rows) -> output codes from the device runtime."""
+        codes = np.asarray(codes, np.int64)
+        batch = codes.reshape(-1, self.plan.n_in)
+        out = [list(self.device_module.run([int(v) for v in row])) for row in batch]
+        res = np.array(out, np.int64)
+        return res[0] if codes.ndim == 1 else res
+
+    def run(self, x) -> np.ndarray:
+        """Float input (one sample or a batch) -> output codes, quantized the way torch does."""
+        if isinstance(x, torch.Tensor):
+            x = x.detach().float().numpy()
+        return self.run_codes(quantize_input(x, self.plan.input))
+
+    def predict(self, x) -> np.ndarray | int:
+        y = self.run(x)
+        return y.argmax(-1) if y.ndim > 1 else int(y.argmax())
+
+
+def convert(model, example_input=None, *, engine: str | None = None, relu=None, allow_pickle: bool = False,
+            name: str | None = None, module_name: str = "model_q") -> Converted:
+    """Convert a quantized model (nn.Module, TorchScript module, state_dict, or file path).
+
+    engine: the quantized engine the model was prepared for (x86, fbgemm or qnnpack); by default the
+    engine torch is set to now (torch.backends.quantized.engine). With `example_input`, torch and the
+    device runtime both run it and must agree byte for byte.
+    """
+    engine = engine or torch.backends.quantized.engine
+    if engine not in engines.ENGINES:
+        raise ConversionError(f"engine {engine!r} is not supported: choose one of {', '.join(engines.ENGINES)}")
+    graph = load(model, name=name, relu=relu, allow_pickle=allow_pickle)
+    plan = lower(graph, engine)
+    label = str(model) if isinstance(model, (str, Path)) else type(model).__name__
+    converted = Converted(graph, plan, module_name, label)
+    converted.source_label = label
+    if example_input is not None and isinstance(model, torch.nn.Module):
+        check_against_torch(converted, model, example_input)
+    return converted
+
+
+def check_against_torch(converted: Converted, model, example_input) -> None:
+    """Both torch and the device runtime run the example; the dequantized outputs must be identical floats."""
+    x = torch.as_tensor(example_input, dtype=torch.float32).reshape(-1, converted.plan.n_in)
+    with torch.no_grad():
+        want = model(x).float().numpy().reshape(len(x), -1)
+    out = converted.plan.output
+    got = engines.dequantize(converted.run(x.numpy()), out.scale, out.zero_point).reshape(len(x), -1)
+    if want.shape != got.shape or not np.array_equal(want, got):
+        raise ConversionError("self-check failed: torch and uquant disagree on the example input -- was the "
+                              f"model quantized for engine '{converted.plan.engine}'? (pass engine=...)")

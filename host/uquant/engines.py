@@ -1,0 +1,119 @@
+"""Torch's quantized arithmetic, written once in numpy, bit for bit.
+
+Every formula here was established by fuzzing torch 2.13 (see shared/reference/torch-quantized-semantics.md)
+and is re-checked against torch by the tests. The rest of uquant treats these functions as the truth:
+lowering proves the device's integer parameters against them, channel by channel.
+
+Notation: f32(.) rounds to float32 (round to nearest even), rint rounds to an integer (ties to even),
+fma32(a, b, c) is a*b+c rounded once to float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+f32 = np.float32
+f64 = np.float64
+
+ENGINES = ("x86", "fbgemm", "qnnpack")
+# Which requantization formula each engine uses for Linear (and, on fbgemm/qnnpack, Conv).
+REQUANT_FAMILY = {"x86": "fbgemm", "fbgemm": "fbgemm", "qnnpack": "qnnpack"}
+
+DTYPE_RANGE = {"quint8": (0, 255), "qint8": (-128, 127)}
+
+
+def fma32(a, b, c):
+    """Correctly rounded float32 fused multiply-add (a*b is exact in float64; the sum is rounded once)."""
+    a, b, c = np.broadcast_arrays(np.asarray(a, f32), np.asarray(b, f32), np.asarray(c, f32))
+    shape = a.shape
+    a = a.astype(f64).ravel()
+    b = b.astype(f64).ravel()
+    c = c.astype(f64).ravel()
+    p = a * b  # exact: 24-bit x 24-bit mantissas fit in 53 bits
+    s = p + c
+    bb = s - p
+    err = (p - (s - bb)) + (c - bb)  # two-sum: s + err == p + c exactly
+    r = s.astype(f32)
+    r64 = r.astype(f64)
+    up = np.nextafter(r, f32(np.inf)).astype(f64)
+    dn = np.nextafter(r, f32(-np.inf)).astype(f64)
+    # s sits exactly halfway between two floats but the true sum lies beyond it: round away from the tie.
+    m_up = (s == (r64 + up) / 2) & (err > 0)
+    m_dn = (s == (r64 + dn) / 2) & (err < 0)
+    r[m_up] = np.nextafter(r[m_up], f32(np.inf))
+    r[m_dn] = np.nextafter(r[m_dn], f32(-np.inf))
+    return r.reshape(shape)
+
+
+def quantize(x, scale: float, zero_point: int, dtype: str = "quint8") -> np.ndarray:
+    """torch.quantize_per_tensor on x86: clip(rint(fma(x, f32(1/f32(s)), zp))) -- zp added before the one rounding."""
+    qmin, qmax = DTYPE_RANGE[dtype]
+    inv = f32(f32(1) / f32(scale))
+    return np.clip(np.rint(fma32(np.asarray(x, f32), inv, f32(zero_point))), qmin, qmax).astype(np.int64)
+
+
+def dequantize(q, scale: float, zero_point: int) -> np.ndarray:
+    """Tensor.dequantize(): f32(s * (q - zp)), with the double scale cast to float first."""
+    return f32(f32(scale) * f32(np.asarray(q, np.int64) - zero_point))
+
+
+class Requant:
+    """One layer's requantization: accumulator (exact int) -> output code, per output channel.
+
+    `acc` may have any shape whose last axis is the channel axis (length N).
+    """
+
+    def __init__(self, engine: str, x_scale: float, w_scales, bias, y_scale: float, y_zp: int,
+                 lo: int, hi: int, per_channel: bool):
+        self.engine = engine
+        self.family = REQUANT_FAMILY[engine]
+        self.per_channel = per_channel
+        self.y_zp = int(y_zp)
+        self.lo, self.hi = int(lo), int(hi)
+        ws = np.asarray(w_scales, f64).reshape(-1)
+        self.n = ws.size
+        b = None if bias is None else np.asarray(bias, f32).reshape(-1)
+        if self.family == "fbgemm":
+            ats = f32(f32(x_scale) * ws.astype(f32))
+            self.M = f32(ats / f32(y_scale))
+            if b is None:
+                self.mode = "nobias"
+            elif per_channel:
+                self.mode = "div"  # t = f32(f32(acc) + f32(b / ats))
+                self.b_term = f32(b / ats)
+            else:
+                self.mode = "fma"  # t = fma(b, f32(1/(double)ats), f32(acc))
+                self.b = b
+                self.rcp = (1.0 / ats.astype(f64)).astype(f32)
+        else:
+            self.M = f32(f32(ws.astype(f32) * f32(x_scale)) * f32(f32(1) / f32(y_scale)))
+            if b is None:
+                self.bq = np.zeros(self.n, np.int64)
+            else:
+                bs = f32(ws * float(x_scale))  # product of the double scales, then float
+                bq = np.rint(f32(b * f32(f32(1) / bs))).astype(f64)
+                self.bq = np.clip(bq, -2.0 ** 31, 2.0 ** 31 - 1).astype(np.int64)  # qint32 saturates
+
+    def pre_bias_ok(self, acc_lo, acc_hi) -> np.ndarray:
+        """qnnpack adds the int32 bias with wrap-around; report channels where that cannot happen."""
+        if self.family != "qnnpack":
+            return np.ones(self.n, bool)
+        lo = np.asarray(acc_lo, np.int64) + self.bq
+        hi = np.asarray(acc_hi, np.int64) + self.bq
+        return (lo >= -2 ** 31) & (hi < 2 ** 31)
+
+    def __call__(self, acc) -> np.ndarray:
+        acc = np.asarray(acc, np.int64)
+        if self.family == "fbgemm":
+            accf = acc.astype(f32)
+            if self.mode == "nobias":
+                t = accf
+            elif self.mode == "div":
+                t = f32(accf + self.b_term)
+            else:
+                t = fma32(np.broadcast_to(self.b, acc.shape), np.broadcast_to(self.rcp, acc.shape), accf)
+        else:
+            tot = acc + self.bq
+            tot = ((tot + 2 ** 31) % 2 ** 32) - 2 ** 31  # the int32 accumulator wraps
+            t = tot.astype(f32)
+        v = np.clip(f32(t * self.M), -2.0 ** 40, 2.0 ** 40)  # far beyond any clip bound; keeps int64 safe
+        return np.clip(np.rint(v).astype(np.int64) + self.y_zp, self.lo, self.hi)

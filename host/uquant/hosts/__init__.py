@@ -1,0 +1,1 @@
+"""Host-side runners that execute generated code inside a real MicroPython interpreter."""

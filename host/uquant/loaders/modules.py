@@ -1,0 +1,82 @@
+"""Turn torch's quantized modules and functions into IR ops (shared by the FX, eager and state_dict loaders)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..ir import ConversionError, Linear, QParams, Table
+
+DTYPES = {torch.quint8: "quint8", torch.qint8: "qint8"}
+TORCH_DTYPES = {v: k for k, v in DTYPES.items()}
+
+
+def qparams(scale, zero_point, dtype, where: str) -> QParams:
+    """QParams from torch values (tensors, floats or ints), refusing what cannot be a quantizer."""
+    try:
+        s = float(torch.as_tensor(scale).reshape(-1)[0]) if not isinstance(scale, (int, float)) else float(scale)
+        z = int(torch.as_tensor(zero_point).reshape(-1)[0]) if not isinstance(zero_point, int) else zero_point
+    except (TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise ConversionError(f"{where}: cannot read scale/zero point ({e})") from None
+    if dtype not in DTYPES:
+        raise ConversionError(f"{where}: activation dtype {dtype} is not supported (quint8 or qint8)")
+    return QParams(s, z, DTYPES[dtype])
+
+
+def linear_from_weight(name: str, weight: torch.Tensor, bias, out: QParams, relu: bool) -> Linear:
+    """IR Linear from a quantized weight tensor (per-tensor or per-channel along axis 0) and a float bias."""
+    if not isinstance(weight, torch.Tensor) or not weight.is_quantized:
+        raise ConversionError(f"{name}: weight is not a quantized tensor")
+    if weight.dtype != torch.qint8:
+        raise ConversionError(f"{name}: weights must be qint8, found {weight.dtype}")
+    if weight.dim() != 2:
+        raise ConversionError(f"{name}: Linear weight must be 2-D, found shape {tuple(weight.shape)}")
+    n = weight.shape[0]
+    scheme = weight.qscheme()
+    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        scales = np.full(n, weight.q_scale(), np.float64)
+        zps = np.full(n, weight.q_zero_point(), np.int64)
+        per_channel = False
+    elif scheme in (torch.per_channel_affine, torch.per_channel_symmetric):
+        if weight.q_per_channel_axis() != 0:
+            raise ConversionError(f"{name}: per-channel weights must be quantized along axis 0")
+        scales = weight.q_per_channel_scales().double().numpy().copy()
+        zps = weight.q_per_channel_zero_points().long().numpy().copy()
+        per_channel = True
+    else:
+        raise ConversionError(f"{name}: unsupported weight quantization scheme {scheme}")
+    b = None
+    if bias is not None:
+        b = bias.detach().float().numpy().copy()
+    return Linear(name, weight.int_repr().numpy().astype(np.int64), scales, zps, per_channel, b, out, relu)
+
+
+def linear_from_module(name: str, mod) -> Linear:
+    import torch.ao.nn.intrinsic.quantized as nniq
+
+    w, b = mod._weight_bias()
+    out = QParams(float(mod.scale), int(mod.zero_point), "quint8")
+    return linear_from_weight(name, w, b, out, relu=isinstance(mod, nniq.LinearReLU))
+
+
+def code_table(name: str, what: str, q_in: QParams, fn, q_out: QParams | None) -> Table:
+    """Run torch on every input code at once and one at a time; the results must agree (no position effects)."""
+    codes = torch.arange(q_in.qmin, q_in.qmax + 1)
+    store = torch.int8 if q_in.dtype == "qint8" else torch.uint8
+
+    def apply(c):
+        y = fn(torch._make_per_tensor_quantized_tensor(c.to(store), q_in.scale, q_in.zero_point))
+        if not y.is_quantized:  # a float chain: quantize it the way the model does next
+            y = torch.quantize_per_tensor(y, q_out.scale, q_out.zero_point, TORCH_DTYPES[q_out.dtype])
+        return y
+
+    y_all = apply(codes)
+    table = y_all.int_repr().long().numpy()
+    single = np.array([int(apply(codes[i:i + 1]).int_repr()[0]) for i in range(codes.numel())])
+    if not np.array_equal(table, single):
+        raise ConversionError(f"{name}: torch computes {what} differently depending on position; not supported yet")
+    out = q_out or QParams(float(y_all.q_scale()), int(y_all.q_zero_point()), DTYPES[y_all.dtype])
+    return Table(name, what, table.astype(np.int64), out)
+
+
+def relu_table(name: str, q: QParams) -> Table:
+    return code_table(name, "relu", q, torch.relu, None)

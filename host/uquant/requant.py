@@ -1,0 +1,227 @@
+"""Integer requantization that reproduces torch's float32 requantization exactly, and the proof that it does.
+
+Torch turns a layer's exact integer accumulator into an output code with float32 arithmetic (engines.Requant).
+For one output channel that map is a monotone step function of the accumulator: flat at the bottom code
+up to some accumulator, then rising one code at a time at a few hundred thresholds, then flat at the top.
+The device replaces it by (device/uquant_rt.py: requant)
+
+    a = clamp(acc - c_lo, 0, W)                      # position inside the rising window
+    y = floor((a * A + D) / 2**S)                    # a straight line with integer slope and offset
+    y = exceptions.get(a, y)                         # rare: where float rounding bent torch's steps
+    y = clip(y, lo, hi)                              # torch's own clip (lo = zero point with a fused ReLU)
+
+with integers c_lo, W, A, D, S chosen here. Two monotone step functions agree on an interval exactly
+when they rise at the same thresholds, so we compute torch's thresholds by bisection over the channel's
+reachable accumulator range and fit the integer line to them. Float rounding occasionally moves one of
+torch's thresholds by a step that no straight line follows; those few values of `a` become exceptions.
+`verify_channel` then re-checks the device's own code against torch at every step boundary, which covers
+every accumulator in the range.
+
+MicroPython's small ints are 31-bit on 32-bit boards and any larger intermediate is a heap allocation, so:
+for S < 30 the product is formed directly and the host checks W*A + |D| < 2**30; for S >= 30 the device
+multiplies in 15-bit limbs, which needs W < 2**28, A < 2**29 and |D >> 30| < 2**29.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SMALL = 1 << 30  # MicroPython small ints on 32-bit ports: [-2**30, 2**30)
+LIMB_W_LIMIT = 1 << 28
+LIMB_A_LIMIT = 1 << 29
+LIMB_DH_LIMIT = 1 << 29
+MAX_SHIFT = 60
+MAX_EXCEPTIONS = 256  # per channel; more means the integer line is a poor fit: refuse instead
+
+
+class RequantError(ValueError):
+    pass
+
+
+@dataclass
+class ChannelRequant:
+    c_lo: int  # accumulators at or below c_lo give the bottom code
+    W: int  # width of the rising window: accumulators at or above c_lo + W give the top code
+    A: int
+    D: int
+    S: int
+    exceptions: dict[int, int] = field(default_factory=dict)  # a -> code
+
+    @property
+    def words(self) -> tuple[int, int, int, int, int, int]:
+        """The small ints the device stores: c_lo, W, A, D >> 30, D & (2**30 - 1), S (direct form: D whole)."""
+        if self.S < 30:
+            return self.c_lo, self.W, self.A, 0, self.D, self.S
+        return self.c_lo, self.W, self.A, self.D >> 30, self.D & (SMALL - 1), self.S
+
+    def fits_small_ints(self) -> bool:
+        if any(not -SMALL <= v < SMALL for v in self.words):
+            return False
+        if self.S < 30:
+            return abs(self.D) < SMALL and abs(self.W * self.A + self.D) < SMALL
+        return self.W < LIMB_W_LIMIT and self.A < LIMB_A_LIMIT and abs(self.D >> 30) < LIMB_DH_LIMIT
+
+
+def thresholds(fn, acc_lo: np.ndarray, acc_hi: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """T[n, j] = the smallest acc in [acc_lo[n], acc_hi[n]] whose output is >= lo+1+j, or acc_hi[n]+1 if none.
+
+    Vectorised bisection over all channels and all output levels at once; `fn` must be monotone in acc.
+    """
+    n = acc_lo.size
+    levels = np.arange(lo + 1, hi + 1, dtype=np.int64)[:, None]  # (L, 1)
+    L = np.broadcast_to(acc_lo - 1, (levels.size, n)).copy()  # invariant: y(L) < k (acc_lo-1 is virtual)
+    H = np.broadcast_to(acc_hi + 1, (levels.size, n)).copy()  # invariant: y(H) >= k (acc_hi+1 is virtual)
+    while True:
+        active = H - L > 1
+        if not active.any():
+            break
+        mid = (L + H) // 2
+        y = fn(np.where(active, mid, acc_lo))
+        ge = y >= levels
+        H = np.where(active & ge, mid, H)
+        L = np.where(active & ~ge, mid, L)
+    return H.T.copy()  # (N, L)
+
+
+def line_thresholds(A: int, D: int, S: int, levels: range, W: int) -> list[int]:
+    """Where floor((a*A + D) / 2**S) first reaches each level, clamped to [0, W+1]."""
+    out = []
+    for k in levels:
+        target = k << S
+        t = (0 if D >= target else W + 1) if A == 0 else -((D - target) // A)  # ceil((target - D) / A)
+        out.append(min(max(t, 0), W + 1))
+    return out
+
+
+def best_offset(A: int, S: int, t: list[int], levels: range, W: int, floor_at_0, ceil_at_w) -> int:
+    """The D satisfying the most threshold constraints for this slope (a 1-D interval stabbing sweep).
+
+    Level k rising at a = t: the line reaches k at t but not at t-1, i.e.
+    k*2^S - t*A <= D <= k*2^S - (t-1)*A - 1. Where the window ends above the clip's bottom (or below its
+    top) the line must not leave the end code there: mandatory constraints line(0) >= floor_at_0 and
+    line(W) <= ceil_at_w (None where the clip takes care of it).
+    """
+    inf = 1 << 400
+    must = 1 << 20
+    intervals = []
+    if floor_at_0 is not None:
+        intervals.append((floor_at_0 << S, inf, must))
+    if ceil_at_w is not None:
+        intervals.append((-inf, ((ceil_at_w + 1) << S) - W * A - 1, must))
+    for k, tk in zip(levels, t):
+        intervals.append(((k << S) - tk * A, (k << S) - (tk - 1) * A - 1, 1))
+    events = []
+    for lo_d, hi_d, w in intervals:
+        if lo_d <= hi_d:
+            events += [(lo_d, 0, w), (hi_d, 1, w)]  # an interval opens before one closes at the same D
+    events.sort()
+    best, cur, best_i = -1, 0, 0
+    for i, (d, kind, w) in enumerate(events):
+        cur += w if kind == 0 else -w
+        if kind == 0 and cur > best:
+            best, best_i = cur, i
+    left = events[best_i][0]
+    right = next(e[0] for e in events[best_i + 1:] if e[1] == 1)  # coverage holds until the next close
+    return (left + right) // 2  # the middle of the best region: margin on both sides
+
+
+def fit_channel(fn_one, M: float, T: list[int], acc_lo: int, acc_hi: int, lo: int, hi: int) -> ChannelRequant:
+    """Choose c_lo, W, A, D, S (and exceptions) for one channel whose torch thresholds are T (see `thresholds`).
+
+    fn_one(acc_array) gives torch's outputs for this channel (used only to fill exceptions).
+    """
+    y_lo = lo + sum(1 for t in T if t <= acc_lo)
+    y_hi = lo + sum(1 for t in T if t <= acc_hi)
+    if y_lo == y_hi:  # constant output over the whole range
+        return ChannelRequant(acc_lo, 0, 0, y_lo, 0)
+    c_lo = T[y_lo - lo] - 1  # last accumulator still at y_lo (T index j is level lo+1+j)
+    W = T[y_hi - lo - 1] - c_lo  # first accumulator at y_hi, relative to c_lo
+    levels = range(y_lo + 1, y_hi + 1)
+    t = [T[k - lo - 1] - c_lo for k in levels]
+    # Try the one-multiply form at its finest resolution first, then the limb form from coarse to fine.
+    s_direct = min(29, int(math.floor(math.log2(SMALL / 4 / (W * M + 1))))) if M > 0 else 29
+    best = None
+    for S in [*range(max(0, s_direct - 1), s_direct + 1)[::-1], *range(30, MAX_SHIFT + 1)]:
+        A = int(round(M * 2.0 ** S))
+        if A <= 0:
+            continue
+        D = best_offset(A, S, t, levels, W, y_lo if y_lo > lo else None, y_hi if y_hi < hi else None)
+        ch = ChannelRequant(c_lo, W, A, D, S)
+        if not ch.fits_small_ints():
+            if S >= 30:
+                break
+            continue
+        L = line_thresholds(A, D, S, levels, W)
+        wrong = sum(abs(a - b) for a, b in zip(L, t))
+        if (y_lo > lo and D >> S < y_lo) or (y_hi < hi and (W * A + D) >> S > y_hi):
+            continue  # the line leaves the window's end codes where no clip catches it
+        if best is None or wrong < best[0]:
+            best = (wrong, ch, L)
+        if wrong == 0:
+            break
+    if best is None:
+        raise RequantError(f"no integer form fits in 31-bit ints (multiplier {M:.6g}, window {W})")
+    wrong, ch, L = best
+    if wrong > MAX_EXCEPTIONS:
+        raise RequantError(f"no integer form within {MAX_EXCEPTIONS} exceptions (needs {wrong})")
+    if wrong:
+        a = sorted({v for l_k, t_k in zip(L, t) for v in range(min(l_k, t_k), max(l_k, t_k))})
+        ys = fn_one(np.array(a, np.int64) + c_lo)
+        ch.exceptions = {int(v): int(y) for v, y in zip(a, ys)}
+    return ch
+
+
+def device_requant(acc: int, ch: ChannelRequant, lo: int, hi: int) -> int:
+    """The device's function, via the device runtime's own code (so the proof checks what runs)."""
+    from .runtime import rt
+
+    return rt.requant_one(acc, ch.words, ch.exceptions, lo, hi)
+
+
+def verify_channel(fn_one, ch: ChannelRequant, T: list[int], acc_lo: int, acc_hi: int, lo: int, hi: int) -> int:
+    """Prove device == torch on every acc in [acc_lo, acc_hi]; return the number of points checked.
+
+    Both functions are constant between consecutive breakpoints (torch's thresholds, the line's thresholds,
+    the window ends and the exception points), so comparing at each breakpoint covers the whole range.
+    """
+    pts = {acc_lo, ch.c_lo, ch.c_lo + 1, ch.c_lo + ch.W}
+    pts.update(T)
+    if ch.W:
+        y0, yW = ch.D >> ch.S, (ch.W * ch.A + ch.D) >> ch.S  # the line's codes at the window ends
+        pts.update(ch.c_lo + v for v in line_thresholds(ch.A, ch.D, ch.S, range(y0 + 1, yW + 1), ch.W))
+    for a in ch.exceptions:
+        pts.update((ch.c_lo + a, ch.c_lo + a + 1))
+    pts = sorted(p for p in pts if acc_lo <= p <= acc_hi)
+    want = fn_one(np.array(pts, np.int64))
+    for p, w in zip(pts, want):
+        got = device_requant(p, ch, lo, hi)
+        if got != int(w):
+            raise RequantError(f"proof failed at acc={p}: device {got}, torch {int(w)}")
+    return len(pts)
+
+
+def fit_layer(fn, M: np.ndarray, acc_lo: np.ndarray, acc_hi: np.ndarray, lo: int, hi: int) -> list[ChannelRequant]:
+    """Fit and prove every channel of a layer. Raises RequantError naming the channel on failure.
+
+    fn(acc) gives torch's output codes for accumulators of shape (..., N); M holds each channel's float
+    multiplier (the slope of the line to fit); [lo, hi] bounds every output code.
+    """
+    acc_lo = np.asarray(acc_lo, np.int64)
+    acc_hi = np.asarray(acc_hi, np.int64)
+    T = thresholds(fn, acc_lo, acc_hi, lo, hi)
+    out = []
+    for n in range(acc_lo.size):
+        def fn_one(a, n=n):
+            acc = np.zeros((a.size, acc_lo.size), np.int64)
+            acc[:, n] = a
+            return fn(acc)[:, n]
+        Tn = [int(t) for t in T[n]]
+        try:
+            ch = fit_channel(fn_one, float(M[n]), Tn, int(acc_lo[n]), int(acc_hi[n]), lo, hi)
+            verify_channel(fn_one, ch, Tn, int(acc_lo[n]), int(acc_hi[n]), lo, hi)
+        except RequantError as e:
+            raise RequantError(f"output channel {n}: {e}") from None
+        out.append(ch)
+    return out

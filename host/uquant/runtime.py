@@ -1,0 +1,47 @@
+"""Run the device runtime (device/uquant_rt.py) and generated modules inside this CPython process.
+
+The host imports the very file that goes to the board, so the requantization proof and the CPython
+conformance tests exercise the device's own code, not a copy of it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+DEVICE_DIR = Path(__file__).resolve().parents[2] / "device"
+RUNTIME_FILE = DEVICE_DIR / "uquant_rt.py"
+_counter = itertools.count()
+
+
+def _load_runtime():
+    if not RUNTIME_FILE.exists():
+        raise FileNotFoundError(f"device runtime not found at {RUNTIME_FILE}")
+    spec = importlib.util.spec_from_file_location("uquant_rt", RUNTIME_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rt = _load_runtime()
+
+
+def load_source(source: str, name: str = "model_q"):
+    """Execute a generated module's source against the device runtime; return the module namespace."""
+    previous = sys.modules.get("uquant_rt")
+    sys.modules["uquant_rt"] = rt  # what `from uquant_rt import Model` finds
+    try:
+        module = type(sys)(f"{name}_{next(_counter)}")
+        exec(compile(source, f"<{name}.py>", "exec"), module.__dict__)
+    finally:
+        if previous is None:
+            sys.modules.pop("uquant_rt", None)
+        else:
+            sys.modules["uquant_rt"] = previous
+    return module
+
+
+def load_file(path: str | Path):
+    path = Path(path)
+    return load_source(path.read_text(), path.stem)

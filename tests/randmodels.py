@@ -1,0 +1,107 @@
+"""Random quantized models built with torch itself, for the conformance fuzz.
+
+Layers are torch's own quantized modules (nnq.Linear / nniq.LinearReLU) packed for the engine under
+test, with scales and zero points drawn from ordinary and extreme ranges, so that torch's kernels --
+not a re-implementation -- produce the expected bytes.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*quint8.*|.*qint8.*|.*qint32.*")
+
+import torch.ao.nn.intrinsic.quantized as nniq  # noqa: E402
+import torch.ao.nn.quantized as nnq  # noqa: E402
+
+
+class Chain(torch.nn.Module):
+    """quantize -> Linear(+ReLU) ... -> dequantize, with every layer's codes kept for comparison."""
+
+    def __init__(self, in_scale, in_zp, layers):
+        super().__init__()
+        self.quant = nnq.Quantize(in_scale, in_zp, torch.quint8)
+        self.layers = torch.nn.Sequential(OrderedDict((f"fc{i}", m) for i, m in enumerate(layers)))
+        self.dequant = nnq.DeQuantize()
+
+    def forward(self, x):
+        return self.dequant(self.layers(self.quant(x)))
+
+    def layer_codes(self, codes: np.ndarray) -> list[np.ndarray]:
+        """int_repr() of every layer's output for a batch of input codes."""
+        q = torch._make_per_tensor_quantized_tensor(torch.from_numpy(codes.astype(np.uint8)),
+                                                    float(self.quant.scale), int(self.quant.zero_point))
+        out = []
+        for layer in self.layers:
+            q = layer(q)
+            out.append(q.int_repr().numpy().astype(np.int64))
+        return out
+
+
+def pick(rng, choices):
+    return choices[int(rng.integers(len(choices)))]
+
+
+def random_chain(rng: np.random.Generator, engine: str, depth=None, extreme=None) -> Chain:
+    """A random MLP of 1-4 layers, widths 1-64, for `engine` (weights are packed for it)."""
+    torch.backends.quantized.engine = engine
+    depth = depth or int(rng.integers(1, 5))
+    widths = [int(pick(rng, [1, 2, 3, 7, 16, 33, 64]) if rng.random() < 0.5 else rng.integers(1, 65))
+              for _ in range(depth + 1)]
+    extreme = rng.random() < 0.25 if extreme is None else extreme
+    reduce_range = rng.random() < 0.5
+    in_scale = float(10 ** rng.uniform(-3, 0)) if not extreme else float(10 ** rng.uniform(-6, 2))
+    in_zp = int(pick(rng, [0, 0, 128, 255, int(rng.integers(0, 256))]))
+    # Activations: the standard deviation of a layer's real output, as a calibrated observer would see it.
+    x_std = in_scale * 60
+    layers = []
+    for i in range(depth):
+        K, N = widths[i], widths[i + 1]
+        per_channel = rng.random() < 0.5
+        w_std = float(10 ** rng.uniform(-2, 0))
+        w = torch.randn(N, K) * w_std
+        if per_channel:
+            w = w * torch.from_numpy(10 ** rng.uniform(-1, 1, (N, 1))).float()
+            scales = w.abs().amax(1).clamp_min(1e-8) / 127
+            zps = torch.zeros(N, dtype=torch.long)
+            if rng.random() < 0.3 and engine != "qnnpack":
+                zps = torch.from_numpy(rng.integers(-20, 21, N))
+            qw = torch.quantize_per_channel(w, scales.double(), zps, 0, torch.qint8)
+        else:
+            scale = float(w.abs().max().clamp_min(1e-8)) / 127
+            zp = 0 if rng.random() < 0.7 else int(rng.integers(-20, 21))
+            qw = torch.quantize_per_tensor(w, scale, zp, torch.qint8)
+        bias = None if rng.random() < 0.15 else torch.randn(N) * float(x_std * w_std * np.sqrt(K)) * float(rng.uniform(0, 3))
+        y_std = x_std * w_std * np.sqrt(K) + 1e-12
+        relu = rng.random() < 0.5
+        levels = 127 if reduce_range else 255
+        span = float(y_std * 6 * 10 ** rng.uniform(-1, 0.5))
+        if extreme:
+            span *= float(10 ** rng.uniform(-2, 2))
+        out_scale = span / levels
+        if relu:
+            out_zp = int(pick(rng, [0, 0, int(rng.integers(0, 40)), 255]))
+        else:
+            out_zp = int(pick(rng, [levels // 2, 0, 255, int(rng.integers(0, 256))]))
+        layer = (nniq.LinearReLU if relu else nnq.Linear)(K, N)
+        layer.set_weight_bias(qw, bias)
+        layer.scale = float(out_scale)
+        layer.zero_point = out_zp
+        layers.append(layer)
+        x_std = span / 6
+    return Chain(in_scale, in_zp, layers).eval()
+
+
+def random_codes(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """Input codes: mostly uniform, some rows at the ends of the range, some near a random centre."""
+    x = rng.integers(0, 256, (n, k))
+    m = rng.random(n)
+    x[m < 0.1] = rng.choice([0, 255], (int((m < 0.1).sum()), k))
+    centre = rng.integers(0, 256, (n, 1))
+    near = (m >= 0.1) & (m < 0.4)
+    x[near] = np.clip(centre + rng.integers(-8, 9, (n, k)), 0, 255)[near]
+    return x
