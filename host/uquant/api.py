@@ -20,12 +20,17 @@ def quantize_input(x, q: QParams) -> np.ndarray:
 class Converted:
     """A converted model: its IR, its proven integer plan and the generated module source."""
 
-    def __init__(self, graph: Graph, plan: Plan, module_name: str = "model_q", source: str = "a torch model"):
+    def __init__(self, graph: Graph, plan: Plan, module_name: str = "model_q", label: str = "a torch model"):
         self.graph = graph
         self.plan = plan
         self.module_name = module_name
-        self.source = codegen.generate(plan, module_name, source)
+        self.label = label  # where the model came from, for the module's header
         self._module = None
+
+    @property
+    def source(self) -> str:
+        """The generated MicroPython module."""
+        return codegen.generate(self.plan, self.module_name, self.label)
 
     @property
     def device_module(self):
@@ -35,16 +40,12 @@ class Converted:
         return self._module
 
     def save(self, path: str | Path) -> Path:
+        """Write the module; its file name is its import name on the board."""
         path = Path(path)
-        if path.stem != self.module_name:
-            self.module_name = path.stem
-            self.source = codegen.generate(self.plan, self.module_name, self.source_label)
-            self._module = None
+        self.module_name = path.stem
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.source)
         return path
-
-    source_label = "a torch model"
 
     def run_codes(self, codes) -> np.ndarray:
         """Quantized input codes (one sample, or a batch as rows) -> output codes from the device runtime."""
@@ -78,9 +79,8 @@ def convert(model, example_input=None, *, engine: str | None = None, relu=None, 
         raise ConversionError(f"engine {engine!r} is not supported: choose one of {', '.join(engines.ENGINES)}")
     graph = load(model, name=name, relu=relu, allow_pickle=allow_pickle)
     plan = lower(graph, engine)
-    label = str(model) if isinstance(model, (str, Path)) else type(model).__name__
+    label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
     converted = Converted(graph, plan, module_name, label)
-    converted.source_label = label
     if example_input is not None and isinstance(model, torch.nn.Module):
         check_against_torch(converted, model, example_input)
     return converted

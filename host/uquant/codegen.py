@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import zlib
 
+import numpy as np
+
 from . import __version__
 from .lower import Plan
 from .runtime import rt
@@ -31,6 +33,14 @@ def memory(plan: Plan) -> dict[str, int]:
     fixes = sum(len(s.fixes) // 3 for s in plan.steps)
     buffers = sum(s.N for s in plan.steps)
     return {"weights": weights, "params": params, "exceptions": fixes, "buffers": buffers}
+
+
+def f32_bits(x: float) -> int:
+    return int(np.array(x, np.float32).view(np.uint32))
+
+
+def bits_f32(bits: int) -> float:
+    return float(np.array(bits, np.uint32).view(np.float32))
 
 
 def _bytes_lines(data: bytes, indent: str) -> list[str]:
@@ -101,6 +111,12 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model")
         ")",
         "run = model.run",
         "predict = model.predict",
+        "",
+        "# float32 bit patterns of the scales, for hosts that quantize inputs or dequantize outputs exactly",
+        f"INPUT_SCALE_BITS = {f32_bits(plan.input.scale):#010x}  # {plan.input.scale!r}",
+        f"INPUT_ZERO_POINT = {plan.input.zero_point}",
+        f"OUTPUT_SCALE_BITS = {f32_bits(plan.output.scale):#010x}  # {plan.output.scale!r}",
+        f"OUTPUT_ZERO_POINT = {plan.output.zero_point}",
         "",
     ]
     return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""Built-in example models: the seed question's 2-3-7 MLP, rebuilt from its printed state_dict."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+# The seven inputs from the question, and torch's answer for them.
+SEED_INPUTS = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.9], [0.0, 0.75], [0.0, 0.25]],
+                       np.float32)
+SEED_EXPECTED = [0, 1, 2, 3, 4, 5, 1]
+
+_W1 = [[-0.1180, 0.1180], [-0.2949, -0.5308], [-3.3029, -7.5496]]
+_B1 = [-0.4747, -0.3563, 7.7603]
+_W2 = [[0.4365, 0.4365, -55.4356], [0.4365, 0.0000, 1.3095], [0.4365, 0.0000, -13.9680], [0.4365, -0.4365, 4.3650],
+       [0.4365, 0.4365, -3.0555], [0.4365, 0.0000, -1.3095], [0.4365, 0.0000, 3.0555]]
+_B2 = [19.2761, -1.0785, 14.2602, -22.3171, 10.1059, 7.2197, -11.7253]
+
+
+def seed_state_dict() -> OrderedDict:
+    """The state_dict exactly as printed in the question (values rounded to four digits as shown there)."""
+    w1 = torch.quantize_per_tensor(torch.tensor(_W1), 0.05898105353116989, 0, torch.qint8)
+    w2 = torch.quantize_per_tensor(torch.tensor(_W2), 0.43650051951408386, 0, torch.qint8)
+    return OrderedDict([
+        ("input_layer_input_scale_0", torch.tensor(0.0039)),
+        ("input_layer_input_zero_point_0", torch.tensor(0)),
+        ("input_layer.scale", torch.tensor(0.0297)),
+        ("input_layer.zero_point", torch.tensor(0)),
+        ("input_layer._packed_params.dtype", torch.qint8),
+        ("input_layer._packed_params._packed_params", (w1, torch.nn.Parameter(torch.tensor(_B1)))),
+        ("out.scale", torch.tensor(1.5963)),
+        ("out.zero_point", torch.tensor(243)),
+        ("out._packed_params.dtype", torch.qint8),
+        ("out._packed_params._packed_params", (w2, torch.nn.Parameter(torch.tensor(_B2)))),
+    ])
+
+
+class SeedTorchModel(torch.nn.Module):
+    """torch's own quantized modules holding the seed's numbers: quantize -> input_layer -> out -> dequantize."""
+
+    def __init__(self, engine: str = "x86"):
+        import torch.ao.nn.quantized as nnq
+
+        super().__init__()
+        torch.backends.quantized.engine = engine  # weights are packed for the engine that will run them
+        sd = seed_state_dict()
+        self.quant = nnq.Quantize(float(sd["input_layer_input_scale_0"]), 0, torch.quint8)
+        self.input_layer = nnq.Linear(2, 3)
+        self.out = nnq.Linear(3, 7)
+        for name in ("input_layer", "out"):
+            layer = getattr(self, name)
+            w, b = sd[f"{name}._packed_params._packed_params"]
+            layer.set_weight_bias(w, b.detach())
+            layer.scale = float(sd[f"{name}.scale"])
+            layer.zero_point = int(sd[f"{name}.zero_point"])
+        self.dequant = nnq.DeQuantize()
+
+    def layer_codes(self, x) -> list[np.ndarray]:
+        """int_repr() after quantization and after each layer."""
+        q = self.quant(torch.as_tensor(x, dtype=torch.float32))
+        out = [q.int_repr().numpy().astype(np.int64)]
+        for layer in (self.input_layer, self.out):
+            q = layer(q)
+            out.append(q.int_repr().numpy().astype(np.int64))
+        return out
+
+    def forward(self, x):
+        return self.dequant(self.out(self.input_layer(self.quant(x))))
