@@ -80,3 +80,19 @@ def code_table(name: str, what: str, q_in: QParams, fn, q_out: QParams | None) -
 
 def relu_table(name: str, q: QParams) -> Table:
     return code_table(name, "relu", q, torch.relu, None)
+
+
+def float_chain_table(name: str, q_in: QParams, fns, q_out: QParams) -> Table:
+    """A `dequantize -> element-wise float ops -> quantize_per_tensor` stretch as one code table.
+
+    fns: (label, function) pairs applied in order to the dequantized tensor (may be empty: a requantize).
+    """
+    what = " -> ".join(["dequantize", *[label for label, _ in fns], "quantize"])
+
+    def chain(x):
+        v = x.dequantize()
+        for _, f in fns:
+            v = f(v)
+        return v
+
+    return code_table(name, what, q_in, chain, q_out)

@@ -1,0 +1,42 @@
+"""Shared test set-up: import paths, quiet torch, and a summary of measured figures at the end of the run."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "host"))
+sys.path.insert(0, str(ROOT / "tests"))
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*(quint8|qint8|qint32|TypedStorage).*")
+
+# How much fuzzing: 1 in CI (the promised minimum counts), more with UQUANT_FUZZ_SCALE=10 for long runs.
+FUZZ_SCALE = float(os.environ.get("UQUANT_FUZZ_SCALE", "1"))
+
+_REPORT: list[str] = []
+
+
+@pytest.fixture
+def report():
+    """Tests call report("...") to put a line in the end-of-run summary (figures, not assertions)."""
+    return _REPORT.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _REPORT:
+        terminalreporter.section("uquant measurements")
+        for line in _REPORT:
+            terminalreporter.write_line(line)
+
+
+def has_vnni() -> bool:
+    """fbgemm's int8 GEMM sums exactly only with VNNI; without it, int16 pair sums saturate (see README)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
