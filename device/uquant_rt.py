@@ -21,8 +21,11 @@ except ImportError:  # some ports lack binascii.crc32: same result, slower (only
 VERSION = 1
 
 
-class CorruptModel(Exception):
+class CorruptModel(ValueError):
     pass
+
+
+_BYTES = (bytes, bytearray)  # built once: a tuple literal in run() would be a heap allocation per call
 
 
 def crc32(data, crc=0):
@@ -116,7 +119,7 @@ class Layer:
         return self.out
 
 
-def _spec_crc(spec, crc):
+def _spec_crc(inp, spec, crc):
     word = bytearray(4)
 
     def ints(values, crc):
@@ -129,6 +132,7 @@ def _spec_crc(spec, crc):
             crc = crc32(word, crc)
         return crc
 
+    crc = ints(inp, crc)
     for layer in spec:
         kind, K, N, lo, hi, W, P, F = layer
         crc = crc32(kind.encode(), crc)
@@ -143,7 +147,7 @@ class Model:
     def __init__(self, name, crc, inp, spec, version=VERSION):
         if version != VERSION:
             raise CorruptModel("%s: made for runtime version %d, this is uquant_rt version %d" % (name, version, VERSION))
-        got = _spec_crc(spec, crc32(name.encode()))
+        got = _spec_crc(inp, spec, crc32(name.encode()))
         if got != crc:
             raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)
         self.name = name
@@ -154,7 +158,7 @@ class Model:
     def _check(self, x):
         if len(x) != self.n_in:
             raise ValueError("%s: expected %d input values, got %d" % (self.name, self.n_in, len(x)))
-        if isinstance(x, (bytes, bytearray)):
+        if isinstance(x, _BYTES):
             return
         lo = self.qmin
         hi = self.qmax

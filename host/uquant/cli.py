@@ -20,14 +20,14 @@ def _ints(text: str) -> list[int]:
     try:
         return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
     except ValueError:
-        raise SystemExit(f"uquant: error: --input with --raw takes integer codes, got {text!r}") from None
+        raise ValueError(f"--input with --raw takes integer codes, got {text!r}") from None
 
 
 def _floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.replace(" ", "").split(",") if v != ""]
     except ValueError:
-        raise SystemExit(f"uquant: error: --input takes comma-separated numbers, got {text!r}") from None
+        raise ValueError(f"--input takes comma-separated numbers, got {text!r}") from None
 
 
 def cmd_convert(args) -> int:
@@ -55,16 +55,21 @@ def cmd_run(args) -> int:
 
     path = Path(args.module)
     if not path.is_file():
-        raise SystemExit(f"uquant: error: {path}: no such file")
-    mod = runtime.load_file(path)
+        raise ValueError(f"{path}: no such file")
+    try:
+        mod = runtime.load_file(path)
+    except SyntaxError as e:
+        raise ValueError(f"{path}: not a valid generated module ({e.msg}, line {e.lineno})") from None
     n_in = mod.model.n_in
     if args.raw:
         codes = _ints(args.input)
     else:
         x = np.array(_floats(args.input), np.float32)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"--input must be finite numbers, got {args.input!r}")
         codes = engines.quantize(x, codegen.bits_f32(mod.INPUT_SCALE_BITS), mod.INPUT_ZERO_POINT).tolist()
     if len(codes) != n_in:
-        raise SystemExit(f"uquant: error: {path.name} takes {n_in} input values, got {len(codes)}")
+        raise ValueError(f"{path.name} takes {n_in} input values, got {len(codes)}")
     if args.micropython:
         from .hosts.mpmodule import run_batch
 

@@ -22,8 +22,12 @@ def spec(plan: Plan) -> tuple:
                  for s in plan.steps)
 
 
+def input_spec(plan: Plan) -> tuple[int, int, int]:
+    return plan.n_in, plan.input.qmin, plan.input.qmax
+
+
 def checksum(plan: Plan) -> int:
-    return rt._spec_crc(spec(plan), zlib.crc32(plan.name.encode()))
+    return rt._spec_crc(input_spec(plan), spec(plan), zlib.crc32(plan.name.encode()))
 
 
 def memory(plan: Plan) -> dict[str, int]:
@@ -87,7 +91,7 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model")
         "from uquant_rt import Model",
         "",
         "model = Model(",
-        f"    {plan.name!r}, {checksum(plan):#010x}, ({plan.n_in}, {plan.input.qmin}, {plan.input.qmax}),",
+        f"    {plan.name!r}, {checksum(plan):#010x}, {input_spec(plan)},",
         "    (",
     ]
     for s in plan.steps:

@@ -116,6 +116,9 @@ class _Walker:
             self.float_op(node, type(mod).__name__.lower(), mod)
         elif isinstance(mod, PASS_MODULES):
             pass
+        elif isinstance(mod, (torch.ao.quantization.ObserverBase, torch.ao.quantization.FakeQuantizeBase)):
+            raise ConversionError(f"{where}: the model is prepared (observers / fake-quantize) but not converted; "
+                                  "run convert_fx (FX) or torch.ao.quantization.convert (eager) before uquant")
         elif isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             raise ConversionError(f"{where}: a float (unquantized) layer: the model is not quantized; run "
                                   "convert_fx (FX) or torch.ao.quantization.convert (eager) before uquant")
@@ -172,6 +175,10 @@ def from_module(module: nn.Module, name: str) -> Graph:
     """A converted eager-mode or FX model (any nn.Module whose forward traces with torch.fx)."""
     if isinstance(module, torch.fx.GraphModule):
         return from_graph_module(module, name)
+    for path, sub in module.named_modules():  # eager prepare/prepare_qat: observers would fail to trace
+        if isinstance(sub, (torch.ao.quantization.ObserverBase, torch.ao.quantization.FakeQuantizeBase)):
+            raise ConversionError(f"module '{path}' ({type(sub).__name__}): the model is prepared (observers / "
+                                  "fake-quantize) but not converted; run torch.ao.quantization.convert before uquant")
     try:
         gm = torch.fx.symbolic_trace(module)
     except Exception as e:  # tracing runs user code: any failure means we cannot read the structure

@@ -2,9 +2,9 @@
 
 Both kinds are read from `module.inlined_graph`, where submodule calls are inlined into one flat list of
 nodes. Traced graphs carry a layer's output scale/zero point as constants; scripted ones read them with
-prim::GetAttr (and eager QuantStubs through aten::Float / aten::Int). Either way such argument nodes only
-depend on the module itself, so they are evaluated here on the real module ("static" values) while the
-nodes that carry the data must form a chain, exactly as in the FX walker (fx.py):
+prim::GetAttr (through aten::Float / aten::Int for eager QuantStubs, aten::FloatImplicit / IntImplicit for
+FX buffers). Either way such argument nodes only depend on the module itself, so they are evaluated here on
+the real module ("static" values), while the nodes that carry the data must form a chain, as in fx.py:
 quantize -> quantized layers -> dequantize, where `dequantize -> relu -> quantize_per_tensor` in the
 middle becomes a code table.
 """
@@ -16,8 +16,8 @@ from ..ir import ConversionError, Graph, QParams
 from .modules import float_chain_table, linear_from_weight, qparams, relu_table
 
 # Nodes that compute arguments (scales, zero points, packed weights, dims) from the module alone.
-STATIC_KINDS = {"prim::Constant", "prim::GetAttr", "aten::Float", "aten::Int", "prim::ListConstruct",
-                "prim::TupleConstruct"}
+STATIC_KINDS = {"prim::Constant", "prim::GetAttr", "aten::Float", "aten::Int", "aten::FloatImplicit",
+                "aten::IntImplicit", "prim::ListConstruct", "prim::TupleConstruct"}
 LINEARS = {"quantized::linear": False, "quantized::linear_relu": True}
 RELUS = {"aten::relu", "aten::relu_"}
 PASS_KINDS = {"aten::flatten", "aten::contiguous", "aten::detach"}  # no effect on a (batch, features) chain
@@ -78,9 +78,9 @@ class _Walker:
             return v.toIValue()
         if kind == "prim::GetAttr":
             return getattr(self.value(src.input(), node), src.s("name"))
-        if kind == "aten::Float":
+        if kind in ("aten::Float", "aten::FloatImplicit"):
             return float(self.value(src.input(), node))
-        if kind == "aten::Int":
+        if kind in ("aten::Int", "aten::IntImplicit"):
             return int(self.value(src.input(), node))
         if kind in ("prim::ListConstruct", "prim::TupleConstruct"):
             return [self.value(i, node) for i in src.inputs()]
@@ -218,4 +218,8 @@ def from_script_module(module: torch.jit.ScriptModule, name: str) -> Graph:
         module.inlined_graph
     except Exception as e:
         raise ConversionError(f"cannot read the TorchScript module's forward() ({type(e).__name__}: {e})") from None
+    for path, sub in module.named_modules():
+        kind = getattr(sub, "original_name", "")
+        if kind.endswith(("Observer", "FakeQuantize")):
+            raise ConversionError(f"module '{path}' ({kind}): {NOT_CONVERTED}")
     return _Walker(module, name).walk()

@@ -1,0 +1,260 @@
+"""The `uquant` command, run as a user runs it: a subprocess in a scratch directory.
+
+Error cases must exit with status 2 and one `uquant: error: ...` line, never a Python traceback.
+Cheap variations (many inputs, more error messages) call uquant.cli.main() in-process, where an
+escaping exception fails the test just as a traceback would.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import uquant
+from uquant import cli
+from uquant.examples import SEED_EXPECTED, SEED_INPUTS, SeedTorchModel, seed_state_dict
+from uquant.hosts import wasm
+
+from conftest import has_vnni
+
+SCRIPT = Path(sys.executable).with_name("uquant")  # the installed console script, next to this python
+
+
+def uquant_cmd(*args: str, cwd: Path, script: bool = False) -> subprocess.CompletedProcess:
+    cmd = [str(SCRIPT)] if script else [sys.executable, "-m", "uquant.cli"]
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def parse_report(out: str) -> dict[str, str]:
+    """`uquant run` output lines 'name : value' -> {name: value}."""
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+
+
+def torch_codes(engine: str, x) -> list[int]:
+    old = torch.backends.quantized.engine
+    try:
+        return SeedTorchModel(engine).layer_codes(np.array([x], np.float32))[-1][0].tolist()
+    finally:
+        torch.backends.quantized.engine = old
+
+
+def torch_codes_raw(engine: str, codes) -> list[int]:
+    old = torch.backends.quantized.engine
+    try:
+        tm = SeedTorchModel(engine)
+        q = torch._make_per_tensor_quantized_tensor(torch.tensor([codes], dtype=torch.uint8),
+                                                    float(tm.quant.scale), int(tm.quant.zero_point))
+        return tm.out(tm.input_layer(q)).int_repr()[0].tolist()
+    finally:
+        torch.backends.quantized.engine = old
+
+
+def assert_clean_error(proc_or_pair, *fragments: str):
+    """Exit status 2, exactly one stderr line `uquant: error: ...` containing the fragments, no traceback."""
+    rc, out, err = proc_or_pair
+    assert rc == 2, (rc, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("uquant: error: "), err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+def triple(p: subprocess.CompletedProcess):
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A scratch directory holding seed_sd.pt (torch.save of the seed state_dict)."""
+    d = tmp_path_factory.mktemp("cli")
+    torch.save(seed_state_dict(), d / "seed_sd.pt")
+    return d
+
+
+@pytest.fixture(scope="module")
+def converts(work) -> dict[str, tuple[int, str, str]]:
+    """`uquant convert` of seed_sd.pt to build/seed_q.py (x86) and build/seed_qnn.py (qnnpack), run
+    concurrently: engine -> (exit status, stdout, stderr)."""
+    base = [sys.executable, "-m", "uquant.cli", "convert", "seed_sd.pt", "--relu", "hidden"]
+    extra = {"x86": ["-o", "build/seed_q.py"], "qnnpack": ["--engine", "qnnpack", "-o", "build/seed_qnn.py"]}
+    procs = {e: subprocess.Popen(base + a, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for e, a in extra.items()}
+    results = {}
+    for e, p in procs.items():
+        out, err = p.communicate(timeout=120)
+        results[e] = (p.returncode, out, err)
+    return results
+
+
+@pytest.fixture(scope="module")
+def built(work, converts) -> Path:
+    """The scratch directory once both modules exist."""
+    for e, (rc, out, err) in converts.items():
+        assert rc == 0, f"uquant convert --engine {e} failed:\n{err}"
+    return work
+
+
+def main_inproc(capsys, *argv: str):
+    """Run uquant.cli.main in this process -> (exit status, stdout, stderr)."""
+    try:
+        rc = cli.main(list(argv))
+    except SystemExit as e:  # argparse (usage errors, --version)
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ---------------------------------------------------------------------------------------------------
+# convert
+
+def test_convert_prints_the_proof_summary(work, converts):
+    rc, out, err = converts["x86"]
+    assert rc == 0, err
+    assert "Traceback" not in err and "Warning" not in err, err
+    lines = out.splitlines()
+    assert lines[0] == "build/seed_q.py: seed_sd, engine x86, 2 inputs -> 7 outputs"
+    assert "input_layer: Linear 2 -> 3, codes [0, 255], requantization proven for 3 channel(s)" in out
+    assert "out: Linear 3 -> 7, codes [0, 255], requantization proven for 7 channel(s)" in out
+    assert "board memory: weights 27 B" in out
+    assert "import seed_q; seed_q.predict(codes)" in out
+    # the file written is exactly what the library generates for the same file and options
+    lib = uquant.convert(str(work / "seed_sd.pt"), relu="hidden", module_name="seed_q")
+    assert (work / "build" / "seed_q.py").read_text() == lib.source
+
+
+def test_convert_engine_qnnpack(work, converts):
+    rc, out, err = converts["qnnpack"]
+    assert rc == 0, err
+    assert out.splitlines()[0] == "build/seed_qnn.py: seed_sd, engine qnnpack, 2 inputs -> 7 outputs"
+    assert "exception(s)" in out  # qnnpack's requantization needs one for the seed model
+    assert "Engine: qnnpack" in (work / "build" / "seed_qnn.py").read_text()
+
+
+def test_convert_without_relu_is_a_clean_error(work):
+    p = uquant_cmd("convert", "seed_sd.pt", "-o", "build/norelu_q.py", cwd=work)
+    assert_clean_error(triple(p), "relu", "--relu hidden")
+    assert p.stdout == ""
+    assert not (work / "build" / "norelu_q.py").exists()
+
+
+def test_convert_missing_file(work):
+    p = uquant_cmd("convert", "nothere.pt", "--relu", "hidden", cwd=work)
+    assert_clean_error(triple(p), "nothere.pt", "no such file")
+
+
+# ---------------------------------------------------------------------------------------------------
+# run
+
+def test_run_float_input(built):
+    p = uquant_cmd("run", "build/seed_q.py", "--input", "0,0.75", cwd=built)
+    assert p.returncode == 0, p.stderr
+    r = parse_report(p.stdout)
+    assert r["runtime"] == "device runtime under CPython"
+    assert r["input codes"] == "[0, 192]"
+    assert r["output codes"] == str(torch_codes("x86", [0, 0.75]))
+    assert r["class"] == "5"
+    assert "class        : 5" in p.stdout.splitlines()
+
+
+def test_run_raw_input(built):
+    p = uquant_cmd("run", "build/seed_q.py", "--raw", "--input", "0,192", cwd=built)
+    assert p.returncode == 0, p.stderr
+    r = parse_report(p.stdout)
+    assert r["output codes"] == str(torch_codes("x86", [0, 0.75]))
+    assert "class        : 5" in p.stdout.splitlines()
+
+
+def test_run_micropython(built):
+    reason = wasm.missing_reason()
+    if reason is not None:
+        if os.environ.get("UQUANT_ALLOW_SKIP") == "1":
+            pytest.skip(reason)
+        pytest.fail(f"MicroPython wasm host unavailable: {reason}", pytrace=False)
+    p = uquant_cmd("run", "build/seed_q.py", "--micropython", "--input", "0,0.75", cwd=built)
+    assert p.returncode == 0, p.stderr
+    r = parse_report(p.stdout)
+    assert r["runtime"] == "device runtime under MicroPython (wasm)"
+    assert r["output codes"] == str(torch_codes("x86", [0, 0.75]))
+    assert "class        : 5" in p.stdout.splitlines()
+
+
+def test_run_wrong_input_count(built):
+    p = uquant_cmd("run", "build/seed_q.py", "--input", "0,0.75,1", cwd=built)
+    assert_clean_error(triple(p), "seed_q.py takes 2 input values, got 3")
+
+
+def test_run_missing_module(work):
+    p = uquant_cmd("run", "build/nothere_q.py", "--input", "0,1", cwd=work)
+    assert_clean_error(triple(p), "nothere_q.py", "no such file")
+
+
+def test_version(work):
+    assert SCRIPT.is_file(), f"console script not installed at {SCRIPT}"
+    p = uquant_cmd("--version", cwd=work, script=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"uquant {uquant.__version__}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# in-process: the seven seed inputs, engines, and more error messages
+
+def test_seed_inputs_through_run(built, capsys):
+    classes = []
+    for x in SEED_INPUTS.tolist():
+        rc, out, err = main_inproc(capsys, "run", str(built / "build" / "seed_q.py"), "--input", ",".join(map(str, x)))
+        assert rc == 0, err
+        r = parse_report(out)
+        if has_vnni() or max(x) < 0.5:  # without VNNI torch's x86 kernel saturates for codes > 127 (README)
+            assert r["output codes"] == str(torch_codes("x86", x))
+        classes.append(int(r["class"]))
+    assert classes == SEED_EXPECTED == [0, 1, 2, 3, 4, 5, 1]
+
+
+def test_engines_give_their_own_torch_codes(built, capsys):
+    # (0, 24) is an input where torch's x86 and qnnpack kernels disagree; each module follows its engine.
+    assert torch_codes_raw("x86", [0, 24]) != torch_codes_raw("qnnpack", [0, 24])
+    for module, engine in (("seed_q.py", "x86"), ("seed_qnn.py", "qnnpack")):
+        rc, out, err = main_inproc(capsys, "run", str(built / "build" / module), "--raw", "--input", "0,24")
+        assert rc == 0, err
+        assert parse_report(out)["output codes"] == str(torch_codes_raw(engine, [0, 24]))
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--raw", "--input", "0,300"], ["inputs must be ints in [0, 255], got 300"]),
+    (["--raw", "--input", "0,-1"], ["got -1"]),
+    (["--raw", "--input", "0,1.5"], ["--raw takes integer codes", "'0,1.5'"]),
+    (["--input", "0,abc"], ["--input takes comma-separated numbers", "'0,abc'"]),
+    (["--input", "1"], ["takes 2 input values, got 1"]),
+    (["--input", ""], ["takes 2 input values, got 0"]),
+    (["--raw", "--input", "1,2,3"], ["takes 2 input values, got 3"]),
+])
+def test_run_input_errors(built, capsys, args, fragments):
+    assert_clean_error(main_inproc(capsys, "run", str(built / "build" / "seed_q.py"), *args), *fragments)
+
+
+def test_usage_errors_exit_2(built, capsys):
+    rc, out, err = main_inproc(capsys, "run", str(built / "build" / "seed_q.py"))  # --input is required
+    assert rc == 2 and "--input" in err and "Traceback" not in err
+    rc, out, err = main_inproc(capsys, "convert", str(built / "seed_sd.pt"), "--engine", "arm")
+    assert rc == 2 and "invalid choice" in err
+    rc, out, err = main_inproc(capsys)
+    assert rc == 2
+
+
+def test_convert_bad_relu_names(work, capsys):
+    assert_clean_error(main_inproc(capsys, "convert", str(work / "seed_sd.pt"), "--relu", "nope",
+                                   "-o", str(work / "build" / "bad_q.py")), "relu", "nope")
+
+
+def test_run_corrupted_module_is_a_clean_error(built, capsys):
+    src = (built / "build" / "seed_q.py").read_text()
+    bad = built / "build" / "corrupt_q.py"
+    bad.write_text(src.replace("'seed_sd', 0x", "'seed_sd', 0x1", 1))
+    assert_clean_error(main_inproc(capsys, "run", str(bad), "--input", "0,1"), "checksum")
