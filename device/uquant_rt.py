@@ -5,7 +5,7 @@
 #
 # A generated model module looks like:
 #     from uquant_rt import Model
-#     model = Model("name", 0x1234abcd, (2, 0, 255), (("dense", 2, 3, 0, 255, b"...", (...), None), ...))
+#     model = Model("name", 0x1234abcd, (2, 0, 255), (("dense", 2, 3, 0, 255, b"...", (...), None, None), ...))
 #     run = model.run; predict = model.predict
 #
 # Memory: buffers are allocated once, when the model is built; run() allocates nothing. Every
@@ -69,10 +69,11 @@ def requant_one(acc, words, fix, lo, hi):
     return lo if y < lo else hi if y > hi else y
 
 
-def dense(x, out, K, N, lo, hi, W, P, F):
+def dense(x, out, K, N, lo, hi, W, P, F, T):
     # out[n] = clip(requant(sum_k x[k] * W[n*K + k] - c_n * sum_k x[k]), lo, hi) for each output channel n.
     # x holds raw codes; W holds weights + 128 (offset binary); zero points and the offset are folded
-    # into c_n = P[7n] and into the requantization parameters P[7n+1 : 7n+7] by the host.
+    # into c_n = P[7n] and into the requantization parameters P[7n+1 : 7n+7] by the host. T, if given, is a
+    # code table applied last (a float op between dequantize and quantize in the torch model).
     sx = 0
     for k in range(K):
         sx += x[k]
@@ -90,22 +91,24 @@ def dense(x, out, K, N, lo, hi, W, P, F):
             if fix is not None:
                 a = acc - P[p + 1]
                 y = fix.get(0 if a < 0 else P[p + 2] if a > P[p + 2] else a, y)
-        out[n] = lo if y < lo else hi if y > hi else y
+        y = lo if y < lo else hi if y > hi else y
+        out[n] = y if T is None else T[y]
         p += 7
 
 
 class Layer:
     def __init__(self, spec):
-        kind, K, N, lo, hi, W, P, F = spec
+        kind, K, N, lo, hi, W, P, F, T = spec
         if kind != "dense":
             raise CorruptModel("unknown layer kind %r" % (kind,))
-        if len(W) != K * N or len(P) != 7 * N:
+        if len(W) != K * N or len(P) != 7 * N or (T is not None and len(T) != 256):
             raise CorruptModel("layer sizes do not match its data")
         self.K = K
         self.N = N
         self.lo = lo
         self.hi = hi
         self.W = W
+        self.T = T
         self.P = array("i", P)
         self.F = None
         if F:  # flat (channel, a, code, ...) triples -> {channel: {a: code}}
@@ -115,7 +118,7 @@ class Layer:
         self.out = bytearray(N)
 
     def __call__(self, x):
-        dense(x, self.out, self.K, self.N, self.lo, self.hi, self.W, self.P, self.F)
+        dense(x, self.out, self.K, self.N, self.lo, self.hi, self.W, self.P, self.F, self.T)
         return self.out
 
 
@@ -134,12 +137,13 @@ def _spec_crc(inp, spec, crc):
 
     crc = ints(inp, crc)
     for layer in spec:
-        kind, K, N, lo, hi, W, P, F = layer
+        kind, K, N, lo, hi, W, P, F, T = layer
         crc = crc32(kind.encode(), crc)
         crc = ints((K, N, lo, hi), crc)
         crc = crc32(W, crc)
         crc = ints(P, crc)
         crc = ints(F or (), crc)
+        crc = crc32(T or b"", crc)
     return crc
 
 

@@ -156,14 +156,8 @@ MODELS = {
     "eager_fused": lambda engine: eager_model(engine, True),
     "eager_unfused": lambda engine: eager_model(engine, False),
 }
-# FX's dequantize -> relu -> quantize code tables load correctly, but lowering cannot fold them yet (lower.py).
-TABLE_LOWERING = pytest.mark.xfail(raises=ConversionError, strict=True,
-                                   reason="lower.py cannot yet fold a requantizing relu code table into a Linear "
-                                          "(needs far more than 256 exceptions)")
-
-
 def model_param(kind):
-    return pytest.param(kind, marks=TABLE_LOWERING) if kind == "fx_func" else kind
+    return kind
 
 
 # --- checks -----------------------------------------------------------------------------------------------
@@ -247,7 +241,6 @@ def test_fx_in_memory_float_relu_becomes_code_table(engine, per_channel):
     assert np.array_equal(torch_run_ir(graph, X_TEST, engine), reference(model, X_TEST, engine))
 
 
-@TABLE_LOWERING
 def test_fx_in_memory_float_relu_runs_exact():
     model = fx_model(FuncNet, "x86")
     assert_exact(uquant.convert(model, engine="x86"), model, X_TEST, "x86")

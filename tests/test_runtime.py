@@ -258,7 +258,7 @@ def constant_model(outputs: list[int], name="ties"):
     """
     N = len(outputs)
     P = tuple(v for code in outputs for v in (128, 0, 0, 0, 0, code, 0))
-    spec = (("dense", 2, N, 0, 255, bytes([128]) * (2 * N), P, None),)
+    spec = (("dense", 2, N, 0, 255, bytes([128]) * (2 * N), P, None, None),)
     crc = rt._spec_crc((2, 0, 255), spec, rt.crc32(name.encode()))
     return rt.Model(name, crc, (2, 0, 255), spec)
 

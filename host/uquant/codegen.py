@@ -18,7 +18,7 @@ BYTES_PER_LINE = 32
 
 def spec(plan: Plan) -> tuple:
     """The layer tuples exactly as the generated module passes them to uquant_rt.Model."""
-    return tuple(("dense", s.K, s.N, s.lo, s.hi, s.weights, tuple(s.words), tuple(s.fixes) or None)
+    return tuple(("dense", s.K, s.N, s.lo, s.hi, s.weights, tuple(s.words), tuple(s.fixes) or None, s.table)
                  for s in plan.steps)
 
 
@@ -36,6 +36,7 @@ def memory(plan: Plan) -> dict[str, int]:
     params = sum(4 * len(s.words) for s in plan.steps) + 12 * sum(len(s.fixes) // 3 for s in plan.steps)
     fixes = sum(len(s.fixes) // 3 for s in plan.steps)
     buffers = sum(s.N for s in plan.steps)
+    params += sum(len(s.table) for s in plan.steps if s.table is not None)
     return {"weights": weights, "params": params, "exceptions": fixes, "buffers": buffers}
 
 
@@ -68,7 +69,7 @@ def _header(plan: Plan, module: str, source: str) -> list[str]:
         "# Layers (acc = exact integer sum of (x - x_zp) * (w - w_zp); y = requantized output code):",
     ]
     for s in plan.steps:
-        relu = " + ReLU" if s.source.relu else ""
+        relu = (" + ReLU" if s.source.relu else "") + "".join(f" + {t.what}" for t in s.tables)
         exc = f", {len(s.fixes) // 3} exception(s)" if s.fixes else ""
         lines.append(f"#   {s.name:<16} Linear {s.K} -> {s.N}{relu}, {s.macs} MACs, out codes [{s.lo}, {s.hi}]{exc}")
     lines += [
@@ -107,6 +108,12 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model")
             for j in range(0, len(s.fixes), 3):
                 lines.append("                " + ", ".join(str(v) for v in s.fixes[j:j + 3]) + ",")
             lines.append("            ),")
+        else:
+            lines.append("            None,")
+        if s.table is not None:
+            lines.append("            # code table applied last: " + "; ".join(t.what for t in s.tables))
+            lines += _bytes_lines(s.table, " " * 12)
+            lines[-1] += ","
         else:
             lines.append("            None,")
         lines.append("        ),")

@@ -33,6 +33,7 @@ class DenseStep:
     weights: bytes  # N*K bytes, row-major, w + 128
     words: list[int]  # 7 per channel: c, then c_lo, W, A, D >> 30, D & (2**30-1), S (see requant.py)
     fixes: list[int]  # flat (channel, a, code) triples
+    table: bytes | None  # code table applied after requantization (FX's dequantize -> relu -> quantize)
     source: Linear
     tables: list[Table]  # element-wise code maps folded into this layer's requantization
     x: QParams  # input quantization
@@ -125,31 +126,53 @@ def lower_linear(layer: Linear, tables: list[Table], x: QParams, x_lo: np.ndarra
         n = int(np.argmin(ok))
         raise ConversionError(f"{layer.name}: channel {n}: accumulator plus quantized bias can overflow int32 "
                               "on qnnpack (torch itself would wrap around); refusing")
-    out, slope = layer.out, requant.M.astype(np.float64)
-    for t in tables:
-        slope = slope * out.scale / t.out.scale
-        out = t.out
+    table = compose_tables(tables, layer.out)
+    out = tables[-1].out if tables else layer.out
 
-    def fn(acc_dev):  # torch's output code as a function of the device's acc' (tables applied)
-        y = requant(np.asarray(acc_dev, np.int64) - offset)
-        for t in tables:
-            y = t.table[y - layer.out.qmin]
-        return y
+    def requantize(acc_dev):  # torch's requantized code as a function of the device's acc'
+        return requant(np.asarray(acc_dev, np.int64) - offset)
 
-    ends = fn(np.stack([acc_lo, acc_hi]))
+    ends = requantize(np.stack([acc_lo, acc_hi]))
     lo, hi = int(ends.min()), int(ends.max())
+    if table is not None and out == layer.out and np.array_equal(table[lo:hi + 1], np.arange(lo, hi + 1)):
+        table = None  # e.g. a ReLU whose clip the requantization already applies
+    if table is not None and out == layer.out:
+        kept = np.flatnonzero(table[lo:hi + 1] == np.arange(lo, hi + 1)) + lo
+        if kept.size and np.array_equal(table[lo:hi + 1], np.clip(np.arange(lo, hi + 1), kept[0], kept[-1])):
+            lo, hi, table = int(kept[0]), int(kept[-1]), None  # a clip (ReLU, ReLU6): fold into lo/hi
+            requant = Requant(engine, x.scale, layer.w_scale, layer.bias, layer.out.scale, layer.out.zero_point,
+                              lo, hi, layer.per_channel)
+            ends = requantize(np.stack([acc_lo, acc_hi]))
+            lo, hi = int(ends.min()), int(ends.max())
     try:
-        channels = rq.fit_layer(fn, slope, acc_lo, acc_hi, lo, hi)
+        channels = rq.fit_layer(requantize, requant.M.astype(np.float64), acc_lo, acc_hi, lo, hi)
     except rq.RequantError as e:
         raise ConversionError(f"{layer.name}: {e}") from None
+
+    def fn(acc_dev):  # torch's output code (after any code table) as a function of acc'
+        y = requantize(acc_dev)
+        return y if table is None else table[y - layer.out.qmin]
+
     words, fixes = [], []
     for n, ch in enumerate(channels):
         words += [128 + int(wzp[n]), *ch.words]
         for a, y in sorted(ch.exceptions.items()):
             fixes += [n, a, y]
     weights = (w + 128).astype(np.uint8).tobytes()
-    return DenseStep(layer.name, K, N, lo, hi, weights, words, fixes, layer, tables, x, out, x_lo, x_hi,
-                     acc_lo, acc_hi, fn, channels)
+    table_bytes = None if table is None else bytes((table - out.qmin).astype(np.uint8).tolist())
+    return DenseStep(layer.name, K, N, lo, hi, weights, words, fixes, table_bytes, layer, tables, x, out,
+                     x_lo, x_hi, acc_lo, acc_hi, fn, channels)
+
+
+def compose_tables(tables: list[Table], q: QParams) -> np.ndarray | None:
+    """The code tables after a layer, composed into one: output code indexed by the layer's code - qmin."""
+    if not tables:
+        return None
+    table = np.arange(q.qmin, q.qmax + 1)
+    for t in tables:
+        table = t.table[table - q.qmin]
+        q = t.out
+    return table
 
 
 def reachable_outputs(step: DenseStep) -> tuple[np.ndarray, np.ndarray]:
