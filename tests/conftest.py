@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import sys
 import warnings
 from pathlib import Path
@@ -31,6 +32,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("uquant measurements")
         for line in _REPORT:
             terminalreporter.write_line(line)
+
+
+@contextmanager
+def torch_engine(engine: str):
+    """Set torch's quantized engine for the block (weights are packed for the engine current at packing)."""
+    import torch
+
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = old
 
 
 def has_vnni() -> bool:

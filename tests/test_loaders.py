@@ -7,7 +7,6 @@ Independently of lowering, every loaded IR is also replayed with torch's own qua
 """
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -24,8 +23,10 @@ from torch.ao.quantization import (DeQuantStub, HistogramObserver, QConfig, QCon
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
 import uquant
+from conftest import torch_engine
 from randmodels import Chain
 from uquant import engines
+from uquant.examples import seed_state_dict
 from uquant.ir import ConversionError, Linear, Table
 from uquant.loaders import load
 from uquant.loaders.fx import from_module
@@ -36,16 +37,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
 torch.manual_seed(0)
 X_CAL = torch.randn(256, 5) * 1.5
 X_TEST = torch.cat([torch.randn(48, 5) * 2.5, torch.randn(16, 5) * 8])  # some beyond the calibrated range
-
-
-@contextlib.contextmanager
-def use_engine(engine: str):
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = old
 
 
 # --- models -----------------------------------------------------------------------------------------------
@@ -132,7 +123,7 @@ def qconfig_mapping(engine: str, per_channel: bool) -> QConfigMapping:
 @lru_cache(maxsize=None)
 def fx_model(cls, engine: str, per_channel: bool | None = None):
     per_channel = engine == "x86" if per_channel is None else per_channel
-    with use_engine(engine):
+    with torch_engine(engine):
         prepared = prepare_fx(cls().eval(), qconfig_mapping(engine, per_channel), example_inputs=(X_CAL,))
         prepared(X_CAL)
         return convert_fx(prepared)
@@ -140,7 +131,7 @@ def fx_model(cls, engine: str, per_channel: bool | None = None):
 
 @lru_cache(maxsize=None)
 def eager_model(engine: str, fuse: bool):
-    with use_engine(engine):
+    with torch_engine(engine):
         m = EagerNet().eval()
         m.qconfig = get_default_qconfig(engine)
         if fuse:
@@ -162,7 +153,7 @@ def model_param(kind):
 
 # --- checks -----------------------------------------------------------------------------------------------
 def reference(model, x: torch.Tensor, engine: str) -> np.ndarray:
-    with use_engine(engine), torch.no_grad():
+    with torch_engine(engine), torch.no_grad():
         return model(x).numpy()
 
 
@@ -177,7 +168,7 @@ def assert_exact(converted, model, x: torch.Tensor, engine: str) -> None:
 
 def torch_run_ir(graph, x: torch.Tensor, engine: str) -> np.ndarray:
     """Replay an IR graph with torch's own quantized kernels (no lowering involved)."""
-    with use_engine(engine):
+    with torch_engine(engine):
         q = torch.quantize_per_tensor(x, graph.input.scale, graph.input.zero_point, torch.quint8)
         for op in graph.ops:
             if isinstance(op, Linear):
@@ -259,10 +250,10 @@ def test_eager_in_memory(engine, fuse):
 
 # --- TorchScript --------------------------------------------------------------------------------------------
 def save_script(model, how: str, path, engine: str):
-    with use_engine(engine), torch.no_grad():
+    with torch_engine(engine), torch.no_grad():
         script = torch.jit.trace(model, X_CAL[:4]) if how == "trace" else torch.jit.script(model)
     torch.jit.save(script, str(path))
-    with use_engine(engine):
+    with torch_engine(engine):
         return torch.jit.load(str(path))
 
 
@@ -272,7 +263,7 @@ def save_script(model, how: str, path, engine: str):
 def test_torchscript_file_reads_same_ir(kind, how, engine, tmp_path):
     model = MODELS[kind](engine)
     loaded = save_script(model, how, tmp_path / "m.pt", engine)
-    with use_engine(engine):
+    with torch_engine(engine):
         graph = load(tmp_path / "m.pt")
     assert graph.name == "m"
     assert_same_ir(graph, from_module(model, "m"))
@@ -285,7 +276,7 @@ def test_torchscript_file_reads_same_ir(kind, how, engine, tmp_path):
 def test_torchscript_file_runs_exact(kind, how, engine, tmp_path):
     model = MODELS[kind](engine)
     loaded = save_script(model, how, tmp_path / "m.pt", engine)
-    with use_engine(engine):
+    with torch_engine(engine):
         conv = uquant.convert(tmp_path / "m.pt", engine=engine)
     assert_exact(conv, loaded, X_TEST, engine)
     assert_exact(conv, model, X_TEST, engine)
@@ -338,30 +329,6 @@ def test_eager_state_dict_file(tmp_path):
                                            graph_full.ops[:-1]))
 
 
-def seed_state_dict() -> dict:
-    """The state_dict printed in the original user question (FX naming, per-tensor weights)."""
-    w1 = torch.tensor([[-0.1180, 0.1180], [-0.2949, -0.5308], [-3.3029, -7.5496]])
-    w2 = torch.tensor([[0.4365, 0.4365, -55.4356], [0.4365, 0, 1.3095], [0.4365, 0, -13.9680],
-                       [0.4365, -0.4365, 4.3650], [0.4365, 0.4365, -3.0555], [0.4365, 0, -1.3095],
-                       [0.4365, 0, 3.0555]])
-    qw1 = torch.quantize_per_tensor(w1, 0.05898105353116989, 0, torch.qint8)
-    qw2 = torch.quantize_per_tensor(w2, 0.43650051951408386, 0, torch.qint8)
-    b1 = torch.tensor([-0.4747, -0.3563, 7.7603])
-    b2 = torch.tensor([19.2761, -1.0785, 14.2602, -22.3171, 10.1059, 7.2197, -11.7253])
-    return OrderedDict([
-        ("input_layer_input_scale_0", torch.tensor(0.0039)),
-        ("input_layer_input_zero_point_0", torch.tensor(0)),
-        ("input_layer.scale", torch.tensor(0.0297)),
-        ("input_layer.zero_point", torch.tensor(0)),
-        ("input_layer._packed_params.dtype", torch.qint8),
-        ("input_layer._packed_params._packed_params", (qw1, b1)),
-        ("out.scale", torch.tensor(1.5963)),
-        ("out.zero_point", torch.tensor(243)),
-        ("out._packed_params.dtype", torch.qint8),
-        ("out._packed_params._packed_params", (qw2, b2)),
-    ])
-
-
 def seed_reference_model(relu_first: bool):
     sd = seed_state_dict()
     (qw1, b1), (qw2, b2) = sd["input_layer._packed_params._packed_params"], sd["out._packed_params._packed_params"]
@@ -383,11 +350,11 @@ def test_seed_state_dict(engine, tmp_path):
     x = torch.cat([torch.rand(96, 2), torch.rand(32, 2) * 1.2 - 0.1])
     conv = uquant.convert(path, engine=engine, relu="hidden")
     assert [op.relu for op in conv.graph.ops] == [True, False]
-    with use_engine(engine):
+    with torch_engine(engine):
         model = seed_reference_model(relu_first=True)
     assert_exact(conv, model, x, engine)
     conv_none = uquant.convert(path, engine=engine, relu="none")
-    with use_engine(engine):
+    with torch_engine(engine):
         model_none = seed_reference_model(relu_first=False)
     assert_exact(conv_none, model_none, x, engine)
 
@@ -493,7 +460,7 @@ def test_dynamic_quantized_model_refused():
 
 
 def test_qat_prepared_not_converted_refused():
-    with use_engine("x86"):
+    with torch_engine("x86"):
         prepared = prepare_qat_fx(ModNet().train(), get_default_qat_qconfig_mapping("x86"), example_inputs=(X_CAL,))
         expect_error(["activation_post_process_0", "prepared", "not converted", "convert_fx"], load, prepared)
         traced = torch.jit.trace(prepared, X_CAL[:4], check_trace=False)

@@ -12,7 +12,6 @@ import ast
 import os
 import zlib
 from array import array
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from uquant.hosts import wasm
 from uquant.hosts.mpmodule import run_batch
 from uquant.runtime import RUNTIME_FILE, load_source, rt
 
-from conftest import has_vnni
+from conftest import has_vnni, torch_engine
 from randmodels import random_chain, random_codes
 
 ENGINES = ("x86", "fbgemm", "qnnpack")
@@ -38,16 +37,6 @@ VNNI = has_vnni()
 
 def code_limit(engine: str) -> int:
     return 255 if VNNI or engine == "qnnpack" else 127
-
-
-@contextmanager
-def torch_engine(engine: str):
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = old
 
 
 def require_micropython():

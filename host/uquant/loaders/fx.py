@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ir import ConversionError, Graph, QParams
-from .modules import code_table, linear_from_module, qparams, relu_table
+from .modules import float_chain_table, linear_from_module, qparams, relu_table
 
 # Float element-wise ops allowed between a dequantize and the next quantize (they become code tables).
 FLOAT_FUNCTIONS = {torch.relu: torch.relu, F.relu: F.relu}
@@ -62,16 +62,7 @@ class _Walker:
         elif self.float_fns is None:
             raise ConversionError(f"{describe(node)}: quantizing a tensor that is already quantized")
         else:
-            fns = self.float_fns
-            what = " -> ".join(["dequantize", *[w for w, _ in fns], "quantize"])
-
-            def chain(x):
-                v = x.dequantize()
-                for _, f in fns:
-                    v = f(v)
-                return v
-
-            self.graph.ops.append(code_table(node.name, what, self.q, chain, q))
+            self.graph.ops.append(float_chain_table(node.name, self.q, self.float_fns, q))
         self.q = q
         self.float_fns = None
 
