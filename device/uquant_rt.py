@@ -5,7 +5,8 @@
 #
 # A generated model module looks like:
 #     from uquant_rt import Model
-#     model = Model("name", 0x1234abcd, (2, 0, 255), (("dense", 2, 3, 0, 255, b"...", (...), None, None), ...))
+#     model = Model("name", 0x1234abcd, (2, 0, 255), (3, 7), (("dense", -1, 0, 2, 3, 0, 255, b"...", (...),
+#                   None, None), ...), (1, 7))
 #     run = model.run; predict = model.predict
 #
 # Memory: buffers are allocated once, when the model is built; run() allocates nothing. Every
@@ -18,7 +19,7 @@ try:
 except ImportError:  # some ports lack binascii.crc32: same result, slower (only used at import)
     _crc32 = None
 
-VERSION = 1
+VERSION = 2
 
 
 class CorruptModel(ValueError):
@@ -96,68 +97,159 @@ def dense(x, out, K, N, lo, hi, W, P, F, T):
         p += 7
 
 
-class Layer:
-    def __init__(self, spec):
-        kind, K, N, lo, hi, W, P, F, T = spec
-        if kind != "dense":
-            raise CorruptModel("unknown layer kind %r" % (kind,))
-        if len(W) != K * N or len(P) != 7 * N or (T is not None and len(T) != 256):
-            raise CorruptModel("layer sizes do not match its data")
-        self.K = K
-        self.N = N
-        self.lo = lo
-        self.hi = hi
-        self.W = W
-        self.T = T
-        self.P = array("i", P)
-        self.F = None
-        if F:  # flat (channel, a, code, ...) triples -> {channel: {a: code}}
-            self.F = {}
-            for j in range(0, len(F), 3):
-                self.F.setdefault(F[j], {})[F[j + 1]] = F[j + 2]
-        self.out = bytearray(N)
+def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
+    # 2-D convolution over CHW codes (a 1-D one has H = KH = 1). g is the geometry tuple
+    # (C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW). For each output position the window of each
+    # group is gathered into `win` (padding reads as the input zero point, which adds nothing to torch's
+    # accumulator), then every output channel of the group is a dense dot product over the window.
+    C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW = g
+    cg = C // G
+    ng = N // G
+    kk = cg * KH * KW
+    for grp in range(G):
+        for oy in range(OH):
+            for ox in range(OW):
+                j = 0
+                sx = 0
+                for c in range(grp * cg, grp * cg + cg):
+                    for ky in range(KH):
+                        iy = oy * SH - PH + ky * DH
+                        for kx in range(KW):
+                            ix = ox * SW - PW + kx * DW
+                            v = x[(c * H + iy) * Wd + ix] if 0 <= iy < H and 0 <= ix < Wd else xzp
+                            win[j] = v
+                            sx += v
+                            j += 1
+                pos = oy * OW + ox
+                for n in range(grp * ng, grp * ng + ng):
+                    p = 7 * n
+                    i = n * kk
+                    acc = 0
+                    for k in range(kk):
+                        acc += win[k] * W[i]
+                        i += 1
+                    acc -= P[p] * sx
+                    y = requant(acc, P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5], P[p + 6])
+                    if F is not None:
+                        fix = F.get(n)
+                        if fix is not None:
+                            a = acc - P[p + 1]
+                            y = fix.get(0 if a < 0 else P[p + 2] if a > P[p + 2] else a, y)
+                    y = lo if y < lo else hi if y > hi else y
+                    out[n * OH * OW + pos] = y if T is None else T[y]
 
-    def __call__(self, x):
-        dense(x, self.out, self.K, self.N, self.lo, self.hi, self.W, self.P, self.F, self.T)
+
+def maxpool(x, out, g):
+    # Max over each window of each channel (padding never wins, as in torch); codes are unchanged.
+    C, H, Wd, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW = g
+    o = 0
+    for c in range(C):
+        base = c * H * Wd
+        for oy in range(OH):
+            for ox in range(OW):
+                best = -1
+                for ky in range(KH):
+                    iy = oy * SH - PH + ky * DH
+                    if 0 <= iy < H:
+                        for kx in range(KW):
+                            ix = ox * SW - PW + kx * DW
+                            if 0 <= ix < Wd:
+                                v = x[base + iy * Wd + ix]
+                                if v > best:
+                                    best = v
+                out[o] = best
+                o += 1
+
+
+def _fixes(F):
+    # flat (channel, a, code, ...) triples -> {channel: {a: code}}, or None
+    if not F:
+        return None
+    d = {}
+    for j in range(0, len(F), 3):
+        d.setdefault(F[j], {})[F[j + 1]] = F[j + 2]
+    return d
+
+
+class Node:
+    # One step of the model: reads buffer `src` (None: the model's input), writes buffer `out`.
+    def __init__(self, spec, bufs):
+        kind = spec[0]
+        self.kind = kind
+        self.src = None if spec[1] < 0 else bufs[spec[1]]
+        self.out = bufs[spec[2]]
+        a = spec[3:]
+        if kind == "dense":
+            K, N, lo, hi, W, P, F, T = a
+            if len(W) != K * N or len(P) != 7 * N or (T is not None and len(T) != 256) or len(self.out) < N:
+                raise CorruptModel("dense: sizes do not match its data")
+            self.args = (K, N, lo, hi, W, array("i", P), _fixes(F), T)
+        elif kind == "conv":
+            g, xzp, lo, hi, W, P, F, T = a
+            N, kk = g[3], g[0] // g[12] * g[4] * g[5]
+            if len(g) != 15 or len(W) != N * kk or len(P) != 7 * N or len(self.out) < N * g[13] * g[14]:
+                raise CorruptModel("conv: sizes do not match its data")
+            self.args = (g, xzp, lo, hi, W, array("i", P), _fixes(F), T, bytearray(kk))
+        elif kind == "maxpool":
+            g = a[0]
+            if len(g) != 13 or len(self.out) < g[0] * g[11] * g[12]:
+                raise CorruptModel("maxpool: sizes do not match its data")
+            self.args = (g,)
+        else:
+            raise CorruptModel("unknown layer kind %r" % (kind,))
+
+    def run(self, x):
+        src = x if self.src is None else self.src
+        a = self.args
+        kind = self.kind
+        if kind == "dense":
+            dense(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
+        elif kind == "conv":
+            conv(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8])
+        else:
+            maxpool(src, self.out, a[0])
         return self.out
 
 
-def _spec_crc(inp, spec, crc):
-    word = bytearray(4)
+def _crc_of(obj, crc, word):
+    # CRC-32 over a nested spec: ints as 4 little-endian bytes, bytes and strs as they are.
+    if obj is None:
+        return crc32(b"N", crc)
+    if isinstance(obj, int):
+        v = obj & 0xFFFFFFFF
+        word[0] = v & 0xFF
+        word[1] = (v >> 8) & 0xFF
+        word[2] = (v >> 16) & 0xFF
+        word[3] = v >> 24
+        return crc32(word, crc)
+    if isinstance(obj, str):
+        return crc32(obj.encode(), crc)
+    if isinstance(obj, _BYTES):
+        return crc32(obj, crc)
+    crc = crc32(b"(", crc)
+    for v in obj:
+        crc = _crc_of(v, crc, word)
+    return crc32(b")", crc)
 
-    def ints(values, crc):
-        for v in values:
-            v &= 0xFFFFFFFF
-            word[0] = v & 0xFF
-            word[1] = (v >> 8) & 0xFF
-            word[2] = (v >> 16) & 0xFF
-            word[3] = v >> 24
-            crc = crc32(word, crc)
-        return crc
 
-    crc = ints(inp, crc)
-    for layer in spec:
-        kind, K, N, lo, hi, W, P, F, T = layer
-        crc = crc32(kind.encode(), crc)
-        crc = ints((K, N, lo, hi), crc)
-        crc = crc32(W, crc)
-        crc = ints(P, crc)
-        crc = ints(F or (), crc)
-        crc = crc32(T or b"", crc)
-    return crc
+def spec_crc(name, inp, bufs, nodes, out):
+    return _crc_of((name, inp, bufs, nodes, out), 0, bytearray(4))
 
 
 class Model:
-    def __init__(self, name, crc, inp, spec, version=VERSION):
+    def __init__(self, name, crc, inp, bufs, nodes, out, version=VERSION):
+        # inp: (input size, lowest code, highest code); bufs: buffer sizes in bytes; nodes: the steps in
+        # order (see Node); out: the buffer holding the result.
         if version != VERSION:
             raise CorruptModel("%s: made for runtime version %d, this is uquant_rt version %d" % (name, version, VERSION))
-        got = _spec_crc(inp, spec, crc32(name.encode()))
-        if got != crc:
+        if spec_crc(name, inp, bufs, nodes, out) != crc:
             raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)
         self.name = name
         self.n_in, self.qmin, self.qmax = inp
-        self.layers = [Layer(s) for s in spec]
-        self.n_out = self.layers[-1].N
+        self.bufs = [bytearray(n) for n in bufs]  # all activation memory, allocated once
+        self.layers = [Node(s, self.bufs) for s in nodes]
+        self.out = self.bufs[out[0]]
+        self.n_out = out[1]
 
     def _check(self, x):
         if len(x) != self.n_in:
@@ -175,9 +267,9 @@ class Model:
         # Returns the quantized output codes in a bytearray owned by the model (overwritten by the next
         # call; copy it with bytes(...) to keep it).
         self._check(x)
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        for node in self.layers:
+            node.run(x)
+        return self.out
 
     def predict(self, x):
         # Index of the largest output (the first one on ties, like torch.argmax).

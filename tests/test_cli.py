@@ -120,8 +120,9 @@ def test_convert_prints_the_proof_summary(work, converts):
     assert "Traceback" not in err and "Warning" not in err, err
     lines = out.splitlines()
     assert lines[0] == "build/seed_q.py: seed_sd, engine x86, 2 inputs -> 7 outputs"
-    assert "input_layer: Linear 2 -> 3, codes [0, 255], requantization proven for 3 channel(s)" in out
-    assert "out: Linear 3 -> 7, codes [0, 255], requantization proven for 7 channel(s)" in out
+    assert "input_layer: Linear 2 -> 3 + ReLU, 6 MACs, codes [0, 255]" in out
+    assert "out: Linear 3 -> 7, 21 MACs, codes [0, 255]" in out
+    assert "requantization proven for all 10 output channels" in out
     assert "board memory: weights 27 B" in out
     assert "import seed_q; seed_q.predict(codes)" in out
     # the file written is exactly what the library generates for the same file and options

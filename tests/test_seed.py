@@ -18,12 +18,9 @@ def test_seed_model_gives_torchs_bytes_at_every_layer(engine, report):
     torch_codes = SeedTorchModel(engine).layer_codes(SEED_INPUTS)
     codes = uquant.quantize_input(SEED_INPUTS, converted.plan.input)
     assert np.array_equal(codes, torch_codes[0])
-    model = converted.device_module.model
-    preds = []
-    for j, row in enumerate(codes):
-        preds.append(model.predict(row.tolist()))
-        for layer, want in zip(model.layers, torch_codes[1:]):
-            assert list(layer.out) == want[j].tolist()
+    for got, want in zip(converted.layer_codes(codes), torch_codes[1:]):
+        assert np.array_equal(got, want)
+    preds = [converted.device_module.predict(row.tolist()) for row in codes]
     assert preds == SEED_EXPECTED == [0, 1, 2, 3, 4, 5, 1]
     report(f"seed model {engine:<8}: predictions {preds}, every layer's codes equal torch's")
 

@@ -55,6 +55,17 @@ class Converted:
         res = np.array(out, np.int64)
         return res[0] if codes.ndim == 1 else res
 
+    def layer_codes(self, codes) -> list[np.ndarray]:
+        """Input codes (batch, n_in) -> every step's output codes (one array per step), via the device runtime."""
+        model = self.device_module.model
+        out = [np.zeros((len(codes), int(np.prod(s.out_shape))), np.int64) for s in self.plan.steps]
+        for j, row in enumerate(np.asarray(codes, np.int64)):
+            x = [int(v) for v in row]
+            model._check(x)
+            for i, node in enumerate(model.layers):
+                out[i][j] = np.frombuffer(bytes(node.run(x)), np.uint8)[:out[i].shape[1]]
+        return out
+
     def run(self, x) -> np.ndarray:
         """Float input (one sample or a batch) -> output codes, quantized the way torch does."""
         if isinstance(x, torch.Tensor):

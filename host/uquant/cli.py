@@ -41,11 +41,11 @@ def cmd_convert(args) -> int:
     plan = converted.plan
     print(f"{out}: {plan.name}, engine {plan.engine}, {plan.n_in} inputs -> {plan.n_out} outputs")
     for s in plan.steps:
-        exc = sum(len(c.exceptions) for c in s.channels)
-        print(f"  {s.name}: Linear {s.K} -> {s.N}, codes [{s.lo}, {s.hi}], requantization proven for "
-              f"{s.N} channel(s){f', {exc} exception(s)' if exc else ''}")
+        print(f"  {s.name}: {codegen.describe_step(s)}")
+    print(f"  requantization proven for all {sum(s.N for s in plan.compute_steps)} output channels")
     mem = codegen.memory(plan)
-    print(f"  board memory: weights {mem['weights']} B, parameters {mem['params']} B, buffers {mem['buffers']} B")
+    print(f"  board memory: weights {mem['weights']} B, parameters {mem['params']} B, activations {mem['buffers']} B "
+          f"in buffers {plan.buffers}")
     print(f"  copy {out} and device/uquant_rt.py to the board, then: import {out.stem}; {out.stem}.predict(codes)")
     return 0
 

@@ -25,7 +25,7 @@ def main(build: str = "build") -> int:
     plan = converted.plan
     print("uquant demo: the 2-3-7 MLP from the question, rebuilt from its printed state_dict")
     print(f"  {sd_path} -> {module_path} (engine {engine}; requantization proven for "
-          f"{sum(s.N for s in plan.steps)} output channels)\n")
+          f"{sum(s.N for s in plan.compute_steps)} output channels)\n")
 
     torch_model = SeedTorchModel(engine)
     torch_codes = torch_model.layer_codes(SEED_INPUTS)

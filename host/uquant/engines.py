@@ -63,16 +63,25 @@ class Requant:
     """
 
     def __init__(self, engine: str, x_scale: float, w_scales, bias, y_scale: float, y_zp: int,
-                 lo: int, hi: int, per_channel: bool):
+                 lo: int, hi: int, per_channel: bool, family: str | None = None):
         self.engine = engine
-        self.family = REQUANT_FAMILY[engine]
+        self.family = family or REQUANT_FAMILY[engine]
         self.per_channel = per_channel
         self.y_zp = int(y_zp)
         self.lo, self.hi = int(lo), int(hi)
         ws = np.asarray(w_scales, f64).reshape(-1)
         self.n = ws.size
         b = None if bias is None else np.asarray(bias, f32).reshape(-1)
-        if self.family == "fbgemm":
+        if self.family == "onednn":
+            # oneDNN (engine x86 Conv with symmetric weights on VNNI CPUs): torch hands ideep 1/scale, ideep
+            # inverts it back, the bias stays float. The best model known, not proven (see README).
+            xe = f32(f32(1) / f32(1 / float(x_scale)))
+            we = f32(f32(1) / (1 / ws).astype(f32))
+            self.yinv = f32(f32(1) / f32(f32(1) / f32(1 / float(y_scale))))
+            self.sc = f32(xe * we)
+            self.b = np.zeros(self.n, f32) if b is None else b
+            self.M = f32(self.sc * self.yinv)
+        elif self.family == "fbgemm":
             ats = f32(f32(x_scale) * ws.astype(f32))
             self.M = f32(ats / f32(y_scale))
             if b is None:
@@ -103,6 +112,11 @@ class Requant:
 
     def __call__(self, acc) -> np.ndarray:
         acc = np.asarray(acc, np.int64)
+        if self.family == "onednn":
+            v = f32(f32(f32(acc.astype(f32) * self.sc) + self.b) * self.yinv)
+            v = np.clip(v, -2.0 ** 40, 2.0 ** 40)
+            y = np.rint(f32(v + f32(self.y_zp))).astype(np.int64)  # a ReLU is the clip at lo = zp
+            return np.clip(y, self.lo, self.hi)
         if self.family == "fbgemm":
             accf = acc.astype(f32)
             if self.mode == "nobias":

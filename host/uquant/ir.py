@@ -80,35 +80,157 @@ class Table:
         return f"{self.name}: {self.what} (code table), out {self.out}"
 
 
-Op = Linear | Table
+@dataclass
+class Conv:
+    """A quantized Conv1d/Conv2d (optionally with a fused ReLU); zero padding pads with the input zero point."""
+
+    name: str
+    dim: int  # 1 or 2
+    weight: np.ndarray  # int8 codes, shape (out_channels, in_channels / groups, kh, kw); kh == 1 for Conv1d
+    w_scale: np.ndarray
+    w_zero_point: np.ndarray
+    per_channel: bool
+    bias: np.ndarray | None
+    out: QParams
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    relu: bool = False
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        C, H, W = (shape[0], 1, shape[1]) if self.dim == 1 else shape
+        kh, kw = self.weight.shape[2:]
+        oh = (H + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        ow = (W + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        return (self.out_channels, ow) if self.dim == 1 else (self.out_channels, oh, ow)
+
+    def describe(self) -> str:
+        k = "x".join(map(str, self.weight.shape[2:] if self.dim == 2 else self.weight.shape[3:]))
+        relu = " + ReLU" if self.relu else ""
+        return (f"{self.name}: Conv{self.dim}d {self.weight.shape[1] * self.groups}->{self.out_channels} k{k} "
+                f"s{self.stride} p{self.padding} d{self.dilation} g{self.groups}{relu}, out {self.out}")
+
+
+@dataclass
+class MaxPool:
+    """MaxPool1d/2d on codes: torch takes the max of the codes; scale and zero point pass through."""
+
+    name: str
+    dim: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    ceil_mode: bool
+    out: QParams
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        C, H, W = (shape[0], 1, shape[1]) if self.dim == 1 else shape
+        dims = []
+        for n, k, s, p, d in zip((H, W), self.kernel, self.stride, self.padding, self.dilation):
+            span = n + 2 * p - d * (k - 1) - 1
+            o = (-(-span // s) if self.ceil_mode else span // s) + 1
+            if self.ceil_mode and (o - 1) * s >= n + p:  # torch: the last window must start inside
+                o -= 1
+            dims.append(o)
+        return (C, dims[1]) if self.dim == 1 else (C, dims[0], dims[1])
+
+    def describe(self) -> str:
+        return f"{self.name}: MaxPool{self.dim}d k{self.kernel} s{self.stride} p{self.padding}"
+
+
+@dataclass
+class Reshape:
+    """flatten / view / reshape: the codes keep their order (torch's row-major layout); only the shape changes."""
+
+    name: str
+    shape: tuple[int, ...]  # per sample; -1 flattens everything
+    out: QParams
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        n = int(np.prod(shape))
+        new = tuple(n if d == -1 else d for d in self.shape)
+        if int(np.prod(new)) != n:
+            raise ConversionError(f"{self.name}: cannot reshape {shape} to {self.shape}")
+        return new
+
+    def describe(self) -> str:
+        return f"{self.name}: reshape to {self.shape}"
+
+
+Op = Linear | Table | Conv | MaxPool | Reshape
 
 
 @dataclass
 class Graph:
-    """A chain of quantized ops: quantize(input) -> ops... -> dequantize."""
+    """A chain of quantized ops: quantize(input) -> ops... -> dequantize.
+
+    input_shape is one sample's shape in torch's order: (features,), (C, L) or (C, H, W).
+    """
 
     name: str
     input: QParams
-    in_features: int
+    input_shape: tuple[int, ...] = ()
     ops: list[Op] = field(default_factory=list)
 
+    @property
+    def in_features(self) -> int:
+        return int(np.prod(self.input_shape)) if self.input_shape else 0
+
+    @in_features.setter
+    def in_features(self, n: int) -> None:
+        self.input_shape = (int(n),) if n else ()
+
     def describe(self) -> str:
-        lines = [f"model {self.name}: input {self.in_features} x {self.input}"]
+        lines = [f"model {self.name}: input {self.input_shape} x {self.input}"]
         lines += ["  " + op.describe() for op in self.ops]
         return "\n".join(lines)
 
     def output_qparams(self) -> QParams:
         return self.ops[-1].out if self.ops else self.input
 
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Each op's output shape (per sample), checking that every op fits its input."""
+        if not self.input_shape:
+            raise ConversionError("the model's input shape is unknown: pass an example input "
+                                  "(Python: convert(model, example_input); CLI: --input-shape C,H,W)")
+        shape, out = self.input_shape, []
+        for op in self.ops:
+            if isinstance(op, Linear):
+                if len(shape) != 1:
+                    raise ConversionError(f"{op.name}: Linear needs a flat input, gets shape {shape} "
+                                          "(add a Flatten before it)")
+                shape = (op.out_features,)
+            elif isinstance(op, Conv):
+                want = 2 if op.dim == 1 else 3
+                if len(shape) != want or shape[0] != op.weight.shape[1] * op.groups:
+                    raise ConversionError(f"{op.name}: Conv{op.dim}d expects {op.weight.shape[1] * op.groups} "
+                                          f"input channels in {want} dims, gets shape {shape}")
+                shape = op.out_shape(shape)
+                if min(shape) <= 0:
+                    raise ConversionError(f"{op.name}: output would be empty for input shape {out[-1] if out else self.input_shape}")
+            elif isinstance(op, (MaxPool, Reshape)):
+                if isinstance(op, MaxPool) and len(shape) != op.dim + 1:
+                    raise ConversionError(f"{op.name}: MaxPool{op.dim}d gets shape {shape}")
+                shape = op.out_shape(shape)
+            out.append(shape)
+        return out
+
     def validate(self) -> None:
         """Check shapes and quantization parameters; raise ConversionError naming the op at fault."""
         _check_qparams(self.input, "the model input")
-        width = self.in_features
-        for op in self.ops:
-            if isinstance(op, Linear):
-                if op.in_features != width:
-                    raise ConversionError(f"{op.name}: expects {op.in_features} inputs but receives {width}")
-                n = op.out_features
+        shapes = self.shapes()
+        for i, op in enumerate(self.ops):
+            if isinstance(op, Linear) and op.in_features != (shapes[i - 1] if i else self.input_shape)[0]:
+                width = (shapes[i - 1] if i else self.input_shape)[0]
+                raise ConversionError(f"{op.name}: expects {op.in_features} inputs but receives {width}")
+            if isinstance(op, (Linear, Conv)):
+                n = int(op.weight.shape[0])
                 if op.w_scale.shape != (n,) or op.w_zero_point.shape != (n,):
                     raise ConversionError(f"{op.name}: weight scales/zero points do not match {n} output channels")
                 if op.bias is not None and op.bias.shape != (n,):
@@ -120,13 +242,12 @@ class Graph:
                 if op.bias is not None and not np.all(np.isfinite(op.bias)):
                     raise ConversionError(f"{op.name}: bias contains NaN or infinity")
                 _check_qparams(op.out, op.name)
-                width = n
             elif isinstance(op, Table):
                 _check_qparams(op.out, op.name)
                 if op.table.shape != (256,) or op.table.min() < op.out.qmin or op.table.max() > op.out.qmax:
                     raise ConversionError(f"{op.name}: code table is not 256 codes within the output dtype")
-        if not any(isinstance(op, Linear) for op in self.ops):
-            raise ConversionError("the model has no quantized Linear layer")
+        if not any(isinstance(op, (Linear, Conv)) for op in self.ops):
+            raise ConversionError("the model has no quantized Linear or Conv layer")
 
 
 def _check_qparams(q: QParams, where: str) -> None:
