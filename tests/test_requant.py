@@ -119,15 +119,15 @@ def ir_linear(K, N, x_scale=0.01, w_scale=0.01, out_scale=0.05, rng=None):
 
 
 def test_too_many_inputs_is_refused_with_the_layer_named():
-    graph = Graph("big", QParams(0.01, 0), 20000, [ir_linear(20000, 2)])
-    with pytest.raises(ConversionError, match="fc: 20000 inputs is too many"):
+    graph = Graph("big", QParams(0.01, 0), (20000,), [ir_linear(20000, 2)])
+    with pytest.raises(ConversionError, match="fc: 20000 inputs per output is too many"):
         lower(graph, "x86")
 
 
 def test_qnnpack_int32_wraparound_is_refused():
     layer = ir_linear(4, 2)
     layer.bias = np.array([3e9 * 1e-4, 0], np.float32)  # quantized bias near 2^31
-    graph = Graph("wrap", QParams(0.01, 0), 4, [layer])
+    graph = Graph("wrap", QParams(0.01, 0), (4,), [layer])
     with pytest.raises(ConversionError, match="overflow int32"):
         lower(graph, "qnnpack")
 
@@ -135,6 +135,6 @@ def test_qnnpack_int32_wraparound_is_refused():
 def test_large_multipliers_work():
     """Output scale far below input x weight scale (multiplier >> 1): the one-multiply form handles it."""
     layer = ir_linear(3, 4, x_scale=0.5, w_scale=0.5, out_scale=0.01)
-    graph = Graph("steep", QParams(0.5, 7), 3, [layer])
+    graph = Graph("steep", QParams(0.5, 7), (3,), [layer])
     plan = lower(graph, "fbgemm")
     assert all(ch.S < 30 for ch in plan.steps[0].channels)

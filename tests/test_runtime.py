@@ -9,6 +9,7 @@ and the pure-Python crc32 fallback equals zlib's.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 import zlib
 from array import array
@@ -18,6 +19,7 @@ import pytest
 import torch
 
 import uquant
+from uquant import codegen
 from uquant.examples import SEED_EXPECTED, SEED_INPUTS, SeedTorchModel, seed_state_dict
 from uquant.hosts import wasm
 from uquant.hosts.mpmodule import run_batch
@@ -149,14 +151,13 @@ def random_cases() -> list[Case]:
 
 
 def device_layers(case: Case) -> list[np.ndarray]:
-    """Every layer's output buffer after run(), for each row of case.codes (CPython runtime)."""
-    model = case.module.model
-    out = [[] for _ in model.layers]
-    for row in case.codes:
-        case.module.run(bytes(row.astype(np.uint8)))
-        for i, layer in enumerate(model.layers):
-            out[i].append(list(layer.out))
-    return [np.array(o, np.int64) for o in out]
+    """Every step's output codes, for each row of case.codes (CPython runtime). Buffers are reused between
+    steps, so each step's output is read right after that step runs (Converted.layer_codes)."""
+    got = case.converted.layer_codes(case.codes)
+    # and the last step's codes are what run() returns
+    last = np.array([list(case.module.run(bytes(r))) for r in case.codes.astype(np.uint8)], np.int64)
+    assert np.array_equal(got[-1], last), case.name
+    return got
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -247,9 +248,10 @@ def constant_model(outputs: list[int], name="ties"):
     """
     N = len(outputs)
     P = tuple(v for code in outputs for v in (128, 0, 0, 0, 0, code, 0))
-    spec = (("dense", 2, N, 0, 255, bytes([128]) * (2 * N), P, None, None),)
-    crc = rt._spec_crc((2, 0, 255), spec, rt.crc32(name.encode()))
-    return rt.Model(name, crc, (2, 0, 255), spec)
+    inp, bufs, out = (2, 0, 255), (N,), (0, N)
+    nodes = (("dense", -1, 0, 2, N, 0, 255, bytes([128]) * (2 * N), P, None, None),)
+    crc = rt.spec_crc(name, inp, bufs, nodes, out)
+    return rt.Model(name, crc, inp, bufs, nodes, out)
 
 
 @pytest.mark.parametrize("outputs, best", [
@@ -313,13 +315,19 @@ def _offsets(source: str):
     return lambda line, col: int(starts[line - 1]) + col
 
 
+# Model(name, crc, inp, bufs, nodes, out): positions in the call, and in a dense/conv node tuple
+NAME, CRC, INP, BUFS, NODES, OUT = range(6)
+D_SRC, D_DST, D_K, D_N, D_LO, D_HI, D_W, D_P, D_F, D_T = range(1, 11)
+
+
 def model_spec_nodes(source: str):
-    """(Model call node, list of layer Tuple nodes) of a generated module."""
+    """(Model call node, list of node Tuple nodes) of a generated module."""
     calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)
              and isinstance(n.func, ast.Name) and n.func.id == "Model"]
     assert len(calls) == 1
     call = calls[0]
-    return call, call.args[3].elts
+    assert len(call.args) == 6
+    return call, call.args[NODES].elts
 
 
 def replace_node(source: str, node, text: str) -> str:
@@ -335,35 +343,41 @@ def delete_lines(source: str, first: int, last: int) -> str:
 
 def spec_value(source: str):
     call, _ = model_spec_nodes(source)
-    return ast.literal_eval(call.args[3])
+    return ast.literal_eval(call.args[NODES])
 
 
-def flip_weight_byte(source: str, layer: int, rng) -> str:
-    """Change one character inside the layer's weight bytes literal so exactly one weight byte changes."""
+def flip_weight_byte(source: str, layer: int, rng, index: int = D_W) -> str:
+    """Change one character inside the node's weight (or code table) bytes literal so exactly one byte changes."""
     _, layers = model_spec_nodes(source)
-    node = layers[layer].elts[5]
+    node = layers[layer].elts[index]
     off = _offsets(source)
     a, b = off(node.lineno, node.col_offset), off(node.end_lineno, node.end_col_offset)
-    old = spec_value(source)[layer][5]
+    old = spec_value(source)[layer][index]
     for i in rng.permutation(np.arange(a, b)):
         for c in "0123456789abcdefABCDEFxyz{}~!":
             if c == source[i]:
                 continue
             cand = source[:i] + c + source[i + 1:]
             try:
-                new = spec_value(cand)[layer][5]
+                new = spec_value(cand)[layer][index]
             except (SyntaxError, ValueError):
                 continue
             if len(new) == len(old) and sum(p != q for p, q in zip(new, old)) == 1:
                 return cand
-    raise AssertionError("could not flip a weight byte")
+    raise AssertionError("could not flip a byte")
 
 
 def corrupt_param(source: str, layer: int, index: int) -> str:
     _, layers = model_spec_nodes(source)
-    node = layers[layer].elts[6].elts[index]
+    node = layers[layer].elts[D_P].elts[index]
     value = ast.literal_eval(node)
     return replace_node(source, node, str(value + 1 if value < 2**29 else value - 1))
+
+
+def other_index(node, n_bufs: int) -> str:
+    """A different buffer index (-1: the input) than the int literal `node`, still in range if possible."""
+    v = ast.literal_eval(node)
+    return str(v + 1 if v + 1 < n_bufs else v - 1)
 
 
 def corruptions(source: str, rng) -> dict[str, str]:
@@ -373,35 +387,62 @@ def corruptions(source: str, rng) -> dict[str, str]:
     out["weight byte, first layer"] = flip_weight_byte(source, 0, rng)
     out["weight byte, last layer"] = flip_weight_byte(source, len(layers) - 1, rng)
     for i, what in enumerate(("c", "c_lo", "W", "A", "D_hi", "D_lo", "S")):
-        out[f"parameter {what}"] = corrupt_param(source, 0, 7 * int(rng.integers(layers[0].elts[2].value)) + i)
-    for i, what in enumerate(("K", "N", "lo", "hi"), start=1):
+        out[f"parameter {what}"] = corrupt_param(source, 0, 7 * int(rng.integers(layers[0].elts[D_N].value)) + i)
+    for i, what in zip((D_K, D_N, D_LO, D_HI), ("K", "N", "lo", "hi")):
         node = layers[-1].elts[i]
         out[f"layer {what}"] = replace_node(source, node, str(node.value + (1 if node.value < 255 else -1)))
-    out["model name"] = replace_node(source, call.args[0], repr(call.args[0].value + "x"))
-    out["stored checksum"] = replace_node(source, call.args[1], hex(call.args[1].value ^ 1))
+    bufs = call.args[BUFS].elts
+    for i, node in enumerate(bufs):
+        out[f"buffer {i} size grown"] = replace_node(source, node, str(node.value + 1))
+        out[f"buffer {i} size shrunk"] = replace_node(source, node, str(node.value - 1))
+    for which, L in (("first", layers[0]), ("last", layers[-1])):
+        for i, what in ((D_SRC, "src"), (D_DST, "dst")):
+            out[f"{which} node {what} buffer"] = replace_node(source, L.elts[i], other_index(L.elts[i], len(bufs)))
+    out_buf, out_n = call.args[OUT].elts
+    out["output buffer"] = replace_node(source, out_buf, other_index(out_buf, len(bufs)))
+    out["output size"] = replace_node(source, out_n, str(out_n.value - 1))
+    out["model name"] = replace_node(source, call.args[NAME], repr(call.args[NAME].value + "x"))
+    out["stored checksum"] = replace_node(source, call.args[CRC], hex(call.args[CRC].value ^ 1))
     if len(layers) > 1:
         last = layers[-1]
         out["last layer dropped"] = delete_lines(source, last.lineno, last.end_lineno)
         first = layers[0]
         out["first layer dropped"] = delete_lines(source, first.lineno, first.end_lineno)
-    fixed = [L for L in layers if isinstance(L.elts[7], ast.Tuple)]
+    fixed = [L for L in layers if isinstance(L.elts[D_F], ast.Tuple)]
     if fixed:
-        F = fixed[0].elts[7]
+        F = fixed[0].elts[D_F]
         last_triple = F.elts[-3]
         out["last exception dropped"] = delete_lines(source, last_triple.lineno, last_triple.lineno)
         out["exceptions dropped"] = replace_node(source, F, "None")
         out["exception code changed"] = replace_node(source, F.elts[2], str((F.elts[2].value + 1) % 256))
-    W = layers[0].elts[5]
+    tabled = [i for i, L in enumerate(layers) if len(L.elts) > D_T and not isinstance(L.elts[D_T], ast.Constant)
+              or len(L.elts) > D_T and isinstance(L.elts[D_T].value, bytes)]
+    if tabled:
+        T = layers[tabled[0]].elts[D_T]
+        out["code table byte"] = flip_weight_byte(source, tabled[0], rng, D_T)
+        out["code table dropped"] = replace_node(source, T, "None")
+    W = layers[0].elts[D_W]
     if W.end_lineno > W.lineno:
         out["weight line dropped (truncated)"] = delete_lines(source, W.lineno, W.lineno)
     return out
 
 
+def with_code_table(converted) -> str:
+    """The converted model's module with a code table on its first step (as a float op after it would add):
+    a valid module, so that corrupting the table can be tested."""
+    plan = converted.plan
+    s = plan.steps[0]
+    table = bytes(255 - v for v in range(256))
+    steps = [dataclasses.replace(s, table=table), *plan.steps[1:]]
+    return codegen.generate(dataclasses.replace(plan, steps=steps), plan.name)
+
+
 def test_corrupted_modules_refuse_to_import(seed_cases, random_cases):
     rng = np.random.default_rng(5)
     seen = set()
-    for case in [seed_cases["x86"], *random_cases]:
-        src = case.converted.source
+    sources = [c.converted.source for c in [seed_cases["x86"], *random_cases]]
+    sources.append(with_code_table(seed_cases["x86"].converted))
+    for src in sources:
         load_source(src)  # the untouched module imports fine
         for what, bad in corruptions(src, rng).items():
             assert bad != src
@@ -411,7 +452,8 @@ def test_corrupted_modules_refuse_to_import(seed_cases, random_cases):
             assert "re-deploy" in str(info.value)
             seen.add(what)
     for what in ("last exception dropped", "weight line dropped (truncated)", "last layer dropped",
-                 "exceptions dropped"):
+                 "exceptions dropped", "code table byte", "code table dropped", "buffer 1 size shrunk",
+                 "first node src buffer", "last node dst buffer", "output buffer", "output size"):
         assert what in seen
 
 
@@ -427,7 +469,7 @@ def test_version_mismatch_is_refused(seed_cases):
 def test_corrupted_input_tuple_refuses_to_import(seed_cases, index, delta):
     src = seed_cases["x86"].converted.source
     call, _ = model_spec_nodes(src)
-    node = call.args[2].elts[index]
+    node = call.args[INP].elts[index]
     bad = replace_node(src, node, str(node.value + delta))
     with pytest.raises(rt.CorruptModel):
         load_source(bad)
@@ -449,8 +491,14 @@ def test_crc32_fallback_equals_zlib(monkeypatch):
     assert [rt.crc32(d, c) for d in data for c in (0, 1, 0xFFFFFFFF)] == fast
 
 
-def test_checksum_with_fallback_crc32(monkeypatch, seed_cases):
+def test_checksum_with_fallback_crc32(monkeypatch, seed_cases, random_cases):
+    fast = [rt.spec_crc(*codegen.model_args(c.converted.plan)) for c in [seed_cases["x86"], *random_cases]]
     monkeypatch.setattr(rt, "_crc32", None)
+    slow = [rt.spec_crc(*codegen.model_args(c.converted.plan)) for c in [seed_cases["x86"], *random_cases]]
+    assert slow == fast
+    for c, crc in zip([seed_cases["x86"], *random_cases], slow):
+        call, _ = model_spec_nodes(c.converted.source)
+        assert call.args[CRC].value == crc  # the checksum written into the module
     src = seed_cases["x86"].converted.source
     assert bytes(load_source(src).run([0, 192])) == bytes(seed_cases["x86"].module.run([0, 192]))
     with pytest.raises(rt.CorruptModel):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from . import codegen, engines, runtime
-from .ir import ConversionError, Graph, QParams
+from .ir import ConversionError, Graph, Linear, QParams
 from .loaders import load
 from .lower import Plan, lower
 
@@ -78,7 +78,7 @@ class Converted:
 
 
 def convert(model, example_input=None, *, engine: str | None = None, relu=None, allow_pickle: bool = False,
-            name: str | None = None, module_name: str = "model_q") -> Converted:
+            name: str | None = None, module_name: str = "model_q", input_shape=None) -> Converted:
     """Convert a quantized model (nn.Module, TorchScript module, state_dict, or file path).
 
     engine: the quantized engine the model was prepared for (x86, fbgemm or qnnpack); by default the
@@ -89,6 +89,10 @@ def convert(model, example_input=None, *, engine: str | None = None, relu=None, 
     if engine not in engines.ENGINES:
         raise ConversionError(f"engine {engine!r} is not supported: choose one of {', '.join(engines.ENGINES)}")
     graph = load(model, name=name, relu=relu, allow_pickle=allow_pickle)
+    if input_shape is not None:
+        graph.input_shape = tuple(int(d) for d in input_shape)
+    elif example_input is not None and not any(isinstance(op, Linear) for op in graph.ops[:1]):
+        graph.input_shape = tuple(torch.as_tensor(example_input).shape[1:])  # (batch, ...) -> one sample
     plan = lower(graph, engine)
     label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
     converted = Converted(graph, plan, module_name, label)
@@ -99,11 +103,11 @@ def convert(model, example_input=None, *, engine: str | None = None, relu=None, 
 
 def check_against_torch(converted: Converted, model, example_input) -> None:
     """Both torch and the device runtime run the example; the dequantized outputs must be identical floats."""
-    x = torch.as_tensor(example_input, dtype=torch.float32).reshape(-1, converted.plan.n_in)
+    x = torch.as_tensor(example_input, dtype=torch.float32).reshape((-1,) + converted.plan.input_shape)
     with torch.no_grad():
         want = model(x).float().numpy().reshape(len(x), -1)
     out = converted.plan.output
-    got = engines.dequantize(converted.run(x.numpy()), out.scale, out.zero_point).reshape(len(x), -1)
+    got = engines.dequantize(converted.run(x.reshape(len(x), -1).numpy()), out.scale, out.zero_point)
     if want.shape != got.shape or not np.array_equal(want, got):
         raise ConversionError("self-check failed: torch and uquant disagree on the example input -- was the "
                               f"model quantized for engine '{converted.plan.engine}'? (pass engine=...)")

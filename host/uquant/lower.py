@@ -85,7 +85,7 @@ class Plan:
     input: QParams
     input_shape: tuple[int, ...]
     steps: list[Step]
-    sizes: dict[str, int]  # bytes of each value
+    sizes: dict[str, int]  # bytes of each value ("input", or "v<i>": the output of graph op i)
     buffer_of: dict[str, int]  # value -> buffer index (-1: the caller's input)
     buffers: list[int]  # buffer sizes in bytes
     output_value: str  # the value holding the result
@@ -131,11 +131,11 @@ def lower(graph: Graph, engine: str) -> Plan:
             j = i + 1
             while j < len(ops) and isinstance(ops[j], Table):
                 j += 1
-            step = lower_compute(op, ops[i + 1:j], value, x, x_lo, x_hi, shape, shapes[j - 1], engine)
+            step = lower_compute(op, ops[i + 1:j], value, f"v{j - 1}", x, x_lo, x_hi, shape, shapes[j - 1], engine)
             x_lo, x_hi = reachable_outputs(step)
             i = j
         elif isinstance(op, MaxPool):
-            step = lower_maxpool(op, value, x, shape, shapes[i])
+            step = lower_maxpool(op, value, f"v{i}", x, shape, shapes[i])
             i += 1
         elif isinstance(op, Reshape):
             new = shapes[i]
@@ -144,9 +144,9 @@ def lower(graph: Graph, engine: str) -> Plan:
                 x_lo, x_hi = np.repeat(x_lo, per), np.repeat(x_hi, per)
             elif len(new) > 1 and len(shape) == 1:
                 x_lo, x_hi = np.full(new[0], x_lo.min()), np.full(new[0], x_hi.max())
-            alias[op.name] = alias.get(value, value)
-            sizes[op.name] = sizes[value]
-            value, shape = op.name, new
+            alias[f"v{i}"] = alias.get(value, value)
+            sizes[f"v{i}"] = sizes[value]
+            value, shape = f"v{i}", new
             i += 1
             continue
         elif isinstance(op, Table):
@@ -227,7 +227,7 @@ def has_vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-def lower_compute(op: Linear | Conv, tables: list[Table], src: str, x: QParams, x_lo: np.ndarray,
+def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x: QParams, x_lo: np.ndarray,
                   x_hi: np.ndarray, in_shape: tuple, out_shape: tuple, engine: str) -> DenseStep:
     w = op.weight.astype(np.int64)
     wzp = op.w_zero_point.astype(np.int64)
@@ -308,17 +308,16 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, x: QParams, 
             fixes += [n, a, y]
     weights = (v + wzp[:, None] + 128).astype(np.uint8).tobytes()
     table_bytes = None if table is None else bytes((table - out.qmin).astype(np.uint8).tolist())
-    name = tables[-1].name if tables else op.name
-    return DenseStep(kind, op.name, src, name, out, out_shape, K, N, lo, hi, weights, words, fixes, table_bytes,
+    return DenseStep(kind, op.name, src, dst, out, out_shape, K, N, lo, hi, weights, words, fixes, table_bytes,
                      op, tables, x, x_lo, x_hi, acc_lo, acc_hi, fn, channels, geometry, family)
 
 
-def lower_maxpool(op: MaxPool, src: str, x: QParams, in_shape: tuple, out_shape: tuple) -> PoolStep:
+def lower_maxpool(op: MaxPool, src: str, dst: str, x: QParams, in_shape: tuple, out_shape: tuple) -> PoolStep:
     H, W_ = (1, in_shape[1]) if op.dim == 1 else in_shape[1:]
     OH, OW = (1, out_shape[1]) if op.dim == 1 else out_shape[1:]
     kh, kw = op.kernel
     geometry = (in_shape[0], H, W_, kh, kw, *op.stride, *op.padding, *op.dilation, OH, OW)
-    return PoolStep("maxpool", op.name, src, op.name, x, out_shape, geometry)
+    return PoolStep("maxpool", op.name, src, dst, x, out_shape, geometry)
 
 
 def compose_tables(tables: list[Table], q: QParams) -> np.ndarray | None:

@@ -10,16 +10,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ir import ConversionError, Graph, QParams
-from .modules import float_chain_table, linear_from_module, qparams, relu_table
+from ..ir import Conv, ConversionError, Graph, Linear, QParams, Reshape, Table
+from .modules import conv_from_module, float_chain_table, linear_from_module, maxpool_from_module, qparams, relu_table
 
 # Float element-wise ops allowed between a dequantize and the next quantize (they become code tables).
 FLOAT_FUNCTIONS = {torch.relu: torch.relu, F.relu: F.relu}
 FLOAT_METHODS = {"relu": torch.relu}
 FLOAT_MODULES = (nn.ReLU,)
-PASS_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)  # no effect on a (batch, features) tensor in eval
-SUPPORTED = ("quantized Linear / LinearReLU, ReLU, Identity, Dropout, Flatten, QuantStub/DeQuantStub, "
-             "quantize_per_tensor and dequantize")
+PASS_MODULES = (nn.Identity, nn.Dropout)  # no effect in eval
+SUPPORTED = ("quantized Linear / LinearReLU, Conv1d/Conv2d (+ReLU), MaxPool1d/2d, ReLU, Identity, Dropout, "
+             "Flatten, QuantStub/DeQuantStub, quantize_per_tensor and dequantize")
 
 
 def describe(node: torch.fx.Node) -> str:
@@ -31,7 +31,7 @@ class _Walker:
     def __init__(self, gm: torch.fx.GraphModule, name: str):
         self.gm = gm
         self.mods = dict(gm.named_modules())
-        self.graph = Graph(name, QParams(1.0, 0), 0)
+        self.graph = Graph(name, QParams(1.0, 0))
         self.have_input = False
         self.q = None  # QParams of the current quantized value
         self.float_fns = None  # float ops since the last dequantize, or None while quantized
@@ -66,6 +66,15 @@ class _Walker:
         self.q = q
         self.float_fns = None
 
+    def flatten(self, node, start_dim=1, end_dim=-1):
+        if (start_dim, end_dim) != (1, -1):
+            raise ConversionError(f"{describe(node)}: only flatten(start_dim=1) is supported, got "
+                                  f"start_dim={start_dim}, end_dim={end_dim}")
+        if self.float_fns is not None:
+            self.float_fns.append(("flatten", lambda v: v))  # flattening a float stretch changes no value
+        else:
+            self.graph.ops.append(Reshape(node.name, (-1,), self.q))
+
     def dequantize(self, node):
         if self.q is None or self.float_fns is not None:
             raise ConversionError(f"{describe(node)}: dequantize of a tensor that is not quantized")
@@ -96,10 +105,22 @@ class _Walker:
             op = linear_from_module(node.target, mod)
             if self.q.dtype != "quint8":
                 raise ConversionError(f"{where}: input must be quint8, found {self.q.dtype}")
-            if self.graph.in_features == 0:
+            if not any(not isinstance(o, Table) for o in self.graph.ops):  # the first layer: input is flat
                 self.graph.in_features = op.in_features
             self.graph.ops.append(op)
             self.q = op.out
+        elif isinstance(mod, (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d)):
+            if self.q is None or self.float_fns is not None:
+                raise ConversionError(f"{where}: its input is not quantized")
+            op = conv_from_module(node.target, mod)
+            self.graph.ops.append(op)
+            self.q = op.out
+        elif isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
+            if self.q is None or self.float_fns is not None:
+                raise ConversionError(f"{where}: MaxPool on a float tensor inside the model is not supported")
+            self.graph.ops.append(maxpool_from_module(node.target, mod, self.q))
+        elif isinstance(mod, nn.Flatten):
+            self.flatten(node, mod.start_dim, mod.end_dim)
         elif isinstance(mod, nnqd.Linear):
             raise ConversionError(f"{where}: dynamically quantized Linear (activations stay float at run time); "
                                   "uquant needs static quantization (prepare/convert or prepare_fx/convert_fx)")
@@ -147,14 +168,16 @@ class _Walker:
                 elif node.op == "call_method" and node.target in FLOAT_METHODS:
                     self.float_op(node, node.target, FLOAT_METHODS[node.target])
                 elif node.op == "call_function" and node.target is torch.flatten:
-                    pass  # (batch, features) stays (batch, features)
+                    start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+                    end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+                    self.flatten(node, start, end)
                 else:
                     raise ConversionError(f"{describe(node)}: not supported (supported: {SUPPORTED})")
         if not self.have_input:
             raise ConversionError("the model never quantizes its input: is it a quantized model? "
                                   "(expected quantize_per_tensor or QuantStub)")
-        if self.graph.in_features == 0:
-            raise ConversionError("the model has no quantized Linear layer")
+        if not any(isinstance(op, (Linear, Conv)) for op in self.graph.ops):
+            raise ConversionError("the model has no quantized Linear or Conv layer")
         return self.graph
 
 

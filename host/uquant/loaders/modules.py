@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ir import ConversionError, Linear, QParams, Table
+from ..ir import Conv, ConversionError, Linear, MaxPool, QParams, Table
 
 DTYPES = {torch.quint8: "quint8", torch.qint8: "qint8"}
 TORCH_DTYPES = {v: k for k, v in DTYPES.items()}
@@ -48,6 +48,62 @@ def linear_from_weight(name: str, weight: torch.Tensor, bias, out: QParams, relu
     if bias is not None:
         b = bias.detach().float().numpy().copy()
     return Linear(name, weight.int_repr().numpy().astype(np.int64), scales, zps, per_channel, b, out, relu)
+
+
+def _weight_qparams(name: str, weight: torch.Tensor):
+    """Per-output-channel scales and zero points of a qint8 weight (per-tensor ones repeated)."""
+    if not isinstance(weight, torch.Tensor) or not weight.is_quantized:
+        raise ConversionError(f"{name}: weight is not a quantized tensor")
+    if weight.dtype != torch.qint8:
+        raise ConversionError(f"{name}: weights must be qint8, found {weight.dtype}")
+    n = weight.shape[0]
+    scheme = weight.qscheme()
+    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return np.full(n, weight.q_scale(), np.float64), np.full(n, weight.q_zero_point(), np.int64), False
+    if scheme in (torch.per_channel_affine, torch.per_channel_symmetric):
+        if weight.q_per_channel_axis() != 0:
+            raise ConversionError(f"{name}: per-channel weights must be quantized along axis 0")
+        return (weight.q_per_channel_scales().double().numpy().copy(),
+                weight.q_per_channel_zero_points().long().numpy().copy(), True)
+    raise ConversionError(f"{name}: unsupported weight quantization scheme {scheme}")
+
+
+def conv_from_module(name: str, mod) -> Conv:
+    """IR Conv from torch's quantized Conv1d/Conv2d or fused ConvReLU1d/2d."""
+    import torch.ao.nn.intrinsic.quantized as nniq
+
+    dim = 1 if isinstance(mod, (torch.ao.nn.quantized.Conv1d, nniq.ConvReLU1d)) else 2
+    if getattr(mod, "padding_mode", "zeros") != "zeros":
+        raise ConversionError(f"{name}: padding_mode={mod.padding_mode!r} is not supported (only zero padding, "
+                              "which torch pads with the input zero point)")
+    if isinstance(mod.padding, str):
+        raise ConversionError(f"{name}: padding={mod.padding!r} is not supported; give the padding as numbers")
+    w = mod.weight()
+    scales, zps, per_channel = _weight_qparams(name, w)
+    codes = w.int_repr().numpy().astype(np.int64)
+    pair = (lambda t: (1, int(t[0]))) if dim == 1 else (lambda t: (int(t[0]), int(t[1])))
+    if dim == 1:
+        codes = codes[:, :, None, :]
+    b = mod.bias()
+    out = QParams(float(mod.scale), int(mod.zero_point), "quint8")
+    return Conv(name, dim, codes, scales, zps, per_channel, None if b is None else b.detach().float().numpy().copy(),
+                out, pair(mod.stride), pair(mod.padding), pair(mod.dilation), int(mod.groups),
+                relu=isinstance(mod, (nniq.ConvReLU1d, nniq.ConvReLU2d)))
+
+
+def maxpool_from_module(name: str, mod, q: QParams) -> MaxPool:
+    dim = 1 if isinstance(mod, torch.nn.MaxPool1d) else 2
+    if mod.return_indices:
+        raise ConversionError(f"{name}: MaxPool with return_indices is not supported")
+
+    def pair(v):
+        v = (v,) * dim if isinstance(v, int) else tuple(v)
+        return (1, int(v[0])) if dim == 1 else (int(v[0]), int(v[1]))
+
+    stride = mod.stride if mod.stride is not None else mod.kernel_size
+    k = pair(mod.kernel_size)
+    return MaxPool(name, dim, k, pair(stride), (0, pair(mod.padding)[1]) if dim == 1 else pair(mod.padding),
+                   pair(mod.dilation), bool(mod.ceil_mode), q)
 
 
 def linear_from_module(name: str, mod) -> Linear:

@@ -65,7 +65,7 @@ def from_state_dict(sd: Mapping, name: str, relu=None) -> Graph:
         raise ConversionError("state_dict has no quantized Linear layers (no '<layer>._packed_params._packed_params' "
                               "keys); is the model quantized and converted?")
     inp, used = _input_quantizer(sd, prefixes[0])
-    graph = Graph(name, inp, 0)
+    graph = Graph(name, inp)
     relus = _relu_layers(relu, prefixes)
     ambiguous = []
     for p in prefixes:

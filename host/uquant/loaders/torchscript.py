@@ -55,7 +55,7 @@ class _Walker:
     def __init__(self, module: torch.jit.ScriptModule, name: str):
         self.module = module
         self.g = module.inlined_graph
-        self.graph = Graph(name, QParams(1.0, 0), 0)
+        self.graph = Graph(name, QParams(1.0, 0))
         self.have_input = False
         self.q = None  # QParams of the current quantized value
         self.float_fns = None  # float ops since the last dequantize, or None while quantized
