@@ -105,3 +105,50 @@ def random_codes(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     near = (m >= 0.1) & (m < 0.4)
     x[near] = np.clip(centre + rng.integers(-8, 9, (n, k)), 0, 255)[near]
     return x
+
+
+def random_conv(rng: np.random.Generator, engine: str, dim: int = 2):
+    """One random quantized Conv1d/Conv2d (+ReLU) layer and an input shape for it."""
+    torch.backends.quantized.engine = engine
+    g = int(pick(rng, [1, 1, 2, 4, -1]))
+    if g == -1:  # depthwise
+        C = int(pick(rng, [1, 3, 4, 8])) if dim == 1 or engine != "fbgemm" else int(pick(rng, [1, 3, 5]))
+        groups, cin, cout = C, C, C * int(pick(rng, [1, 1, 2]))
+    else:
+        groups = g
+        cin, cout = g * int(pick(rng, [1, 2, 3])), g * int(pick(rng, [1, 2, 4]))
+    k = int(pick(rng, [1, 2, 3, 5]))
+    stride, pad, dil = int(pick(rng, [1, 1, 2])), int(pick(rng, [0, 1, 2])), int(pick(rng, [1, 1, 2]))
+    size = int(rng.integers(max(k * dil - 2 * pad, 1), 11))
+    shape = (cin, size) if dim == 1 else (cin, size, int(rng.integers(max(k * dil - 2 * pad, 1), 11)))
+    cls = {(1, False): nnq.Conv1d, (1, True): nniq.ConvReLU1d, (2, False): nnq.Conv2d, (2, True): nniq.ConvReLU2d}
+    relu = bool(rng.random() < 0.5)
+    conv = cls[(dim, relu)](cin, cout, k, stride=stride, padding=pad, dilation=dil, groups=groups)
+    wshape = (cout, cin // groups) + ((k,) if dim == 1 else (k, k))
+    w = torch.randn(wshape) * float(10 ** rng.uniform(-2, 0))
+    if rng.random() < 0.5:
+        scales = w.reshape(cout, -1).abs().amax(1).clamp_min(1e-8) / 127
+        zps = torch.zeros(cout, dtype=torch.long)
+        if rng.random() < 0.3 and engine != "qnnpack":
+            zps = torch.from_numpy(rng.integers(-10, 11, cout))
+        qw = torch.quantize_per_channel(w, scales.double(), zps, 0, torch.qint8)
+    else:
+        zp = 0 if rng.random() < 0.7 else int(rng.integers(-10, 11))
+        qw = torch.quantize_per_tensor(w, float(w.abs().max().clamp_min(1e-8)) / 127, zp, torch.qint8)
+    in_scale = float(10 ** rng.uniform(-3, 0))
+    taps = (cin // groups) * (k if dim == 1 else k * k)
+    y_std = in_scale * 60 * float(qw.dequantize().abs().mean()) * np.sqrt(taps) + 1e-9
+    bias = None if rng.random() < 0.2 else torch.randn(cout) * y_std
+    conv.set_weight_bias(qw, bias)
+    conv.scale = float(y_std * 6 * 10 ** rng.uniform(-1, 0.5) / 255)
+    conv.zero_point = int(pick(rng, [0, 128, 255, int(rng.integers(0, 256))]) if not relu else pick(rng, [0, 0, 30]))
+    layers = [conv]
+    if rng.random() < 0.4:
+        pk = int(pick(rng, [2, 3]))
+        pool = (torch.nn.MaxPool1d if dim == 1 else torch.nn.MaxPool2d)(pk, stride=int(pick(rng, [1, 2])),
+                                                                        padding=int(rng.integers(0, pk // 2 + 1)))
+        out_size = (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+        if out_size >= pk:
+            layers.append(pool)
+    in_zp = int(pick(rng, [0, 128, 255, int(rng.integers(0, 256))]))
+    return Chain(in_scale, in_zp, layers).eval(), shape

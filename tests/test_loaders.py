@@ -27,7 +27,7 @@ from conftest import torch_engine
 from randmodels import Chain
 from uquant import engines
 from uquant.examples import seed_state_dict
-from uquant.ir import ConversionError, Linear, Table
+from uquant.ir import ConversionError, Linear, Reshape, Table
 from uquant.loaders import load
 from uquant.loaders.fx import from_module
 
@@ -183,6 +183,8 @@ def torch_run_ir(graph, x: torch.Tensor, engine: str) -> np.ndarray:
                 packed = torch.ops.quantized.linear_prepack(w, bias)
                 fn = torch.ops.quantized.linear_relu if op.relu else torch.ops.quantized.linear
                 q = fn(q, packed, op.out.scale, op.out.zero_point)
+            elif isinstance(op, Reshape):
+                q = q.flatten(1)
             else:
                 codes = torch.from_numpy(op.table[q.int_repr().long().numpy()]).to(torch.uint8)  # quint8: qmin 0
                 q = torch._make_per_tensor_quantized_tensor(codes, op.out.scale, op.out.zero_point)
@@ -198,6 +200,8 @@ def assert_same_ir(a, b) -> None:
             assert (p.relu, p.per_channel) == (q.relu, q.per_channel)
             for f in ("weight", "w_scale", "w_zero_point", "bias"):
                 assert np.array_equal(getattr(p, f), getattr(q, f)), f
+        elif isinstance(p, Reshape):
+            assert p.shape == q.shape
         else:
             assert np.array_equal(p.table, q.table)
 

@@ -415,8 +415,8 @@ def corruptions(source: str, rng) -> dict[str, str]:
         out["last exception dropped"] = delete_lines(source, last_triple.lineno, last_triple.lineno)
         out["exceptions dropped"] = replace_node(source, F, "None")
         out["exception code changed"] = replace_node(source, F.elts[2], str((F.elts[2].value + 1) % 256))
-    tabled = [i for i, L in enumerate(layers) if len(L.elts) > D_T and not isinstance(L.elts[D_T], ast.Constant)
-              or len(L.elts) > D_T and isinstance(L.elts[D_T].value, bytes)]
+    tabled = [i for i, L in enumerate(layers)
+              if len(L.elts) > D_T and isinstance(getattr(L.elts[D_T], "value", None), bytes)]
     if tabled:
         T = layers[tabled[0]].elts[D_T]
         out["code table byte"] = flip_weight_byte(source, tabled[0], rng, D_T)

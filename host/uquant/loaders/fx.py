@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ir import Conv, ConversionError, Graph, Linear, QParams, Reshape, Table
-from .modules import conv_from_module, float_chain_table, linear_from_module, maxpool_from_module, qparams, relu_table
+from .modules import conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module, qparams, relu_table
 
 # Float element-wise ops allowed between a dequantize and the next quantize (they become code tables).
 FLOAT_FUNCTIONS = {torch.relu: torch.relu, F.relu: F.relu}
@@ -62,7 +62,7 @@ class _Walker:
         elif self.float_fns is None:
             raise ConversionError(f"{describe(node)}: quantizing a tensor that is already quantized")
         else:
-            self.graph.ops.append(float_chain_table(node.name, self.q, self.float_fns, q))
+            self.graph.ops += float_stretch_ops(node.name, self.q, self.float_fns, q)
         self.q = q
         self.float_fns = None
 
@@ -70,8 +70,8 @@ class _Walker:
         if (start_dim, end_dim) != (1, -1):
             raise ConversionError(f"{describe(node)}: only flatten(start_dim=1) is supported, got "
                                   f"start_dim={start_dim}, end_dim={end_dim}")
-        if self.float_fns is not None:
-            self.float_fns.append(("flatten", lambda v: v))  # flattening a float stretch changes no value
+        if self.float_fns is not None:  # inside dequantize ... quantize: applied when the stretch ends
+            self.float_fns.append(("flatten", Reshape(node.name, (-1,), self.q)))
         else:
             self.graph.ops.append(Reshape(node.name, (-1,), self.q))
 

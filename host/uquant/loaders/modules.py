@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ir import Conv, ConversionError, Linear, MaxPool, QParams, Table
+from ..ir import Conv, ConversionError, Linear, MaxPool, QParams, Reshape, Table
 
 DTYPES = {torch.quint8: "quint8", torch.qint8: "qint8"}
 TORCH_DTYPES = {v: k for k, v in DTYPES.items()}
@@ -81,13 +81,15 @@ def conv_from_module(name: str, mod) -> Conv:
     w = mod.weight()
     scales, zps, per_channel = _weight_qparams(name, w)
     codes = w.int_repr().numpy().astype(np.int64)
-    pair = (lambda t: (1, int(t[0]))) if dim == 1 else (lambda t: (int(t[0]), int(t[1])))
+    def pair(t, fill):  # Conv1d runs as a 2-D conv of height 1
+        return (fill, int(t[0])) if dim == 1 else (int(t[0]), int(t[1]))
+
     if dim == 1:
         codes = codes[:, :, None, :]
     b = mod.bias()
     out = QParams(float(mod.scale), int(mod.zero_point), "quint8")
     return Conv(name, dim, codes, scales, zps, per_channel, None if b is None else b.detach().float().numpy().copy(),
-                out, pair(mod.stride), pair(mod.padding), pair(mod.dilation), int(mod.groups),
+                out, pair(mod.stride, 1), pair(mod.padding, 0), pair(mod.dilation, 1), int(mod.groups),
                 relu=isinstance(mod, (nniq.ConvReLU1d, nniq.ConvReLU2d)))
 
 
@@ -132,6 +134,20 @@ def code_table(name: str, what: str, q_in: QParams, fn, q_out: QParams | None) -
         raise ConversionError(f"{name}: torch computes {what} differently depending on position; not supported yet")
     out = q_out or QParams(float(y_all.q_scale()), int(y_all.q_zero_point()), DTYPES[y_all.dtype])
     return Table(name, what, table.astype(np.int64), out)
+
+
+def float_stretch_ops(name: str, q_in: QParams, fns, q_out: QParams) -> list:
+    """The ops for a `dequantize -> float ops -> quantize_per_tensor` stretch.
+
+    fns: (label, function-or-Reshape) pairs. Element-wise functions become one code table (none if it is the
+    identity with unchanged qparams); reshapes (a flatten inside the stretch) follow it, since the two commute.
+    """
+    reshapes = [f for _, f in fns if isinstance(f, Reshape)]
+    table = float_chain_table(name, q_in, [(label, f) for label, f in fns if not isinstance(f, Reshape)], q_out)
+    ops = []
+    if q_out != q_in or np.any(table.table != np.arange(q_out.qmin, q_out.qmax + 1)):
+        ops.append(table)
+    return ops + [Reshape(r.name, r.shape, q_out) for r in reshapes]
 
 
 def relu_table(name: str, q: QParams) -> Table:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import torch
 
-from ..ir import ConversionError, Graph, QParams
-from .modules import float_chain_table, linear_from_weight, qparams, relu_table
+from ..ir import ConversionError, Graph, QParams, Reshape
+from .modules import float_stretch_ops, linear_from_weight, qparams, relu_table
 
 # Nodes that compute arguments (scales, zero points, packed weights, dims) from the module alone.
 STATIC_KINDS = {"prim::Constant", "prim::GetAttr", "aten::Float", "aten::Int", "aten::FloatImplicit",
                 "aten::IntImplicit", "prim::ListConstruct", "prim::TupleConstruct"}
 LINEARS = {"quantized::linear": False, "quantized::linear_relu": True}
 RELUS = {"aten::relu", "aten::relu_"}
-PASS_KINDS = {"aten::flatten", "aten::contiguous", "aten::detach"}  # no effect on a (batch, features) chain
+PASS_KINDS = {"aten::contiguous", "aten::detach"}  # no effect on the codes
 DROPOUTS = {"aten::dropout", "aten::dropout_", "aten::feature_dropout", "aten::alpha_dropout"}
 SCALAR_TYPES = {12: torch.qint8, 13: torch.quint8}  # c10::ScalarType codes as traced graphs store dtypes
 SUPPORTED = ("quantized::linear, quantized::linear_relu, aten::quantize_per_tensor, aten::dequantize, "
@@ -110,7 +110,7 @@ class _Walker:
         elif self.float_fns is None:
             raise ConversionError(f"{where}: quantizing a tensor that is already quantized")
         else:
-            self.graph.ops.append(float_chain_table(_label(node), self.q, self.float_fns, q))
+            self.graph.ops += float_stretch_ops(_label(node), self.q, self.float_fns, q)
         self.q = q
         self.float_fns = None
 
@@ -159,6 +159,15 @@ class _Walker:
             if self.value(args[2], node):
                 raise ConversionError(f"{self.where(node)}: dropout in training mode: call model.eval() before "
                                       "torch.jit.trace / torch.jit.script")
+        elif kind == "aten::flatten":
+            start, end = self.value(args[1], node), self.value(args[2], node)
+            if (start, end) != (1, -1):
+                raise ConversionError(f"{self.where(node)}: only flatten(start_dim=1) is supported")
+            reshape = Reshape(_label(node), (-1,), self.q)
+            if self.float_fns is not None:  # inside dequantize ... quantize: applied when the stretch ends
+                self.float_fns.append(("flatten", reshape))
+            else:
+                self.graph.ops.append(reshape)
         elif kind in PASS_KINDS:
             pass
         elif kind in HINTS:
