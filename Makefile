@@ -10,7 +10,7 @@ PY_STAMP := $(VENV)/.stamp-setup
 NODE_STAMP := node_modules/.stamp-setup
 NODE_LOCK := $(wildcard package-lock.json)
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo digits bench clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -33,6 +33,9 @@ test: setup
 
 demo: setup
 	$(PY) -m uquant.demo
+
+digits: setup
+	$(PY) examples/digits.py
 
 bench: setup
 	$(PY) -m uquant.bench

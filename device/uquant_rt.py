@@ -161,6 +161,29 @@ def maxpool(x, out, g):
                 o += 1
 
 
+def add(a, b, out, n_vec, n, lo, hi, P, F, start, stop):
+    # quantized add of two same-shape tensors over positions [start, stop):
+    #   y = clip((Aa * qa + Ab * qb + D) >> S, lo, hi), or the exception for the pair (qa, qb).
+    Aa, Ab, D, S = P
+    for i in range(start, stop):
+        qa = a[i]
+        qb = b[i]
+        y = (Aa * qa + Ab * qb + D) >> S
+        if F is not None:
+            y = F.get((qa << 8) | qb, y)
+        out[i] = lo if y < lo else hi if y > hi else y
+
+
+def _pairs(F):
+    # flat (key, code, ...) pairs -> {key: code}, or None
+    if not F:
+        return None
+    d = {}
+    for j in range(0, len(F), 2):
+        d[F[j]] = F[j + 1]
+    return d
+
+
 def _fixes(F):
     # flat (channel, a, code, ...) triples -> {channel: {a: code}}, or None
     if not F:
@@ -172,11 +195,16 @@ def _fixes(F):
 
 
 class Node:
-    # One step of the model: reads buffer `src` (None: the model's input), writes buffer `out`.
+    # One step of the model: reads buffers `srcs` (index -1: the model's input), writes buffer `out`.
     def __init__(self, spec, bufs):
         kind = spec[0]
         self.kind = kind
-        self.src = None if spec[1] < 0 else bufs[spec[1]]
+        srcs = spec[1] if isinstance(spec[1], tuple) else (spec[1],)
+        for i in srcs:
+            if i >= len(bufs) or i < -1:
+                raise CorruptModel("%s: reads a buffer that does not exist" % kind)
+        self.srcs = [None if i < 0 else bufs[i] for i in srcs]
+        self.src = self.srcs[0]
         self.out = bufs[spec[2]]
         a = spec[3:]
         if kind == "dense":
@@ -186,8 +214,10 @@ class Node:
             self.args = (K, N, lo, hi, W, array("i", P), _fixes(F), T)
         elif kind == "conv":
             g, xzp, lo, hi, W, P, F, T = a
+            if len(g) != 15:
+                raise CorruptModel("conv: bad geometry")
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
-            if len(g) != 15 or len(W) != N * kk or len(P) != 7 * N or len(self.out) < N * g[13] * g[14]:
+            if len(W) != N * kk or len(P) != 7 * N or len(self.out) < N * g[13] * g[14]:
                 raise CorruptModel("conv: sizes do not match its data")
             self.args = (g, xzp, lo, hi, W, array("i", P), _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
@@ -195,6 +225,16 @@ class Node:
             if len(g) != 13 or len(self.out) < g[0] * g[11] * g[12]:
                 raise CorruptModel("maxpool: sizes do not match its data")
             self.args = (g,)
+        elif kind == "add":
+            n_vec, n, lo, hi, Pv, Fv, Pt, Ft = a
+            if len(self.srcs) != 2 or len(Pv) != 4 or len(Pt) != 4 or len(self.out) < n or not 0 <= n_vec <= n:
+                raise CorruptModel("add: sizes do not match its data")
+            self.args = (n_vec, n, lo, hi, Pv, _pairs(Fv), Pt, _pairs(Ft))
+        elif kind == "cat":
+            parts = a[0]
+            if len(parts) != len(self.srcs) or sum(p[0] for p in parts) > len(self.out):
+                raise CorruptModel("cat: sizes do not match its data")
+            self.args = (parts,)
         else:
             raise CorruptModel("unknown layer kind %r" % (kind,))
 
@@ -206,8 +246,28 @@ class Node:
             dense(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
         elif kind == "conv":
             conv(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8])
-        else:
+        elif kind == "maxpool":
             maxpool(src, self.out, a[0])
+        elif kind == "add":
+            b = self.srcs[1]
+            if b is None:
+                b = x
+            add(src, b, self.out, a[0], a[1], a[2], a[3], a[4], a[5], 0, a[0])
+            add(src, b, self.out, a[0], a[1], a[2], a[3], a[6], a[7], a[0], a[1])
+        else:
+            o = 0
+            for j in range(len(a[0])):
+                s = self.srcs[j]
+                if s is None:
+                    s = x
+                n, T = a[0][j]
+                if T is None:
+                    for i in range(n):
+                        self.out[o + i] = s[i]
+                else:
+                    for i in range(n):
+                        self.out[o + i] = T[s[i]]
+                o += n
         return self.out
 
 

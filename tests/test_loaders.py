@@ -492,11 +492,17 @@ def test_unsupported_op_named(form):
     expect_error(["sigmoid", "not supported", "quantized::linear" if form != "fx" else "LinearReLU"], load, model)
 
 
-@pytest.mark.parametrize("form", ["fx", "trace", "script"])
-def test_skip_connection_refused(form):
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+def test_skip_connection_converts_from_fx(engine):
+    model = fx_model(SkipNet, engine)
+    with torch_engine(engine):
+        assert_exact(uquant.convert(model, engine=engine), model, X_TEST, engine)
+
+
+@pytest.mark.parametrize("form", ["trace", "script"])
+def test_skip_connection_refused_from_torchscript(form):
     model = fx_model(SkipNet, "x86")
-    if form != "fx":
-        model = torch.jit.trace(model, X_CAL[:4]) if form == "trace" else torch.jit.script(model)
+    model = torch.jit.trace(model, X_CAL[:4]) if form == "trace" else torch.jit.script(model)
     msg = expect_error(["several tensor inputs"], load, model)
     assert "add" in msg
 

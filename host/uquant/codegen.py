@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
-from .lower import DenseStep, Plan, Step
+from .plan import AddStep, CatStep, DenseStep, Plan, Step
 from .runtime import rt
 
 BYTES_PER_LINE = 32
@@ -17,12 +17,18 @@ BYTES_PER_LINE = 32
 
 def node_spec(plan: Plan, s: Step) -> tuple:
     """One node exactly as the generated module passes it to uquant_rt.Model."""
-    src, dst = plan.buffer_of[s.src], plan.buffer_of[s.dst]
+    srcs = tuple(plan.buffer_of[v] for v in s.srcs)
+    src, dst = (srcs[0] if len(srcs) == 1 else srcs), plan.buffer_of[s.dst]
     if s.kind == "dense":
         return ("dense", src, dst, s.K, s.N, s.lo, s.hi, s.weights, tuple(s.words), tuple(s.fixes) or None, s.table)
     if s.kind == "conv":
         return ("conv", src, dst, s.geometry, s.x.zero_point, s.lo, s.hi, s.weights, tuple(s.words),
                 tuple(s.fixes) or None, s.table)
+    if s.kind == "add":
+        return ("add", src, dst, s.n_vec, s.n, s.lo, s.hi, s.vec, tuple(s.vec_fixes) or None, s.tail,
+                tuple(s.tail_fixes) or None)
+    if s.kind == "cat":
+        return ("cat", src, dst, tuple(s.parts))
     return (s.kind, src, dst, s.geometry)
 
 
@@ -100,6 +106,9 @@ def describe_step(s: Step) -> str:
         exc = f", {len(s.fixes) // 3} exception(s)" if s.fixes else ""
         what = f"Linear {s.K} -> {s.N}" if s.kind == "dense" else f"Conv{s.source.dim}d -> {shape}"
         return f"{what}{extra}, {s.macs} MACs, codes [{s.lo}, {s.hi}]{exc}"
+    if isinstance(s, AddStep):
+        exc = (len(s.vec_fixes) + len(s.tail_fixes)) // 2
+        return f"add -> {shape} ({s.family}), {exc} exception(s)"
     return f"{s.kind} -> {shape}"
 
 

@@ -131,3 +131,39 @@ class Requant:
             t = tot.astype(f32)
         v = np.clip(f32(t * self.M), -2.0 ** 40, 2.0 ** 40)  # far beyond any clip bound; keeps int64 safe
         return np.clip(np.rint(v).astype(np.int64) + self.y_zp, self.lo, self.hi)
+
+
+def add(engine: str, qa, sa: float, za: int, qb, sb: float, zb: int, sy: float, zy: int, relu: bool,
+        vectorized: bool) -> np.ndarray:
+    """quantized::add / add_relu of two same-shape quint8 tensors, per element.
+
+    x86/fbgemm: ATen's kernel, whose SIMD blocks (vectorized=True) dequantize with an fma and round before
+    adding the zero point, while its scalar tail does neither. qnnpack: QNNPACK's pure integer q8add, which
+    rounds half away from zero (the same at every position).
+    """
+    qa = np.asarray(qa, np.int64)
+    qb = np.asarray(qb, np.int64)
+    if engine == "qnnpack":
+        a_os, b_os = f32(f32(sa) / f32(sy)), f32(f32(sb) / f32(sy))
+        shift = 21 - (int(np.array(max(a_os, b_os), f32).view(np.uint32) >> 23) - 127)
+
+        def mult(v):
+            bits = np.array(v, f32).view(np.uint32) + np.uint32(shift << 23)  # v * 2**shift, exactly
+            return int(np.rint(bits.view(f32)))
+
+        am, bm = mult(a_os), mult(b_os)
+        acc = qa * am + qb * bm - (am * za + bm * zb)
+        mask = (1 << shift) - 1
+        r = (acc >> shift) + (((acc & mask) - (acc < 0)) > (mask >> 1))
+        return np.clip(r + zy, zy if relu else 0, 255)
+    sa32, sb32 = f32(sa), f32(sb)
+    inv = f32(f32(1) / f32(sy))
+    if vectorized:
+        c = f32(fma32(sa32, f32(qa), f32(sa32 * f32(-za))) + fma32(sb32, f32(qb), f32(sb32 * f32(-zb))))
+    else:
+        c = f32(f32(sa32 * f32(qa - za)) + f32(sb32 * f32(qb - zb)))
+    if relu:
+        c = np.maximum(c, f32(0))
+    if vectorized:
+        return np.clip(np.rint(f32(c * inv)).astype(np.int64) + zy, 0, 255)
+    return np.clip(np.rint(f32(f32(c * inv) + f32(zy))).astype(np.int64), 0, 255)

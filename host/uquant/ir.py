@@ -48,6 +48,7 @@ class Linear:
     bias: np.ndarray | None  # float32, shape (out_features,), or None
     out: QParams
     relu: bool = False
+    inputs: list[str] = field(default_factory=list)  # value names read; empty: the previous op's output
 
     @property
     def in_features(self) -> int:
@@ -75,6 +76,7 @@ class Table:
     what: str  # e.g. "relu", "dequantize -> relu -> quantize"
     table: np.ndarray  # int64, indexed by input code - qmin of the input dtype
     out: QParams
+    inputs: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"{self.name}: {self.what} (code table), out {self.out}"
@@ -97,6 +99,7 @@ class Conv:
     dilation: tuple[int, int]
     groups: int
     relu: bool = False
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def out_channels(self) -> int:
@@ -128,6 +131,7 @@ class MaxPool:
     dilation: tuple[int, int]
     ceil_mode: bool
     out: QParams
+    inputs: list[str] = field(default_factory=list)
 
     def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         C, H, W = (shape[0], 1, shape[1]) if self.dim == 1 else shape
@@ -151,6 +155,7 @@ class Reshape:
     name: str
     shape: tuple[int, ...]  # per sample; -1 flattens everything
     out: QParams
+    inputs: list[str] = field(default_factory=list)
 
     def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         n = int(np.prod(shape))
@@ -163,7 +168,32 @@ class Reshape:
         return f"{self.name}: reshape to {self.shape}"
 
 
-Op = Linear | Table | Conv | MaxPool | Reshape
+@dataclass
+class Add:
+    """Quantized add (or add_relu) of two tensors of the same shape, into new output qparams."""
+
+    name: str
+    out: QParams
+    relu: bool = False
+    inputs: list[str] = field(default_factory=list)  # two value names
+
+    def describe(self) -> str:
+        return f"{self.name}: add{'_relu' if self.relu else ''}({', '.join(self.inputs)}), out {self.out}"
+
+
+@dataclass
+class Cat:
+    """Concatenation along the channel (feature) axis; inputs with other qparams are requantized by torch."""
+
+    name: str
+    out: QParams
+    inputs: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return f"{self.name}: cat({', '.join(self.inputs)}) along channels, out {self.out}"
+
+
+Op = Linear | Table | Conv | MaxPool | Reshape | Add | Cat
 
 
 @dataclass
@@ -194,17 +224,43 @@ class Graph:
     def output_qparams(self) -> QParams:
         return self.ops[-1].out if self.ops else self.input
 
-    def shapes(self) -> list[tuple[int, ...]]:
-        """Each op's output shape (per sample), checking that every op fits its input."""
+    def resolve_inputs(self) -> None:
+        """Give every op explicit input names (a chain's ops read the previous op) and check they exist."""
+        seen, prev = {"input"}, "input"
+        for op in self.ops:
+            if not op.inputs:  # a chain op: nothing refers to it by name, so a repeated name can be made unique
+                op.inputs = [prev]
+                base, k = op.name, 1
+                while op.name in seen:
+                    op.name, k = f"{base}_{k}", k + 1
+            if op.name in seen:
+                raise ConversionError(f"two ops are named {op.name!r}")
+            for v in op.inputs:
+                if v not in seen:
+                    raise ConversionError(f"{op.name}: reads {v!r}, which no earlier op produces")
+            seen.add(op.name)
+            prev = op.name
+
+    @property
+    def output(self) -> str:
+        return self.ops[-1].name
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each value's shape (per sample), checking that every op fits its inputs."""
         if not self.input_shape:
             raise ConversionError("the model's input shape is unknown: pass an example input "
                                   "(Python: convert(model, example_input); CLI: --input-shape C,H,W)")
-        shape, out = self.input_shape, []
+        self.resolve_inputs()
+        shapes = {"input": tuple(self.input_shape)}
         for op in self.ops:
+            ins = [shapes[v] for v in op.inputs]
+            shape = ins[0]
             if isinstance(op, Linear):
                 if len(shape) != 1:
                     raise ConversionError(f"{op.name}: Linear needs a flat input, gets shape {shape} "
                                           "(add a Flatten before it)")
+                if op.in_features != shape[0]:
+                    raise ConversionError(f"{op.name}: expects {op.in_features} inputs but receives {shape[0]}")
                 shape = (op.out_features,)
             elif isinstance(op, Conv):
                 want = 2 if op.dim == 1 else 3
@@ -213,22 +269,29 @@ class Graph:
                                           f"input channels in {want} dims, gets shape {shape}")
                 shape = op.out_shape(shape)
                 if min(shape) <= 0:
-                    raise ConversionError(f"{op.name}: output would be empty for input shape {out[-1] if out else self.input_shape}")
-            elif isinstance(op, (MaxPool, Reshape)):
-                if isinstance(op, MaxPool) and len(shape) != op.dim + 1:
+                    raise ConversionError(f"{op.name}: output would be empty for input shape {ins[0]}")
+            elif isinstance(op, MaxPool):
+                if len(shape) != op.dim + 1:
                     raise ConversionError(f"{op.name}: MaxPool{op.dim}d gets shape {shape}")
                 shape = op.out_shape(shape)
-            out.append(shape)
-        return out
+            elif isinstance(op, Reshape):
+                shape = op.out_shape(shape)
+            elif isinstance(op, Add):
+                if len(ins) != 2 or ins[0] != ins[1]:
+                    raise ConversionError(f"{op.name}: add needs two inputs of the same shape, gets {ins} "
+                                          "(broadcasting is not supported)")
+            elif isinstance(op, Cat):
+                if any(len(i) != len(shape) or i[1:] != shape[1:] for i in ins):
+                    raise ConversionError(f"{op.name}: cat inputs differ outside the channel axis: {ins}")
+                shape = (sum(i[0] for i in ins),) + shape[1:]
+            shapes[op.name] = shape
+        return shapes
 
     def validate(self) -> None:
         """Check shapes and quantization parameters; raise ConversionError naming the op at fault."""
         _check_qparams(self.input, "the model input")
-        shapes = self.shapes()
-        for i, op in enumerate(self.ops):
-            if isinstance(op, Linear) and op.in_features != (shapes[i - 1] if i else self.input_shape)[0]:
-                width = (shapes[i - 1] if i else self.input_shape)[0]
-                raise ConversionError(f"{op.name}: expects {op.in_features} inputs but receives {width}")
+        self.shapes()
+        for op in self.ops:
             if isinstance(op, (Linear, Conv)):
                 n = int(op.weight.shape[0])
                 if op.w_scale.shape != (n,) or op.w_zero_point.shape != (n,):
@@ -241,6 +304,8 @@ class Graph:
                     raise ConversionError(f"{op.name}: weight zero points must be in [-128, 127]")
                 if op.bias is not None and not np.all(np.isfinite(op.bias)):
                     raise ConversionError(f"{op.name}: bias contains NaN or infinity")
+                _check_qparams(op.out, op.name)
+            elif isinstance(op, (Add, Cat)):
                 _check_qparams(op.out, op.name)
             elif isinstance(op, Table):
                 _check_qparams(op.out, op.name)

@@ -16,95 +16,15 @@ them are no longer needed; flatten/reshape share their input's buffer.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from . import requant as rq
 from .engines import ENGINES, Requant
-from .ir import Conv, ConversionError, Graph, Linear, MaxPool, QParams, Reshape, Table
+from .elementwise import lower_add, lower_cat
+from .plan import DenseStep, Plan, PoolStep, Step
+from .ir import Add, Cat, Conv, ConversionError, Graph, Linear, MaxPool, QParams, Reshape, Table
 
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
-
-
-@dataclass
-class Step:
-    """One device kernel call: reads value `src`, writes value `dst` (names of values in the plan)."""
-
-    kind: str
-    name: str
-    src: str
-    dst: str
-    out: QParams  # quantization of the output
-    out_shape: tuple[int, ...]
-
-
-@dataclass
-class DenseStep(Step):
-    """A Linear (kind 'dense') or a convolution (kind 'conv'), requantization proven channel by channel."""
-
-    K: int = 0  # taps per output: in_features, or in_channels/groups * kh * kw
-    N: int = 0  # output channels
-    lo: int = 0
-    hi: int = 255
-    weights: bytes = b""  # N*K bytes, row-major, w + 128
-    words: list[int] = field(default_factory=list)  # 7 per channel: c, c_lo, W, A, D >> 30, D & (2**30-1), S
-    fixes: list[int] = field(default_factory=list)  # flat (channel, a, code) triples
-    table: bytes | None = None  # code table applied after requantization (FX's dequantize -> relu -> quantize)
-    source: Linear | Conv | None = None
-    tables: list[Table] = field(default_factory=list)  # element-wise code maps folded into this step
-    x: QParams | None = None  # input quantization
-    x_lo: np.ndarray | None = None  # reachable input codes per feature (dense) or per channel (conv)
-    x_hi: np.ndarray | None = None
-    acc_lo: np.ndarray | None = None  # reachable acc' per channel (device coordinates: see module docstring)
-    acc_hi: np.ndarray | None = None
-    fn: object = None  # torch's output code as a function of acc' (shape (..., N))
-    channels: list[rq.ChannelRequant] = field(default_factory=list)
-    geometry: tuple = ()  # conv: (C, H, W, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW)
-    family: str = ""  # which of torch's requantization formulas this step reproduces
-
-    @property
-    def macs(self) -> int:
-        positions = int(np.prod(self.out_shape[1:])) if self.kind == "conv" else 1
-        return self.K * self.N * positions
-
-
-@dataclass
-class PoolStep(Step):
-    geometry: tuple = ()  # (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
-
-    @property
-    def macs(self) -> int:
-        return 0
-
-
-@dataclass
-class Plan:
-    name: str
-    engine: str
-    input: QParams
-    input_shape: tuple[int, ...]
-    steps: list[Step]
-    sizes: dict[str, int]  # bytes of each value ("input", or "v<i>": the output of graph op i)
-    buffer_of: dict[str, int]  # value -> buffer index (-1: the caller's input)
-    buffers: list[int]  # buffer sizes in bytes
-    output_value: str  # the value holding the result
-
-    @property
-    def n_in(self) -> int:
-        return int(np.prod(self.input_shape))
-
-    @property
-    def n_out(self) -> int:
-        return self.sizes[self.output_value]
-
-    @property
-    def output(self) -> QParams:
-        return self.steps[-1].out
-
-    @property
-    def compute_steps(self) -> list[DenseStep]:
-        return [s for s in self.steps if isinstance(s, DenseStep)]
 
 
 def lower(graph: Graph, engine: str) -> Plan:
@@ -117,48 +37,65 @@ def lower(graph: Graph, engine: str) -> Plan:
             raise ConversionError(f"{op.name}: {op.out.dtype} activations are not supported yet (quint8 only)")
     if graph.input.dtype != "quint8":
         raise ConversionError(f"the model input: {graph.input.dtype} activations are not supported yet (quint8 only)")
-    x, shape, value = graph.input, graph.input_shape, "input"
-    x_lo = np.full(shape[0], x.qmin, np.int64)  # reachable codes per channel (per feature when flat)
-    x_hi = np.full(shape[0], x.qmax, np.int64)
+    readers: dict[str, int] = {}
+    for op in graph.ops:
+        for v in op.inputs:
+            readers[v] = readers.get(v, 0) + 1
+    x = graph.input
+    qp = {"input": x}  # quantization of each value
+    ranges = {"input": (np.full(shapes["input"][0], x.qmin, np.int64), np.full(shapes["input"][0], x.qmax, np.int64))}
     steps: list[Step] = []
-    sizes = {"input": int(np.prod(shape))}
-    alias = {}
-    i = 0
+    alias: dict[str, str] = {}
+    folded: set[str] = set()
     ops = graph.ops
-    while i < len(ops):
-        op = ops[i]
-        if isinstance(op, (Linear, Conv)):
-            j = i + 1
-            while j < len(ops) and isinstance(ops[j], Table):
-                j += 1
-            step = lower_compute(op, ops[i + 1:j], value, f"v{j - 1}", x, x_lo, x_hi, shape, shapes[j - 1], engine)
-            x_lo, x_hi = reachable_outputs(step)
-            i = j
-        elif isinstance(op, MaxPool):
-            step = lower_maxpool(op, value, f"v{i}", x, shape, shapes[i])
-            i += 1
-        elif isinstance(op, Reshape):
-            new = shapes[i]
-            if len(new) == 1 and len(shape) > 1:  # flattening: per-channel ranges become per-feature
-                per = int(np.prod(shape[1:]))
-                x_lo, x_hi = np.repeat(x_lo, per), np.repeat(x_hi, per)
-            elif len(new) > 1 and len(shape) == 1:
-                x_lo, x_hi = np.full(new[0], x_lo.min()), np.full(new[0], x_hi.max())
-            alias[f"v{i}"] = alias.get(value, value)
-            sizes[f"v{i}"] = sizes[value]
-            value, shape = f"v{i}", new
-            i += 1
+    for i, op in enumerate(ops):
+        if op.name in folded:
             continue
+        src = op.inputs[0]
+        if isinstance(op, (Linear, Conv)):
+            tables, dst = [], op.name  # code tables that only this layer feeds fold into its step
+            for nxt in ops[i + 1:]:
+                if not (isinstance(nxt, Table) and nxt.inputs == [dst] and readers.get(dst) == 1):
+                    break
+                tables.append(nxt)
+                dst = nxt.name
+            folded |= {t.name for t in tables}
+            step = lower_compute(op, tables, src, dst, qp[src], *ranges[src], shapes[src], shapes[dst], engine)
+            ranges[dst] = reachable_outputs(step)
+        elif isinstance(op, MaxPool):
+            step = lower_maxpool(op, src, op.name, qp[src], shapes[src], shapes[op.name])
+            ranges[op.name] = ranges[src]
+        elif isinstance(op, Reshape):
+            lo, hi = ranges[src]
+            old, new = shapes[src], shapes[op.name]
+            if len(new) == 1 and len(old) > 1:  # flattening: per-channel ranges become per-feature
+                per = int(np.prod(old[1:]))
+                lo, hi = np.repeat(lo, per), np.repeat(hi, per)
+            elif new[0] != old[0]:
+                lo, hi = np.full(new[0], lo.min()), np.full(new[0], hi.max())
+            alias[op.name] = alias.get(src, src)
+            ranges[op.name], qp[op.name] = (lo, hi), qp[src]
+            continue
+        elif isinstance(op, Add):
+            step = lower_add(op, [qp[v] for v in op.inputs], shapes[op.name], engine)
+            ranges[op.name] = tuple(np.full(shapes[op.name][0], v, np.int64) for v in (step.lo, step.hi))
+        elif isinstance(op, Cat):
+            step = lower_cat(op, [qp[v] for v in op.inputs], [shapes[v] for v in op.inputs], shapes[op.name])
+            ranges[op.name] = (np.concatenate([ranges[v][0] if qp[v] == op.out else np.full(shapes[v][0], 0)
+                                               for v in op.inputs]),
+                               np.concatenate([ranges[v][1] if qp[v] == op.out else np.full(shapes[v][0], 255)
+                                               for v in op.inputs]))
         elif isinstance(op, Table):
-            raise ConversionError(f"{op.name}: {op.what} must follow a Linear or Conv layer (not supported yet "
-                                  "elsewhere)")
+            raise ConversionError(f"{op.name}: {op.what} must follow a Linear or Conv layer whose output nothing "
+                                  "else reads (not supported yet elsewhere)")
         else:
             raise ConversionError(f"{op.name}: unsupported op {type(op).__name__}")
         steps.append(step)
-        sizes[step.dst] = int(np.prod(step.out_shape))
-        value, shape, x = step.dst, step.out_shape, step.out
-    buffer_of, buffers = plan_buffers(steps, alias, sizes, value)
-    return Plan(graph.name, engine, graph.input, graph.input_shape, steps, sizes, buffer_of, buffers, value)
+        qp[step.dst] = step.out
+    sizes = {v: int(np.prod(sh)) for v, sh in shapes.items()}
+    output = graph.output
+    buffer_of, buffers = plan_buffers(steps, alias, sizes, output)
+    return Plan(graph.name, engine, graph.input, graph.input_shape, steps, sizes, buffer_of, buffers, output)
 
 
 def plan_buffers(steps: list[Step], alias: dict[str, str], sizes: dict[str, int], output: str):
@@ -169,7 +106,8 @@ def plan_buffers(steps: list[Step], alias: dict[str, str], sizes: dict[str, int]
     root = lambda v: alias.get(v, v)  # noqa: E731 - reshape aliases share their source's buffer
     last_read = {}
     for i, s in enumerate(steps):
-        last_read[root(s.src)] = i
+        for v in s.srcs:
+            last_read[root(v)] = i
     buffer_of = {"input": -1}
     buffers: list[int] = []
     free: list[int] = []
@@ -193,9 +131,9 @@ def plan_buffers(steps: list[Step], alias: dict[str, str], sizes: dict[str, int]
             if b in free:
                 free.remove(b)
             buffer_of[v] = b
-        src = root(s.src)
-        if last_read.get(src) == i and src != "input" and buffer_of[src] != buffer_of[v]:
-            free.append(buffer_of[src])
+        for src in {root(x) for x in s.srcs}:
+            if last_read.get(src) == i and src != "input" and buffer_of[src] != buffer_of[v]:
+                free.append(buffer_of[src])
     for a, v in alias.items():
         buffer_of[a] = buffer_of[root(v)]
     return buffer_of, buffers
@@ -308,7 +246,7 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
             fixes += [n, a, y]
     weights = (v + wzp[:, None] + 128).astype(np.uint8).tobytes()
     table_bytes = None if table is None else bytes((table - out.qmin).astype(np.uint8).tolist())
-    return DenseStep(kind, op.name, src, dst, out, out_shape, K, N, lo, hi, weights, words, fixes, table_bytes,
+    return DenseStep(kind, op.name, [src], dst, out, out_shape, K, N, lo, hi, weights, words, fixes, table_bytes,
                      op, tables, x, x_lo, x_hi, acc_lo, acc_hi, fn, channels, geometry, family)
 
 
@@ -317,7 +255,7 @@ def lower_maxpool(op: MaxPool, src: str, dst: str, x: QParams, in_shape: tuple, 
     OH, OW = (1, out_shape[1]) if op.dim == 1 else out_shape[1:]
     kh, kw = op.kernel
     geometry = (in_shape[0], H, W_, kh, kw, *op.stride, *op.padding, *op.dilation, OH, OW)
-    return PoolStep("maxpool", op.name, src, dst, x, out_shape, geometry)
+    return PoolStep("maxpool", op.name, [src], dst, x, out_shape, geometry)
 
 
 def compose_tables(tables: list[Table], q: QParams) -> np.ndarray | None:

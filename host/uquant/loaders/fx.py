@@ -1,25 +1,32 @@
 """FX graph-mode (convert_fx) and eager-mode (convert) quantized models -> IR.
 
 Eager models are traced with torch.fx.symbolic_trace first (quantized modules are leaves), so one walker
-reads both. The graph must be a chain: quantize -> quantized layers -> dequantize, where a stretch of
-`dequantize -> element-wise float ops -> quantize_per_tensor` in the middle becomes a code table.
+reads both. Every FX node maps to a value: quantized (an IR value name and its qparams) or float (a
+quantized value that was dequantized, plus the element-wise float ops applied since). A float stretch
+`dequantize -> element-wise ops -> quantize_per_tensor` becomes a code table computed by torch.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ir import Conv, ConversionError, Graph, Linear, QParams, Reshape, Table
-from .modules import conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module, qparams, relu_table
+from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, QParams, Reshape
+from .modules import (conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module, qparams,
+                      relu_table)
 
 # Float element-wise ops allowed between a dequantize and the next quantize (they become code tables).
 FLOAT_FUNCTIONS = {torch.relu: torch.relu, F.relu: F.relu}
 FLOAT_METHODS = {"relu": torch.relu}
 FLOAT_MODULES = (nn.ReLU,)
 PASS_MODULES = (nn.Identity, nn.Dropout)  # no effect in eval
-SUPPORTED = ("quantized Linear / LinearReLU, Conv1d/Conv2d (+ReLU), MaxPool1d/2d, ReLU, Identity, Dropout, "
-             "Flatten, QuantStub/DeQuantStub, quantize_per_tensor and dequantize")
+SUPPORTED = ("quantized Linear / LinearReLU, Conv1d/Conv2d (+ReLU), MaxPool1d/2d, ReLU, quantized add / add_relu, "
+             "torch.cat along channels, Identity, Dropout, Flatten, QuantStub/DeQuantStub, quantize_per_tensor "
+             "and dequantize")
+NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
+                 "torch.ao.quantization.convert (eager) before uquant")
 
 
 def describe(node: torch.fx.Node) -> str:
@@ -27,15 +34,26 @@ def describe(node: torch.fx.Node) -> str:
     return f"node '{node.name}' ({node.op} {target})"
 
 
+@dataclass
+class Val:
+    """What an FX node holds: the IR value it comes from and, after a dequantize, the float ops applied."""
+
+    value: str | None  # IR value name (None: the model's float input, before quantization)
+    q: QParams | None
+    fns: list | None = field(default=None)  # None: quantized; a list: float (dequantized) with these ops
+
+    @property
+    def quantized(self) -> bool:
+        return self.fns is None and self.value is not None
+
+
 class _Walker:
     def __init__(self, gm: torch.fx.GraphModule, name: str):
         self.gm = gm
         self.mods = dict(gm.named_modules())
         self.graph = Graph(name, QParams(1.0, 0))
-        self.have_input = False
-        self.q = None  # QParams of the current quantized value
-        self.float_fns = None  # float ops since the last dequantize, or None while quantized
-        self.cur = None  # the node holding the current value
+        self.env: dict[torch.fx.Node, Val] = {}
+        self.names: set[str] = set()
 
     def attr(self, value):
         if isinstance(value, torch.fx.Node) and value.op == "get_attr":
@@ -45,97 +63,153 @@ class _Walker:
             return obj
         return value
 
-    def follow(self, node: torch.fx.Node) -> None:
-        args = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op != "get_attr"]
-        if self.cur is not None and (not args or args[0] is not self.cur):
-            raise ConversionError(f"{describe(node)}: only chains of layers are supported (this op does not take "
-                                  "the previous op's output)")
-        if len(args) > 1:
-            raise ConversionError(f"{describe(node)}: ops with several tensor inputs are not supported yet")
-        self.cur = node
+    def op_name(self, node: torch.fx.Node) -> str:
+        """The module path for module calls (as users know them), else the FX node name; always unique."""
+        name = node.target if node.op == "call_module" and node.target not in self.names else node.name
+        self.names.add(name)
+        return name
 
-    def quantize(self, node, scale, zero_point, dtype):
+    def add(self, op, inputs: list[str]):
+        op.inputs = list(inputs)
+        self.graph.ops.append(op)
+        return op
+
+    def arg(self, node, i=0) -> Val:
+        a = node.args[i]
+        if not isinstance(a, torch.fx.Node) or a not in self.env:
+            raise ConversionError(f"{describe(node)}: argument {i} is not a tensor computed by the model")
+        return self.env[a]
+
+    def quantized_arg(self, node, i=0) -> Val:
+        v = self.arg(node, i)
+        if not v.quantized:
+            raise ConversionError(f"{describe(node)}: its input is not quantized (a float op inside the model "
+                                  "that uquant cannot place; supported: " + SUPPORTED + ")")
+        return v
+
+    def quantize(self, node, scale, zero_point, dtype) -> Val:
         q = qparams(self.attr(scale), self.attr(zero_point), self.attr(dtype), describe(node))
-        if not self.have_input:
+        v = self.arg(node)
+        if v.value is None:  # the model input
+            if self.graph.ops or self.graph.input_shape:
+                raise ConversionError(f"{describe(node)}: the model quantizes its input twice")
             self.graph.input = q
-            self.have_input = True
-        elif self.float_fns is None:
+            return Val("input", q)
+        if v.fns is None:
             raise ConversionError(f"{describe(node)}: quantizing a tensor that is already quantized")
-        else:
-            self.graph.ops += float_stretch_ops(node.name, self.q, self.float_fns, q)
-        self.q = q
-        self.float_fns = None
+        value = v.value
+        for op in float_stretch_ops(self.op_name(node), v.q, v.fns, q):
+            self.add(op, [value])
+            value = op.name
+        return Val(value, q)
 
-    def flatten(self, node, start_dim=1, end_dim=-1):
+    def flatten(self, node, v: Val, start_dim=1, end_dim=-1) -> Val:
         if (start_dim, end_dim) != (1, -1):
             raise ConversionError(f"{describe(node)}: only flatten(start_dim=1) is supported, got "
                                   f"start_dim={start_dim}, end_dim={end_dim}")
-        if self.float_fns is not None:  # inside dequantize ... quantize: applied when the stretch ends
-            self.float_fns.append(("flatten", Reshape(node.name, (-1,), self.q)))
-        else:
-            self.graph.ops.append(Reshape(node.name, (-1,), self.q))
+        reshape = Reshape(self.op_name(node), (-1,), v.q)
+        if v.fns is not None:  # inside dequantize ... quantize: applied when the stretch ends
+            return Val(v.value, v.q, v.fns + [("flatten", reshape)])
+        return Val(self.add(reshape, [v.value]).name, v.q)
 
-    def dequantize(self, node):
-        if self.q is None or self.float_fns is not None:
-            raise ConversionError(f"{describe(node)}: dequantize of a tensor that is not quantized")
-        self.float_fns = []
+    def float_op(self, node, v: Val, label, fn) -> Val:
+        if v.value is None:
+            raise ConversionError(f"{describe(node)}: a float op before the input is quantized is not supported")
+        if v.fns is not None:
+            return Val(v.value, v.q, v.fns + [(label, fn)])
+        return Val(self.add(relu_table(self.op_name(node), v.q), [v.value]).name, v.q)  # ReLU on a qtensor
 
-    def float_op(self, node, label, fn):
-        if self.float_fns is None:
-            if self.q is None:
-                raise ConversionError(f"{describe(node)}: float op before the input is quantized is not supported")
-            self.graph.ops.append(relu_table(node.name, self.q))  # a ReLU on a quantized tensor
-        else:
-            self.float_fns.append((label, fn))
-
-    def module(self, node):
+    def module(self, node) -> Val:
         import torch.ao.nn.intrinsic.quantized as nniq
         import torch.ao.nn.quantized as nnq
         import torch.ao.nn.quantized.dynamic as nnqd
+        from torch.ao.quantization import FakeQuantizeBase, ObserverBase
 
         mod = self.mods[node.target]
         where = f"module '{node.target}' ({type(mod).__name__})"
         if isinstance(mod, nnq.Quantize):
-            self.quantize(node, mod.scale, mod.zero_point, mod.dtype)
-        elif isinstance(mod, nnq.DeQuantize):
-            self.dequantize(node)
-        elif isinstance(mod, (nnq.Linear, nniq.LinearReLU)) and not isinstance(mod, nnqd.Linear):
-            if self.q is None or self.float_fns is not None:
-                raise ConversionError(f"{where}: its input is not quantized")
-            op = linear_from_module(node.target, mod)
-            if self.q.dtype != "quint8":
-                raise ConversionError(f"{where}: input must be quint8, found {self.q.dtype}")
-            if not any(not isinstance(o, Table) for o in self.graph.ops):  # the first layer: input is flat
-                self.graph.in_features = op.in_features
-            self.graph.ops.append(op)
-            self.q = op.out
-        elif isinstance(mod, (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d)):
-            if self.q is None or self.float_fns is not None:
-                raise ConversionError(f"{where}: its input is not quantized")
-            op = conv_from_module(node.target, mod)
-            self.graph.ops.append(op)
-            self.q = op.out
-        elif isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
-            if self.q is None or self.float_fns is not None:
-                raise ConversionError(f"{where}: MaxPool on a float tensor inside the model is not supported")
-            self.graph.ops.append(maxpool_from_module(node.target, mod, self.q))
-        elif isinstance(mod, nn.Flatten):
-            self.flatten(node, mod.start_dim, mod.end_dim)
-        elif isinstance(mod, nnqd.Linear):
+            return self.quantize(node, mod.scale, mod.zero_point, mod.dtype)
+        if isinstance(mod, nnq.DeQuantize):
+            return self.dequantize(node)
+        if isinstance(mod, nnqd.Linear):
             raise ConversionError(f"{where}: dynamically quantized Linear (activations stay float at run time); "
                                   "uquant needs static quantization (prepare/convert or prepare_fx/convert_fx)")
-        elif isinstance(mod, FLOAT_MODULES):
-            self.float_op(node, type(mod).__name__.lower(), mod)
-        elif isinstance(mod, PASS_MODULES):
-            pass
-        elif isinstance(mod, (torch.ao.quantization.ObserverBase, torch.ao.quantization.FakeQuantizeBase)):
-            raise ConversionError(f"{where}: the model is prepared (observers / fake-quantize) but not converted; "
-                                  "run convert_fx (FX) or torch.ao.quantization.convert (eager) before uquant")
-        elif isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        if isinstance(mod, (nnq.Linear, nniq.LinearReLU)):
+            v = self.quantized_arg(node)
+            op = linear_from_module(self.op_name(node), mod)
+            if v.q.dtype != "quint8":
+                raise ConversionError(f"{where}: input must be quint8, found {v.q.dtype}")
+            if v.value == "input":
+                self.graph.in_features = op.in_features
+            return Val(self.add(op, [v.value]).name, op.out)
+        if isinstance(mod, (nnq.Conv1d, nnq.Conv2d, nniq.ConvReLU1d, nniq.ConvReLU2d)):
+            v = self.quantized_arg(node)
+            op = conv_from_module(self.op_name(node), mod)
+            return Val(self.add(op, [v.value]).name, op.out)
+        if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
+            v = self.quantized_arg(node)
+            return Val(self.add(maxpool_from_module(self.op_name(node), mod, v.q), [v.value]).name, v.q)
+        if isinstance(mod, nn.Flatten):
+            return self.flatten(node, self.arg(node), mod.start_dim, mod.end_dim)
+        if isinstance(mod, FLOAT_MODULES):
+            return self.float_op(node, self.arg(node), type(mod).__name__.lower(), mod)
+        if isinstance(mod, PASS_MODULES):
+            return self.arg(node)
+        if isinstance(mod, (ObserverBase, FakeQuantizeBase)):
+            raise ConversionError(f"{where}: {NOT_CONVERTED}")
+        if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             raise ConversionError(f"{where}: a float (unquantized) layer: the model is not quantized; run "
                                   "convert_fx (FX) or torch.ao.quantization.convert (eager) before uquant")
-        else:
-            raise ConversionError(f"{where}: not supported (supported: {SUPPORTED})")
+        raise ConversionError(f"{where}: not supported (supported: {SUPPORTED})")
+
+    def dequantize(self, node) -> Val:
+        v = self.arg(node)
+        if not v.quantized:
+            raise ConversionError(f"{describe(node)}: dequantize of a tensor that is not quantized")
+        return Val(v.value, v.q, [])
+
+    def quantized_add(self, node, relu: bool) -> Val:
+        a, b = self.quantized_arg(node, 0), self.quantized_arg(node, 1)
+        scale = node.args[2] if len(node.args) > 2 else node.kwargs.get("scale")
+        zp = node.args[3] if len(node.args) > 3 else node.kwargs.get("zero_point")
+        q = qparams(self.attr(scale), self.attr(zp), torch.quint8, describe(node))
+        return Val(self.add(Add(self.op_name(node), q, relu), [a.value, b.value]).name, q)
+
+    def cat(self, node) -> Val:
+        tensors = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim != 1:
+            raise ConversionError(f"{describe(node)}: cat along dim {dim} is not supported (channels, dim=1, only)")
+        vals = []
+        for t in tensors:
+            v = self.env.get(t) if isinstance(t, torch.fx.Node) else None
+            if v is None or not v.quantized:
+                raise ConversionError(f"{describe(node)}: cat of tensors that are not all quantized")
+            vals.append(v)
+        q = vals[0].q  # torch.cat on qtensors keeps the first input's qparams and requantizes the others
+        return Val(self.add(Cat(self.op_name(node), q), [v.value for v in vals]).name, q)
+
+    def call(self, node) -> Val:
+        t = node.target
+        if node.op == "call_module":
+            return self.module(node)
+        if node.op == "call_function" and t is torch.quantize_per_tensor:
+            return self.quantize(node, *node.args[1:4])
+        if node.op == "call_method" and t == "dequantize":
+            return self.dequantize(node)
+        if node.op == "call_function" and t in FLOAT_FUNCTIONS:
+            return self.float_op(node, self.arg(node), t.__name__, FLOAT_FUNCTIONS[t])
+        if node.op == "call_method" and t in FLOAT_METHODS:
+            return self.float_op(node, self.arg(node), t, FLOAT_METHODS[t])
+        if node.op == "call_function" and t is torch.flatten:
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+            return self.flatten(node, self.arg(node), start, end)
+        if node.op == "call_function" and t in (torch.ops.quantized.add, torch.ops.quantized.add_relu):
+            return self.quantized_add(node, t is torch.ops.quantized.add_relu)
+        if node.op == "call_function" and t is torch.cat:
+            return self.cat(node)
+        raise ConversionError(f"{describe(node)}: not supported (supported: {SUPPORTED})")
 
     def walk(self) -> Graph:
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
@@ -143,37 +217,24 @@ class _Walker:
             raise ConversionError(f"the model must take exactly one input tensor, it takes {len(placeholders)}")
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
-                self.cur = node
+                self.env[node] = Val(None, None, [])
             elif node.op == "get_attr":
                 continue
             elif node.op == "output":
                 out = node.args[0]
                 if isinstance(out, (tuple, list)) and len(out) == 1:
                     out = out[0]
-                if out is not self.cur:
-                    raise ConversionError("the model must return the output of its last op")
-                if self.float_fns:
-                    raise ConversionError(f"float op(s) {[w for w, _ in self.float_fns]} after the last dequantize: "
+                v = self.env.get(out) if isinstance(out, torch.fx.Node) else None
+                if v is None or v.value in (None, "input"):
+                    raise ConversionError("the model must return the output of a quantized layer")
+                if v.fns:
+                    raise ConversionError(f"float op(s) {[w for w, _ in v.fns]} after the last dequantize: "
                                           "the device returns quantized codes; move them before dequantize")
+                if not self.graph.ops or self.graph.ops[-1].name != v.value:
+                    raise ConversionError("the model's output must be the last op it computes")
             else:
-                self.follow(node)
-                if node.op == "call_module":
-                    self.module(node)
-                elif node.op == "call_function" and node.target is torch.quantize_per_tensor:
-                    self.quantize(node, *node.args[1:4])
-                elif node.op == "call_method" and node.target == "dequantize":
-                    self.dequantize(node)
-                elif node.op == "call_function" and node.target in FLOAT_FUNCTIONS:
-                    self.float_op(node, node.target.__name__, FLOAT_FUNCTIONS[node.target])
-                elif node.op == "call_method" and node.target in FLOAT_METHODS:
-                    self.float_op(node, node.target, FLOAT_METHODS[node.target])
-                elif node.op == "call_function" and node.target is torch.flatten:
-                    start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-                    end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-                    self.flatten(node, start, end)
-                else:
-                    raise ConversionError(f"{describe(node)}: not supported (supported: {SUPPORTED})")
-        if not self.have_input:
+                self.env[node] = self.call(node)
+        if not any(v.value == "input" for v in self.env.values()):
             raise ConversionError("the model never quantizes its input: is it a quantized model? "
                                   "(expected quantize_per_tensor or QuantStub)")
         if not any(isinstance(op, (Linear, Conv)) for op in self.graph.ops):
@@ -187,12 +248,13 @@ def from_graph_module(gm: torch.fx.GraphModule, name: str) -> Graph:
 
 def from_module(module: nn.Module, name: str) -> Graph:
     """A converted eager-mode or FX model (any nn.Module whose forward traces with torch.fx)."""
+    from torch.ao.quantization import FakeQuantizeBase, ObserverBase
+
+    for path, sub in module.named_modules():
+        if isinstance(sub, (ObserverBase, FakeQuantizeBase)):
+            raise ConversionError(f"module '{path}' ({type(sub).__name__}): {NOT_CONVERTED}")
     if isinstance(module, torch.fx.GraphModule):
         return from_graph_module(module, name)
-    for path, sub in module.named_modules():  # eager prepare/prepare_qat: observers would fail to trace
-        if isinstance(sub, (torch.ao.quantization.ObserverBase, torch.ao.quantization.FakeQuantizeBase)):
-            raise ConversionError(f"module '{path}' ({type(sub).__name__}): the model is prepared (observers / "
-                                  "fake-quantize) but not converted; run torch.ao.quantization.convert before uquant")
     try:
         gm = torch.fx.symbolic_trace(module)
     except Exception as e:  # tracing runs user code: any failure means we cannot read the structure

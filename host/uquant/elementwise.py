@@ -1,0 +1,77 @@
+"""Lowering of element-wise ops on two tensors: quantized add, and concatenation.
+
+Both are functions of at most two codes, so instead of a proof by thresholds the integer form is checked
+against torch's arithmetic (engines.add) on all 65,536 pairs of codes; pairs where the integer line and
+torch differ become exceptions. torch's add also rounds differently inside its 64-element SIMD blocks and in
+the scalar tail, so positions [0, n_vec) and [n_vec, n) get their own parameters.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import engines
+from .ir import Add, Cat, ConversionError, QParams
+from .plan import AddStep, CatStep
+
+GRAIN = 32768  # ATen splits larger tensors between threads, which moves the SIMD/tail boundaries
+VEC_BLOCK = 64
+SMALL = 1 << 30
+MAX_EXCEPTIONS = 4096
+
+QA, QB = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")  # every pair of codes
+
+
+def fit_pairs(truth: np.ndarray, alpha: float, beta: float, za: int, zb: int, zy: float, lo: int, hi: int):
+    """Integers (Aa, Ab, D, S) with clip((Aa*qa + Ab*qb + D) >> S) closest to `truth` (256 x 256), + exceptions."""
+    S = 20
+    while S > 0 and 255 * (alpha + beta) * 2 ** S + (abs(zy) + 512) * 2 ** S >= SMALL // 2:
+        S -= 1
+    Aa, Ab = int(round(alpha * 2 ** S)), int(round(beta * 2 ** S))
+    D0 = int(round((zy - alpha * za - beta * zb + 0.5) * 2 ** S))
+    best = None
+    for k in range(-32, 33):
+        D = D0 + k * max(1, 2 ** (S - 12))
+        y = np.clip((Aa * QA + Ab * QB + D) >> S, lo, hi)
+        bad = np.count_nonzero(y != truth)
+        if best is None or bad < best[0]:
+            best = (bad, D, y)
+    bad, D, y = best
+    if bad > MAX_EXCEPTIONS:
+        raise ConversionError(f"add: no integer form within {MAX_EXCEPTIONS} exceptions (needs {bad})")
+    wrong = np.flatnonzero((y != truth).ravel())
+    fixes = [v for i in wrong for v in (int(i), int(truth.ravel()[i]))]
+    return (Aa, Ab, D, S), fixes
+
+
+def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddStep:
+    (qa, qb), q = q_in, op.out
+    n = int(np.prod(shape))
+    if n > GRAIN:
+        raise ConversionError(f"{op.name}: add of {n} elements: torch splits tensors over {GRAIN} elements between "
+                              "threads, which changes its rounding; not supported")
+    qnnpack = engine == "qnnpack"
+    n_vec = n if qnnpack else n // VEC_BLOCK * VEC_BLOCK
+    alpha, beta = float(np.float32(qa.scale) / np.float32(q.scale)), float(np.float32(qb.scale) / np.float32(q.scale))
+    params = []
+    for vectorized in (True, False):
+        truth = engines.add(engine, QA, qa.scale, qa.zero_point, QB, qb.scale, qb.zero_point, q.scale,
+                            q.zero_point, op.relu, vectorized)
+        params.append((truth, *fit_pairs(truth, alpha, beta, qa.zero_point, qb.zero_point, q.zero_point,
+                                         0, 255)))
+    lo = int(min(p[0].min() for p in params))
+    hi = int(max(p[0].max() for p in params))
+    (_, vec, vec_fixes), (_, tail, tail_fixes) = params
+    return AddStep("add", op.name, list(op.inputs), op.name, q, shape, n, n_vec, lo, hi, vec, vec_fixes, tail,
+                   tail_fixes, "qnnpack q8add" if qnnpack else "aten add (SIMD blocks + tail)")
+
+
+def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -> CatStep:
+    parts = []
+    codes = np.arange(256)
+    for q, sh in zip(q_in, shapes):
+        table = None
+        if q != op.out:  # torch requantizes: quantize(dequantize(x)), the same for every element
+            t = engines.quantize(engines.dequantize(codes, q.scale, q.zero_point), op.out.scale, op.out.zero_point)
+            table = bytes(t.astype(np.uint8).tolist())
+        parts.append((int(np.prod(sh)), table))
+    return CatStep("cat", op.name, list(op.inputs), op.name, op.out, shape, parts)

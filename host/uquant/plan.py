@@ -1,0 +1,113 @@
+"""The integer plan: the device steps a model lowers to, with their proven parameters and buffers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import requant as rq
+from .ir import Conv, Linear, QParams, Table
+
+
+@dataclass
+class Step:
+    """One device kernel call: reads values `srcs`, writes value `dst` (names of values in the plan)."""
+
+    kind: str
+    name: str
+    srcs: list[str]
+    dst: str
+    out: QParams  # quantization of the output
+    out_shape: tuple[int, ...]
+
+
+@dataclass
+class DenseStep(Step):
+    """A Linear (kind 'dense') or a convolution (kind 'conv'), requantization proven channel by channel."""
+
+    K: int = 0  # taps per output: in_features, or in_channels/groups * kh * kw
+    N: int = 0  # output channels
+    lo: int = 0
+    hi: int = 255
+    weights: bytes = b""  # N*K bytes, row-major, w + 128
+    words: list[int] = field(default_factory=list)  # 7 per channel: c, c_lo, W, A, D >> 30, D & (2**30-1), S
+    fixes: list[int] = field(default_factory=list)  # flat (channel, a, code) triples
+    table: bytes | None = None  # code table applied after requantization (FX's dequantize -> relu -> quantize)
+    source: Linear | Conv | None = None
+    tables: list[Table] = field(default_factory=list)  # element-wise code maps folded into this step
+    x: QParams | None = None  # input quantization
+    x_lo: np.ndarray | None = None  # reachable input codes per feature (dense) or per channel (conv)
+    x_hi: np.ndarray | None = None
+    acc_lo: np.ndarray | None = None  # reachable acc' per channel (device coordinates: see module docstring)
+    acc_hi: np.ndarray | None = None
+    fn: object = None  # torch's output code as a function of acc' (shape (..., N))
+    channels: list[rq.ChannelRequant] = field(default_factory=list)
+    geometry: tuple = ()  # conv: (C, H, W, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW)
+    family: str = ""  # which of torch's requantization formulas this step reproduces
+
+    @property
+    def macs(self) -> int:
+        positions = int(np.prod(self.out_shape[1:])) if self.kind == "conv" else 1
+        return self.K * self.N * positions
+
+
+@dataclass
+class PoolStep(Step):
+    geometry: tuple = ()  # (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+
+    @property
+    def macs(self) -> int:
+        return 0
+
+
+@dataclass
+class Plan:
+    name: str
+    engine: str
+    input: QParams
+    input_shape: tuple[int, ...]
+    steps: list[Step]
+    sizes: dict[str, int]  # bytes of each value ("input", or the name of the op that computes it)
+    buffer_of: dict[str, int]  # value -> buffer index (-1: the caller's input)
+    buffers: list[int]  # buffer sizes in bytes
+    output_value: str  # the value holding the result
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[self.output_value]
+
+    @property
+    def output(self) -> QParams:
+        return self.steps[-1].out
+
+    @property
+    def compute_steps(self) -> list[DenseStep]:
+        return [s for s in self.steps if isinstance(s, DenseStep)]
+
+
+@dataclass
+class AddStep(Step):
+    """Quantized add: y = clip((Aa*qa + Ab*qb + D) >> S, lo, hi) plus exceptions, per SIMD/tail position."""
+
+    n: int = 0
+    n_vec: int = 0  # positions [0, n_vec) use torch's SIMD formula, the rest its scalar tail
+    lo: int = 0
+    hi: int = 255
+    vec: tuple = ()  # (Aa, Ab, D, S)
+    vec_fixes: list[int] = field(default_factory=list)  # flat (qa * 256 + qb, code) pairs
+    tail: tuple = ()
+    tail_fixes: list[int] = field(default_factory=list)
+    family: str = ""
+    macs = 0
+
+
+@dataclass
+class CatStep(Step):
+    """Concatenation along channels: each input's codes copied, through a code table where qparams differ."""
+
+    parts: list[tuple[int, bytes | None]] = field(default_factory=list)  # (size, table or None) per input
+    macs = 0
