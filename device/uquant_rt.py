@@ -230,6 +230,11 @@ class Node:
             if len(self.srcs) != 2 or len(Pv) != 4 or len(Pt) != 4 or len(self.out) < n or not 0 <= n_vec <= n:
                 raise CorruptModel("add: sizes do not match its data")
             self.args = (n_vec, n, lo, hi, Pv, _pairs(Fv), Pt, _pairs(Ft))
+        elif kind == "table":
+            n, T = a
+            if len(T) != 256 or len(self.out) < n:
+                raise CorruptModel("table: sizes do not match its data")
+            self.args = (n, T)
         elif kind == "cat":
             parts = a[0]
             if len(parts) != len(self.srcs) or sum(p[0] for p in parts) > len(self.out):
@@ -248,6 +253,11 @@ class Node:
             conv(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8])
         elif kind == "maxpool":
             maxpool(src, self.out, a[0])
+        elif kind == "table":
+            T = a[1]
+            out = self.out
+            for i in range(a[0]):
+                out[i] = T[src[i]]
         elif kind == "add":
             b = self.srcs[1]
             if b is None:

@@ -72,3 +72,122 @@ def test_small_cnn_matches_torch(engine):
     out = converted.plan.output
     got = uquant.engines.dequantize(converted.run(xt.reshape(200, -1).numpy()), out.scale, out.zero_point)
     assert np.array_equal(got, want)
+
+
+class AddNet(torch.nn.Module):
+    """Two 1x1 convolutions of the input, added (QFunctional.add / add_relu) or concatenated."""
+
+    def __init__(self, rng, engine: str, C: int, how: str):
+        import torch.ao.nn.quantized as nnq
+
+        super().__init__()
+        torch.backends.quantized.engine = engine
+        self.how = how
+        self.quant = nnq.Quantize(float(10 ** rng.uniform(-2, 0)), int(rng.integers(0, 256)), torch.quint8)
+        self.a, self.b = (self.conv1x1(rng, C) for _ in range(2))
+        self.ff = nnq.QFunctional()
+        self.ff.scale = float(10 ** rng.uniform(-2.5, 0))
+        self.ff.zero_point = int(randmodels.pick(rng, [0, 128, 255, int(rng.integers(0, 256))]))
+        self.dequant = nnq.DeQuantize()
+
+    @staticmethod
+    def conv1x1(rng, C):
+        import torch.ao.nn.quantized as nnq
+
+        conv = nnq.Conv2d(C, C, 1)
+        w = torch.randn(C, C, 1, 1)
+        conv.set_weight_bias(torch.quantize_per_tensor(w, float(w.abs().max()) / 127, 0, torch.qint8), torch.randn(C))
+        conv.scale = float(10 ** rng.uniform(-2, 0))
+        conv.zero_point = int(rng.integers(0, 256))
+        return conv
+
+    def branches(self, q):
+        return self.a(q), self.b(q)
+
+    def forward(self, x):
+        qa, qb = self.branches(self.quant(x))
+        if self.how == "cat":
+            return self.dequant(torch.cat([qa, qb], 1))
+        return self.dequant(self.ff.add_relu(qa, qb) if self.how == "add_relu" else self.ff.add(qa, qb))
+
+
+@pytest.mark.parametrize("engine", ["x86", "fbgemm", "qnnpack"])
+@pytest.mark.parametrize("how", ["add", "add_relu", "cat"])
+def test_add_and_cat_match_torch(engine, how, report):
+    rng = np.random.default_rng(hash((engine, how)) % 2**32)
+    compared = bad = models = refused = 0
+    while compared < MIN_OUTPUTS:
+        C = int(rng.integers(1, 9))
+        shape = (C, int(rng.integers(1, 12)), int(rng.integers(1, 12)))
+        net = AddNet(rng, engine, C, how).eval()
+        codes = randmodels.random_codes(rng, 10, int(np.prod(shape)))
+        q = torch._make_per_tensor_quantized_tensor(torch.from_numpy(codes.reshape((-1,) + shape).astype(np.uint8)),
+                                                    float(net.quant.scale), int(net.quant.zero_point))
+        try:
+            with torch.no_grad():
+                qa, qb = net.branches(q)
+                y = torch.cat([qa, qb], 1) if how == "cat" else (
+                    net.ff.add_relu(qa, qb) if how == "add_relu" else net.ff.add(qa, qb))
+        except RuntimeError:  # QNNPACK refuses some scale ratios and add_relu with zero point 255
+            with pytest.raises(uquant.ConversionError, match="QNNPACK"):
+                uquant.convert(net, engine=engine, input_shape=shape)
+            refused += 1
+            continue
+        converted = uquant.convert(net, torch.randn((4,) + shape), engine=engine)
+        want = y.int_repr().numpy().astype(np.int64).reshape(len(codes), -1)
+        got = converted.layer_codes(codes)[-1]
+        compared += want.size
+        bad += int((got != want).sum())
+        models += 1
+    report(f"{how:<8} {engine:<8}: {compared} outputs of {models} random {how} ops, {bad} mismatches"
+           + (f" ({refused} that torch itself refuses were refused too)" if refused else ""))
+    assert bad == 0
+
+
+def residual_cnn(engine: str, seed: int):
+    """conv -> relu -> conv (+ residual add) -> maxpool -> conv 1x1 -> cat -> flatten -> linear, via FX."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            nn = torch.nn
+            self.c1, self.r1 = nn.Conv2d(1, 6, 3, padding=1), nn.ReLU()
+            self.c2, self.r2 = nn.Conv2d(6, 6, 3, padding=1), nn.ReLU()
+            self.pool, self.c3 = nn.MaxPool2d(2), nn.Conv2d(6, 4, 1)
+            self.fc = nn.Linear(10 * 4 * 4, 5)
+
+        def forward(self, x):
+            y = self.r1(self.c1(x))
+            z = self.pool(self.r2(self.c2(y)) + y)
+            return self.fc(torch.flatten(torch.cat([z, self.c3(z)], 1), 1))
+
+    torch.manual_seed(seed)
+    torch.backends.quantized.engine = engine
+    x = torch.randn(128, 1, 8, 8)
+    prepared = prepare_fx(Net().eval(), get_default_qconfig_mapping("qnnpack" if engine == "qnnpack" else "x86"), (x,))
+    prepared(x)
+    return convert_fx(prepared), x
+
+
+@pytest.mark.parametrize("engine", ["x86", "fbgemm", "qnnpack"])
+def test_residual_cnn_on_cpython_and_micropython(engine, report):
+    """A whole CNN with a residual add and a concat: CPython and the 32-bit MicroPython give torch's bytes."""
+    from uquant.hosts.mpmodule import run_batch
+
+    qmodel, x = residual_cnn(engine, 5)
+    converted = uquant.convert(qmodel, x[:4], engine=engine)
+    xt = torch.randn(40, 1, 8, 8) * 1.5
+    codes = uquant.quantize_input(xt.reshape(40, -1).numpy(), converted.plan.input)
+    out = converted.plan.output
+    with torch.no_grad():
+        want = qmodel(xt).numpy()
+    got = converted.run_codes(codes)
+    assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
+    mp_out, mp_pred, heap = run_batch(converted.source, "cnn_q", codes, heap=True)
+    assert np.array_equal(mp_out, got)
+    assert np.array_equal(mp_pred, got.argmax(1))
+    assert heap == 0
+    report(f"residual CNN {engine:<8}: {got.size} outputs equal torch on CPython and MicroPython, "
+           f"run() allocates {heap} B; buffers {converted.plan.buffers}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
-from .plan import AddStep, CatStep, DenseStep, Plan, Step
+from .plan import AddStep, CatStep, DenseStep, Plan, Step, TableStep
 from .runtime import rt
 
 BYTES_PER_LINE = 32
@@ -29,6 +29,8 @@ def node_spec(plan: Plan, s: Step) -> tuple:
                 tuple(s.tail_fixes) or None)
     if s.kind == "cat":
         return ("cat", src, dst, tuple(s.parts))
+    if s.kind == "table":
+        return ("table", src, dst, s.n, s.table)
     return (s.kind, src, dst, s.geometry)
 
 
@@ -106,6 +108,8 @@ def describe_step(s: Step) -> str:
         exc = f", {len(s.fixes) // 3} exception(s)" if s.fixes else ""
         what = f"Linear {s.K} -> {s.N}" if s.kind == "dense" else f"Conv{s.source.dim}d -> {shape}"
         return f"{what}{extra}, {s.macs} MACs, codes [{s.lo}, {s.hi}]{exc}"
+    if isinstance(s, TableStep):
+        return f"{s.what} (code table) -> {shape}"
     if isinstance(s, AddStep):
         exc = (len(s.vec_fixes) + len(s.tail_fixes)) // 2
         return f"add -> {shape} ({s.family}), {exc} exception(s)"

@@ -50,14 +50,23 @@ def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddSte
         raise ConversionError(f"{op.name}: add of {n} elements: torch splits tensors over {GRAIN} elements between "
                               "threads, which changes its rounding; not supported")
     qnnpack = engine == "qnnpack"
+    if qnnpack:  # what QNNPACK's add operator refuses to create (torch then raises): refuse it too
+        for name, ratio in (("first", qa.scale / q.scale), ("second", qb.scale / q.scale)):
+            if not 2.0 ** -14 <= np.float32(ratio) < 2.0 ** 8:
+                raise ConversionError(f"{op.name}: the {name} input's scale / output scale = {ratio:.3g} is outside "
+                                      "QNNPACK's range [2^-14, 2^8): torch cannot run this add on qnnpack")
+        if op.relu and q.zero_point == q.qmax:
+            raise ConversionError(f"{op.name}: add_relu with output zero point {q.qmax}: QNNPACK refuses it "
+                                  "(torch cannot run it on qnnpack)")
     n_vec = n if qnnpack else n // VEC_BLOCK * VEC_BLOCK
     alpha, beta = float(np.float32(qa.scale) / np.float32(q.scale)), float(np.float32(qb.scale) / np.float32(q.scale))
     params = []
     for vectorized in (True, False):
         truth = engines.add(engine, QA, qa.scale, qa.zero_point, QB, qb.scale, qb.zero_point, q.scale,
                             q.zero_point, op.relu, vectorized)
+        floor = q.zero_point if op.relu else 0  # a ReLU clips at the output zero point
         params.append((truth, *fit_pairs(truth, alpha, beta, qa.zero_point, qb.zero_point, q.zero_point,
-                                         0, 255)))
+                                         floor, 255)))
     lo = int(min(p[0].min() for p in params))
     hi = int(max(p[0].max() for p in params))
     (_, vec, vec_fixes), (_, tail, tail_fixes) = params

@@ -167,3 +167,76 @@ def add(engine: str, qa, sa: float, za: int, qb, sb: float, zb: int, sy: float, 
     if vectorized:
         return np.clip(np.rint(f32(c * inv)).astype(np.int64) + zy, 0, 255)
     return np.clip(np.rint(f32(f32(c * inv) + f32(zy))).astype(np.int64), 0, 255)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Average pooling (shared reference, "Pooling": P1..P5). The output keeps the input's qparams, so torch's
+# scale ratio s_x / s_y is exactly 1. Each formula is a monotone function of one window's integer sum:
+#   acc = sum over the window's valid taps of (q - zp)   (P1, P2, P3, P5);   raw = sum of q   (P4).
+# `div`, `size`, `kh`, `kw` broadcast against acc.
+# ---------------------------------------------------------------------------------------------------------
+def _clip8(y):
+    return np.clip(y, 0, 255).astype(np.int64)
+
+
+def avgpool_p1(acc, div, zp: int) -> np.ndarray:
+    """P1: ATen's NCHW avg_pool2d kernel (x86/fbgemm; qnnpack with ceil_mode=True on NCHW input).
+
+    m = f32((s_x/s_y) / div) computed in double; y = clip(rint(f32(f32(f32(acc) * m) + zp))).
+    """
+    m = (1.0 / np.asarray(div, f64)).astype(f32)
+    return _clip8(np.rint(f32(f32(np.asarray(acc, np.int64).astype(f32) * m) + f32(zp))))
+
+
+def avgpool_p2(acc, div, zp: int, block: bool) -> np.ndarray:
+    """P2: ATen's NHWC avg_pool2d kernel (channels_last-contiguous input, which includes every C == 1 tensor).
+
+    m = f32(f32(s_x/s_y) / div). Channels inside the full SIMD blocks (block=True): rint(f32(acc * m)) + zp;
+    the remaining channels: rint(f32(f32(acc * f32(1/f32(1/m))) + zp)).
+    """
+    m = f32(f32(1) / np.asarray(div, np.int64).astype(f32))
+    accf = np.asarray(acc, np.int64).astype(f32)
+    if block:
+        return _clip8(np.rint(f32(accf * m)).astype(np.int64) + zp)
+    inv = f32(f32(1) / f32(f32(1) / m))
+    return _clip8(np.rint(f32(f32(accf * inv) + f32(zp))))
+
+
+def avgpool_p3(acc, kk, scale: float, zp: int) -> np.ndarray:
+    """P3: QNNPACK's average pooling (engine qnnpack, ceil_mode=False); the divisor is always kh*kw = kk.
+
+    y = clip(rint(f32(f32(acc) * f32(s_x / f32(s_y * kk)))) + zp).
+    """
+    sc = f32(f32(scale) / f32(f32(scale) * np.asarray(kk, np.int64).astype(f32)))
+    return _clip8(np.rint(f32(np.asarray(acc, np.int64).astype(f32) * sc)).astype(np.int64) + zp)
+
+
+def adaptive_p4(raw, kh, kw) -> np.ndarray:
+    """P4: ATen's NCHW adaptive_avg_pool2d on raw code sums (no zero point, no clamp):
+
+    y = rint(f32(f32(raw) * f32(f32(1/kh) / kw))). (Clipped here only to keep the type; it never binds.)
+    """
+    r = f32(f32(f32(1) / np.asarray(kh, np.int64).astype(f32)) / np.asarray(kw, np.int64).astype(f32))
+    return _clip8(np.rint(f32(np.asarray(raw, np.int64).astype(f32) * r)))
+
+
+def adaptive_p5(acc, size, zp: int, block: bool = False) -> np.ndarray:
+    """P5: ATen's NHWC adaptive_avg_pool2d. m = f32(f32(s_x/s_y) / size), inv = f32(1/f32(1/m)).
+
+    Remaining (scalar) channels: rint(f32(f32(acc * inv) + zp)). Channels inside full SIMD blocks
+    (block=True; C >= 8 on AVX2, >= 16 on AVX512) go through fbgemm's vector quantize: rint(f32(acc * inv)) + zp.
+    """
+    m = f32(f32(1) / np.asarray(size, np.int64).astype(f32))
+    inv = f32(f32(1) / f32(f32(1) / m))
+    accf = np.asarray(acc, np.int64).astype(f32)
+    if block:
+        return _clip8(np.rint(f32(accf * inv)).astype(np.int64) + zp)
+    return _clip8(np.rint(f32(f32(accf * inv) + f32(zp))))
+
+
+def simd_channel_block() -> int:
+    """Channels per SIMD block in ATen's NHWC pooling kernels on this CPU (Vectorized<quint8>::size() / 4)."""
+    import torch
+
+    cap = torch.backends.cpu.get_cpu_capability()
+    return {"AVX512": 16, "AVX2": 8}.get(cap, 0)

@@ -21,7 +21,7 @@ import numpy as np
 from . import requant as rq
 from .engines import ENGINES, Requant
 from .elementwise import lower_add, lower_cat
-from .plan import DenseStep, Plan, PoolStep, Step
+from .plan import DenseStep, Plan, PoolStep, Step, TableStep
 from .ir import Add, Cat, Conv, ConversionError, Graph, Linear, MaxPool, QParams, Reshape, Table
 
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
@@ -86,8 +86,11 @@ def lower(graph: Graph, engine: str) -> Plan:
                                np.concatenate([ranges[v][1] if qp[v] == op.out else np.full(shapes[v][0], 255)
                                                for v in op.inputs]))
         elif isinstance(op, Table):
-            raise ConversionError(f"{op.name}: {op.what} must follow a Linear or Conv layer whose output nothing "
-                                  "else reads (not supported yet elsewhere)")
+            lo, hi = ranges[src]
+            n = int(np.prod(shapes[op.name]))
+            step = TableStep("table", op.name, [src], op.name, op.out, shapes[op.name], n,
+                             bytes((op.table - op.out.qmin).astype(np.uint8).tolist()), op.what)
+            ranges[op.name] = (op.table[lo - qp[src].qmin], op.table[hi - qp[src].qmin])  # tables are monotone
         else:
             raise ConversionError(f"{op.name}: unsupported op {type(op).__name__}")
         steps.append(step)

@@ -111,3 +111,13 @@ class CatStep(Step):
 
     parts: list[tuple[int, bytes | None]] = field(default_factory=list)  # (size, table or None) per input
     macs = 0
+
+
+@dataclass
+class TableStep(Step):
+    """An element-wise code table on its own (when no Linear/Conv before it can absorb it)."""
+
+    n: int = 0
+    table: bytes = b""
+    what: str = ""
+    macs = 0

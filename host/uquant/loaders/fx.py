@@ -209,6 +209,12 @@ class _Walker:
             return self.quantized_add(node, t is torch.ops.quantized.add_relu)
         if node.op == "call_function" and t is torch.cat:
             return self.cat(node)
+        if node.op == "call_function" and t in (F.max_pool1d, F.max_pool2d):
+            names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+            kw = dict(zip(names, node.args[1:]), **node.kwargs)
+            pool = (nn.MaxPool1d if t is F.max_pool1d else nn.MaxPool2d)(**kw)
+            v = self.quantized_arg(node)
+            return Val(self.add(maxpool_from_module(self.op_name(node), pool, v.q), [v.value]).name, v.q)
         raise ConversionError(f"{describe(node)}: not supported (supported: {SUPPORTED})")
 
     def walk(self) -> Graph:
