@@ -161,6 +161,43 @@ def maxpool(x, out, g):
                 o += 1
 
 
+def avgpool(x, out, g, R, Q, cls, P, F, lo, hi):
+    # Average pooling of each channel. g = (C, H, Wd, OH, OW, zp, cv, K). Output row oy averages input rows
+    # [R[2*oy], R[2*oy+1]) and column ox columns [Q[2*ox], Q[2*ox+1]) (already clipped to the input, so padding
+    # is left out): acc = sum of those codes - taps * zp. Torch's code is then a monotone function of acc that
+    # depends only on the window's divisor class cls[oy*OW + ox]; channels below cv (torch's SIMD blocks) use
+    # the classes K.. instead. Each class has 6 requant words in P and exceptions in F, as in dense().
+    C, H, Wd, OH, OW, zp, cv, K = g
+    o = 0
+    for c in range(C):
+        base = c * H * Wd
+        koff = K if c < cv else 0
+        pos = 0
+        for oy in range(OH):
+            y0 = R[2 * oy]
+            y1 = R[2 * oy + 1]
+            for ox in range(OW):
+                x0 = Q[2 * ox]
+                x1 = Q[2 * ox + 1]
+                s = 0
+                for iy in range(y0, y1):
+                    r = base + iy * Wd
+                    for i in range(r + x0, r + x1):
+                        s += x[i]
+                acc = s - (y1 - y0) * (x1 - x0) * zp
+                k = cls[pos] + koff
+                p = 6 * k
+                y = requant(acc, P[p], P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5])
+                if F is not None:
+                    fix = F.get(k)
+                    if fix is not None:
+                        a = acc - P[p]
+                        y = fix.get(0 if a < 0 else P[p + 1] if a > P[p + 1] else a, y)
+                out[o] = lo if y < lo else hi if y > hi else y
+                o += 1
+                pos += 1
+
+
 def add(a, b, out, n_vec, n, lo, hi, P, F, start, stop):
     # quantized add of two same-shape tensors over positions [start, stop):
     #   y = clip((Aa * qa + Ab * qb + D) >> S, lo, hi), or the exception for the pair (qa, qb).
@@ -225,16 +262,22 @@ class Node:
             if len(g) != 13 or len(self.out) < g[0] * g[11] * g[12]:
                 raise CorruptModel("maxpool: sizes do not match its data")
             self.args = (g,)
+        elif kind == "avgpool":
+            g, R, Q, cls, lo, hi, P, F = a
+            if (len(g) != 8 or len(R) != 2 * g[3] or len(Q) != 2 * g[4] or len(cls) != g[3] * g[4]
+                    or len(P) != 6 * g[7] * (2 if g[6] else 1) or len(self.out) < g[0] * g[3] * g[4]):
+                raise CorruptModel("avgpool: sizes do not match its data")
+            self.args = (g, R, Q, cls, array("i", P), _fixes(F), lo, hi)
         elif kind == "add":
             n_vec, n, lo, hi, Pv, Fv, Pt, Ft = a
             if len(self.srcs) != 2 or len(Pv) != 4 or len(Pt) != 4 or len(self.out) < n or not 0 <= n_vec <= n:
                 raise CorruptModel("add: sizes do not match its data")
             self.args = (n_vec, n, lo, hi, Pv, _pairs(Fv), Pt, _pairs(Ft))
         elif kind == "table":
-            n, T = a
-            if len(T) != 256 or len(self.out) < n:
+            n, T, n_vec, Tt = a
+            if len(T) != 256 or (Tt is not None and len(Tt) != 256) or len(self.out) < n or not 0 <= n_vec <= n:
                 raise CorruptModel("table: sizes do not match its data")
-            self.args = (n, T)
+            self.args = (n, T, n_vec, Tt if Tt is not None else T)
         elif kind == "cat":
             parts = a[0]
             if len(parts) != len(self.srcs) or sum(p[0] for p in parts) > len(self.out):
@@ -253,10 +296,16 @@ class Node:
             conv(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8])
         elif kind == "maxpool":
             maxpool(src, self.out, a[0])
+        elif kind == "avgpool":
+            avgpool(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
         elif kind == "table":
-            T = a[1]
+            # positions in torch's 64-element SIMD blocks use one table, the scalar tail the other
             out = self.out
-            for i in range(a[0]):
+            T = a[1]
+            for i in range(a[2]):
+                out[i] = T[src[i]]
+            T = a[3]
+            for i in range(a[2], a[0]):
                 out[i] = T[src[i]]
         elif kind == "add":
             b = self.srcs[1]

@@ -103,6 +103,15 @@ class SigmoidNet(nn.Module):
         return self.fc2(torch.sigmoid(self.fc1(x)))
 
 
+class ExpNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(5, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.exp(self.fc1(x)))
+
+
 class SkipNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -484,12 +493,23 @@ def test_eager_prepared_not_converted_refused(form):
                  load, prepared)
 
 
-@pytest.mark.parametrize("form", ["fx", "trace", "script"])
+@pytest.mark.parametrize("form", ["trace", "script"])
 def test_unsupported_op_named(form):
     model = fx_model(SigmoidNet, "x86")
     if form != "fx":
         model = torch.jit.trace(model, X_CAL[:4]) if form == "trace" else torch.jit.script(model)
     expect_error(["sigmoid", "not supported", "quantized::linear" if form != "fx" else "LinearReLU"], load, model)
+
+
+def test_unsupported_float_op_named_fx():
+    expect_error(["exp", "not supported", "LinearReLU"], load, fx_model(ExpNet, "x86"))
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+def test_sigmoid_converts_from_fx(engine):
+    model = fx_model(SigmoidNet, engine)
+    with torch_engine(engine):
+        assert_exact(uquant.convert(model, engine=engine), model, X_TEST, engine)
 
 
 @pytest.mark.parametrize("engine", ["x86", "qnnpack"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
-from .plan import AddStep, CatStep, DenseStep, Plan, Step, TableStep
+from .plan import AddStep, AvgPoolStep, CatStep, DenseStep, Plan, Step, TableStep
 from .runtime import rt
 
 BYTES_PER_LINE = 32
@@ -29,8 +29,11 @@ def node_spec(plan: Plan, s: Step) -> tuple:
                 tuple(s.tail_fixes) or None)
     if s.kind == "cat":
         return ("cat", src, dst, tuple(s.parts))
+    if s.kind == "avgpool":
+        return ("avgpool", src, dst, s.geometry, s.rows, s.cols, s.cls, s.lo, s.hi, tuple(s.words),
+                tuple(s.fixes) or None)
     if s.kind == "table":
-        return ("table", src, dst, s.n, s.table)
+        return ("table", src, dst, s.n, s.table, s.n_vec, s.tail)
     return (s.kind, src, dst, s.geometry)
 
 
@@ -108,6 +111,10 @@ def describe_step(s: Step) -> str:
         exc = f", {len(s.fixes) // 3} exception(s)" if s.fixes else ""
         what = f"Linear {s.K} -> {s.N}" if s.kind == "dense" else f"Conv{s.source.dim}d -> {shape}"
         return f"{what}{extra}, {s.macs} MACs, codes [{s.lo}, {s.hi}]{exc}"
+    if isinstance(s, AvgPoolStep):
+        exc = f", {len(s.fixes) // 3} exception(s)" if s.fixes else ""
+        return (f"{s.source.describe().split(': ', 1)[1]} -> {shape} (torch {s.formula}; "
+                f"{len(s.classes)} divisor class(es)){exc}")
     if isinstance(s, TableStep):
         return f"{s.what} (code table) -> {shape}"
     if isinstance(s, AddStep):

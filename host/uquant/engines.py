@@ -223,20 +223,27 @@ def adaptive_p4(raw, kh, kw) -> np.ndarray:
 def adaptive_p5(acc, size, zp: int, block: bool = False) -> np.ndarray:
     """P5: ATen's NHWC adaptive_avg_pool2d. m = f32(f32(s_x/s_y) / size), inv = f32(1/f32(1/m)).
 
-    Remaining (scalar) channels: rint(f32(f32(acc * inv) + zp)). Channels inside full SIMD blocks
-    (block=True; C >= 8 on AVX2, >= 16 on AVX512) go through fbgemm's vector quantize: rint(f32(acc * inv)) + zp.
+    Remaining (scalar) channels: rint(f32(f32(acc * inv) + zp)). Channels inside full blocks of 8 (block=True,
+    see simd_channel_block) round once: rint(fma(acc, inv, zp)) -- established for this project by fuzzing
+    channels_last inputs with C in 8..47 (the shared reference leaves C >= 8 uncharacterised).
     """
     m = f32(f32(1) / np.asarray(size, np.int64).astype(f32))
     inv = f32(f32(1) / f32(f32(1) / m))
     accf = np.asarray(acc, np.int64).astype(f32)
     if block:
-        return _clip8(np.rint(f32(accf * inv)).astype(np.int64) + zp)
+        return _clip8(np.rint(fma32(accf, inv, f32(zp))))
     return _clip8(np.rint(f32(f32(accf * inv) + f32(zp))))
 
 
-def simd_channel_block() -> int:
-    """Channels per SIMD block in ATen's NHWC pooling kernels on this CPU (Vectorized<quint8>::size() / 4)."""
+def simd_channel_block(adaptive: bool = False) -> int:
+    """Channels per SIMD block in ATen's NHWC pooling kernels on this CPU (0: no SIMD blocks).
+
+    avg_pool2d: Vectorized<quint8>::size() / 4 (16 on AVX512, 8 on AVX2). adaptive_avg_pool2d: blocks of 8
+    (measured on AVX512; assumed the same on AVX2).
+    """
     import torch
 
     cap = torch.backends.cpu.get_cpu_capability()
-    return {"AVX512": 16, "AVX2": 8}.get(cap, 0)
+    if cap not in ("AVX512", "AVX2"):
+        return 0
+    return 8 if adaptive else {"AVX512": 16, "AVX2": 8}[cap]

@@ -77,6 +77,9 @@ class Table:
     table: np.ndarray  # int64, indexed by input code - qmin of the input dtype
     out: QParams
     inputs: list[str] = field(default_factory=list)
+    # torch's element-wise kernels may round differently in the scalar tail after their 64-element SIMD blocks
+    # (sigmoid, leaky_relu, ...): then `table` holds the SIMD result and `tail_table` the tail's.
+    tail_table: np.ndarray | None = None
 
     def describe(self) -> str:
         return f"{self.name}: {self.what} (code table), out {self.out}"
@@ -149,6 +152,57 @@ class MaxPool:
 
 
 @dataclass
+class AvgPool:
+    """AvgPool1d/2d, or AdaptiveAvgPool1d/2d (output_size set), on codes; the output keeps the input's qparams.
+
+    A 1-D pool works as a 2-D one of height 1 (kernel/stride/padding/output_size hold (1, k) etc.).
+    """
+
+    name: str
+    dim: int
+    out: QParams
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    output_size: tuple | None = None  # adaptive: (oh, ow), None entries keep the input's size
+    inputs: list[str] = field(default_factory=list)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.output_size is not None
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        C, H, W = (shape[0], 1, shape[1]) if self.dim == 1 else shape
+        if self.adaptive:
+            dims = [n if o is None else int(o) for n, o in zip((H, W), self.output_size)]
+        else:
+            dims = []
+            for n, k, s, p in zip((H, W), self.kernel, self.stride, self.padding):
+                if p > k // 2:
+                    raise ConversionError(f"{self.name}: padding {p} is more than half the kernel {k} "
+                                          "(torch refuses this too)")
+                span = n + 2 * p - k
+                o = (-(-span // s) if self.ceil_mode else span // s) + 1
+                if self.ceil_mode and (o - 1) * s >= n + p:  # torch: the last window must start inside
+                    o -= 1
+                dims.append(o)
+        if min(dims) <= 0:
+            raise ConversionError(f"{self.name}: output would be empty for input shape {shape}")
+        return (C, dims[1]) if self.dim == 1 else (C, dims[0], dims[1])
+
+    def describe(self) -> str:
+        if self.adaptive:
+            size = self.output_size[1] if self.dim == 1 else self.output_size
+            return f"{self.name}: AdaptiveAvgPool{self.dim}d to {size}"
+        k, s, p = ((v[1] for v in (self.kernel, self.stride, self.padding)) if self.dim == 1
+                   else (self.kernel, self.stride, self.padding))
+        return (f"{self.name}: AvgPool{self.dim}d k{k} s{s} p{p}" + (" ceil_mode" if self.ceil_mode else "")
+                + ("" if self.count_include_pad else " count_include_pad=False"))
+
+
+@dataclass
 class Reshape:
     """flatten / view / reshape: the codes keep their order (torch's row-major layout); only the shape changes."""
 
@@ -193,7 +247,7 @@ class Cat:
         return f"{self.name}: cat({', '.join(self.inputs)}) along channels, out {self.out}"
 
 
-Op = Linear | Table | Conv | MaxPool | Reshape | Add | Cat
+Op = Linear | Table | Conv | MaxPool | AvgPool | Reshape | Add | Cat
 
 
 @dataclass
@@ -273,6 +327,10 @@ class Graph:
             elif isinstance(op, MaxPool):
                 if len(shape) != op.dim + 1:
                     raise ConversionError(f"{op.name}: MaxPool{op.dim}d gets shape {shape}")
+                shape = op.out_shape(shape)
+            elif isinstance(op, AvgPool):
+                if len(shape) != op.dim + 1:
+                    raise ConversionError(f"{op.name}: {type(op).__name__}{op.dim}d gets shape {shape}")
                 shape = op.out_shape(shape)
             elif isinstance(op, Reshape):
                 shape = op.out_shape(shape)

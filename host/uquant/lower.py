@@ -20,9 +20,9 @@ import numpy as np
 
 from . import requant as rq
 from .engines import ENGINES, Requant
-from .elementwise import lower_add, lower_cat
-from .plan import DenseStep, Plan, PoolStep, Step, TableStep
-from .ir import Add, Cat, Conv, ConversionError, Graph, Linear, MaxPool, QParams, Reshape, Table
+from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_cat
+from .plan import AvgPoolStep, DenseStep, Plan, PoolStep, Step, TableStep
+from .ir import AvgPool, Add, Cat, Conv, ConversionError, Graph, Linear, MaxPool, QParams, Reshape, Table
 
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
 
@@ -37,6 +37,13 @@ def lower(graph: Graph, engine: str) -> Plan:
             raise ConversionError(f"{op.name}: {op.out.dtype} activations are not supported yet (quint8 only)")
     if graph.input.dtype != "quint8":
         raise ConversionError(f"the model input: {graph.input.dtype} activations are not supported yet (quint8 only)")
+    for op in graph.ops:
+        if (engine == "qnnpack" and isinstance(op, Table) and op.what in ("relu6", "hardtanh", "relu6_", "hardtanh_")
+                and len(shapes[op.inputs[0]]) == 3):
+            raise ConversionError(
+                f"{op.name}: on qnnpack, torch computes {op.what} on a channels-last (N, C, H, W) tensor -- which "
+                "is what qnnpack's Conv2d returns -- in the wrong element order (a torch bug: the result is a "
+                "permutation of the right values); uquant refuses rather than copy it. Use ReLU, or the x86 engine")
     readers: dict[str, int] = {}
     for op in graph.ops:
         for v in op.inputs:
@@ -55,7 +62,8 @@ def lower(graph: Graph, engine: str) -> Plan:
         if isinstance(op, (Linear, Conv)):
             tables, dst = [], op.name  # code tables that only this layer feeds fold into its step
             for nxt in ops[i + 1:]:
-                if not (isinstance(nxt, Table) and nxt.inputs == [dst] and readers.get(dst) == 1):
+                if not (isinstance(nxt, Table) and nxt.tail_table is None and nxt.inputs == [dst]
+                        and readers.get(dst) == 1):
                     break
                 tables.append(nxt)
                 dst = nxt.name
@@ -65,6 +73,10 @@ def lower(graph: Graph, engine: str) -> Plan:
         elif isinstance(op, MaxPool):
             step = lower_maxpool(op, src, op.name, qp[src], shapes[src], shapes[op.name])
             ranges[op.name] = ranges[src]
+        elif isinstance(op, AvgPool):
+            step = lower_avgpool(op, src, op.name, qp[src], *ranges[src], shapes[src], shapes[op.name], engine,
+                                 channels_last_values(graph, shapes)[src])
+            ranges[op.name] = tuple(np.full(shapes[op.name][0], v, np.int64) for v in (step.lo, step.hi))
         elif isinstance(op, Reshape):
             lo, hi = ranges[src]
             old, new = shapes[src], shapes[op.name]
@@ -86,11 +98,17 @@ def lower(graph: Graph, engine: str) -> Plan:
                                np.concatenate([ranges[v][1] if qp[v] == op.out else np.full(shapes[v][0], 255)
                                                for v in op.inputs]))
         elif isinstance(op, Table):
-            lo, hi = ranges[src]
             n = int(np.prod(shapes[op.name]))
+            as_bytes = lambda t: None if t is None else bytes((t - op.out.qmin).astype(np.uint8).tolist())  # noqa
+            n_vec = n
+            if op.tail_table is not None:
+                if n > GRAIN:
+                    raise ConversionError(f"{op.name}: {op.what} on {n} elements: torch splits tensors over {GRAIN} "
+                                          "elements between threads, which moves its rounding; not supported")
+                n_vec = n // VEC_BLOCK * VEC_BLOCK
             step = TableStep("table", op.name, [src], op.name, op.out, shapes[op.name], n,
-                             bytes((op.table - op.out.qmin).astype(np.uint8).tolist()), op.what)
-            ranges[op.name] = (op.table[lo - qp[src].qmin], op.table[hi - qp[src].qmin])  # tables are monotone
+                             as_bytes(op.table), op.what, n_vec, as_bytes(op.tail_table))
+            ranges[op.name] = table_range(op.table, qp[src].qmin, *ranges[src], op.tail_table)
         else:
             raise ConversionError(f"{op.name}: unsupported op {type(op).__name__}")
         steps.append(step)
@@ -242,6 +260,8 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
         y = requantize(acc_dev)
         return y if table is None else table[y - op.out.qmin]
 
+    step_requantize = requantize
+
     words, fixes = [], []
     for n, ch in enumerate(channels):
         words += [128 + int(wzp[n]), *ch.words]
@@ -250,7 +270,8 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
     weights = (v + wzp[:, None] + 128).astype(np.uint8).tobytes()
     table_bytes = None if table is None else bytes((table - out.qmin).astype(np.uint8).tolist())
     return DenseStep(kind, op.name, [src], dst, out, out_shape, K, N, lo, hi, weights, words, fixes, table_bytes,
-                     op, tables, x, x_lo, x_hi, acc_lo, acc_hi, fn, channels, geometry, family)
+                     op, tables, x, x_lo, x_hi, acc_lo, acc_hi, fn, channels, geometry, family, step_requantize,
+                     table)
 
 
 def lower_maxpool(op: MaxPool, src: str, dst: str, x: QParams, in_shape: tuple, out_shape: tuple) -> PoolStep:
@@ -259,6 +280,143 @@ def lower_maxpool(op: MaxPool, src: str, dst: str, x: QParams, in_shape: tuple, 
     kh, kw = op.kernel
     geometry = (in_shape[0], H, W_, kh, kw, *op.stride, *op.padding, *op.dilation, OH, OW)
     return PoolStep("maxpool", op.name, [src], dst, x, out_shape, geometry)
+
+
+def channels_last_values(graph: Graph, shapes: dict) -> dict[str, bool]:
+    """Which values torch holds in channels_last memory order (it picks its pooling kernels by that).
+
+    Measured on torch 2.13, all engines: quantized Conv1d/Conv2d write channels_last; on 4-D tensors ReLU,
+    code-table ops, max/avg pooling, add and cat keep their (first) input's order; on 3-D tensors (1-D ops)
+    only max/avg pooling keep it; a quantized input and a reshape are plain contiguous.
+    """
+    cl = {"input": False}
+    for op in graph.ops:
+        src = cl.get(op.inputs[0], False)
+        if isinstance(op, Conv):
+            cl[op.name] = True
+        elif isinstance(op, (MaxPool, AvgPool)):
+            cl[op.name] = src
+        elif isinstance(op, (Table, Add, Cat)):
+            cl[op.name] = src and len(shapes[op.name]) == 3
+        else:
+            cl[op.name] = False
+    return cl
+
+
+def _avg_windows(n: int, k: int, s: int, p: int, out: int):
+    """Per output index of one axis: first and end valid input index, and the window's extent inside the padding."""
+    st = np.arange(out) * s - p
+    return np.maximum(st, 0), np.minimum(st + k, n), np.minimum(st + k, n + p) - st
+
+
+def _adaptive_windows(n: int, out: int):
+    """torch's adaptive windows: floor(f32(i*n)/out) .. ceil(f32((i+1)*n)/out), in float32 as ATen computes them."""
+    i = np.arange(out)
+    a = np.floor(np.float32(np.float32(i * n) / np.float32(out))).astype(np.int64)
+    b = np.ceil(np.float32(np.float32((i + 1) * n) / np.float32(out))).astype(np.int64)
+    return a, b, b - a
+
+
+def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray, x_hi: np.ndarray,
+                  in_shape: tuple, out_shape: tuple, engine: str, channels_last: bool) -> AvgPoolStep:
+    """Average pooling: each window's code is a monotone function of its integer sum, one per divisor class.
+
+    Which of torch's formulas applies (shared reference, "Pooling"): qnnpack with ceil_mode=False runs QNNPACK
+    (P3: divisor always kh*kw); otherwise ATen picks its kernel by memory order: channels_last input (every
+    C == 1 tensor, every 1x1 one, and whatever a Conv wrote) takes the NHWC kernel (P2, P5), whose channels in
+    full SIMD blocks round differently; a contiguous one the NCHW kernel (P1; P4 for adaptive, on raw sums).
+    Adaptive pooling on qnnpack with sizes that divide evenly (and not the identity) is P3 with kernel = stride.
+    """
+    from . import engines as E
+
+    C = in_shape[0]
+    H, W_ = (1, in_shape[1]) if op.dim == 1 else in_shape[1:]
+    OH, OW = (1, out_shape[1]) if op.dim == 1 else out_shape[1:]
+    nhwc = channels_last or C == 1 or H * W_ == 1
+    kind = "AdaptiveAvgPool" if op.adaptive else "AvgPool"
+    if op.adaptive:
+        (r0, r1, ey), (c0, c1, ex) = _adaptive_windows(H, OH), _adaptive_windows(W_, OW)
+        identity = (OH, OW) == (H, W_)
+        if engine == "qnnpack" and H % OH == 0 and W_ % OW == 0 and not identity:
+            formula, kk = "P3", (H // OH) * (W_ // OW)
+        else:
+            formula, kk = ("P5" if nhwc else "P4"), 0
+    else:
+        kh, kw = op.kernel
+        (r0, r1, ey), (c0, c1, ex) = (_avg_windows(H, kh, op.stride[0], op.padding[0], OH),
+                                      _avg_windows(W_, kw, op.stride[1], op.padding[1], OW))
+        if engine == "qnnpack" and not op.ceil_mode:
+            if kh * kw == 1:
+                raise ConversionError(f"{op.name}: a 1x1 AvgPool fails in torch on engine qnnpack "
+                                      "(\"1x1 pooling is meaningless\")")
+            formula, kk = "P3", kh * kw
+        else:
+            formula, kk = ("P2" if nhwc else "P1"), 0
+    if formula in ("P2", "P5") and C > 1 and H * W_ == 1 and OH * OW > 1:
+        raise ConversionError(f"{op.name}: {kind} of a 1x1 input with {C} channels to {OH}x{OW} outputs: torch "
+                              "writes that output in channels_last order into a contiguous tensor (scrambled "
+                              "codes); not reproduced")
+    block = E.simd_channel_block(adaptive=op.adaptive) if formula in ("P2", "P5") else 0
+    cv = C // block * block if block else 0
+    # divisor classes: positions whose windows have the same (taps, divisor) -- or (kh, kw) for P4
+    keys, cls = {}, []
+    for i in range(OH):
+        for j in range(OW):
+            th, tw = int(r1[i] - r0[i]), int(c1[j] - c0[j])
+            if formula == "P4":
+                key = (th, tw)
+            elif formula == "P3":
+                key = (th * tw, kk)
+            elif formula == "P5":
+                key = (th * tw, th * tw)
+            else:
+                key = (th * tw, int(ey[i] * ex[j]) if op.count_include_pad else th * tw)
+            cls.append(keys.setdefault(key, len(keys)))
+    K = len(keys)
+    if 2 * K > 256:
+        raise ConversionError(f"{op.name}: {K} different window sizes; at most 128 supported")
+    base = list(keys)
+    classes = [(*k, False) for k in base] + ([(*k, True) for k in base] if cv else [])
+    zp = 0 if formula == "P4" else x.zero_point
+    in_lo, in_hi = x.qmin, x.qmax  # proven for every input code, not just the reachable ones (costs nothing)
+    taps = np.array([c[0] * c[1] if formula == "P4" else c[0] for c in classes], np.int64)
+    acc_lo, acc_hi = taps * (in_lo - zp), taps * (in_hi - zp)
+
+    def fn(acc):
+        acc = np.asarray(acc, np.int64)
+        out = np.empty(acc.shape, np.int64)
+        for n, (a, b, blk) in enumerate(classes):
+            v = acc[..., n]
+            if formula == "P1":
+                out[..., n] = E.avgpool_p1(v, b, zp)
+            elif formula == "P2":
+                out[..., n] = E.avgpool_p2(v, b, zp, blk)
+            elif formula == "P3":
+                out[..., n] = E.avgpool_p3(v, b, x.scale, zp)
+            elif formula == "P4":
+                out[..., n] = E.adaptive_p4(v, a, b)
+            else:
+                out[..., n] = E.adaptive_p5(v, a, zp, blk)
+        return out
+
+    slope = np.array([1.0 / (c[0] * c[1] if formula == "P4" else c[1]) for c in classes])
+    ends = fn(np.stack([acc_lo, acc_hi]))
+    lo, hi = int(ends.min()), int(ends.max())
+    try:
+        channels = rq.fit_layer(fn, slope, acc_lo, acc_hi, lo, hi)
+    except rq.RequantError as e:
+        raise ConversionError(f"{op.name}: {e}") from None
+    words, fixes = [], []
+    for n, ch in enumerate(channels):
+        words += list(ch.words)
+        for a, y in sorted(ch.exceptions.items()):
+            fixes += [n, a, y]
+    rows = tuple(int(v) for ab in zip(r0, r1) for v in ab)
+    cols = tuple(int(v) for ab in zip(c0, c1) for v in ab)
+    geometry = (C, H, W_, OH, OW, zp, cv, K)
+    desc = formula + (f", channels < {cv} in SIMD blocks" if cv else "")
+    return AvgPoolStep("avgpool", op.name, [src], dst, x, out_shape, geometry, rows, cols, bytes(cls), lo, hi,
+                       words, fixes, classes, desc, acc_lo, acc_hi, fn, channels, op)
 
 
 def compose_tables(tables: list[Table], q: QParams) -> np.ndarray | None:
@@ -273,6 +431,19 @@ def compose_tables(tables: list[Table], q: QParams) -> np.ndarray | None:
 
 
 def reachable_outputs(step: DenseStep) -> tuple[np.ndarray, np.ndarray]:
-    """Each channel's lowest and highest output code over its reachable accumulators (monotone map)."""
-    y = step.fn(np.stack([step.acc_lo, step.acc_hi]))
-    return y[0].astype(np.int64), y[1].astype(np.int64)
+    """Each channel's lowest and highest output code over its reachable accumulators.
+
+    The requantization is monotone, so its ends bound it; a code table after it need not be (hardswish dips).
+    """
+    y = step.requantize(np.stack([step.acc_lo, step.acc_hi]))
+    return table_range(step.table_codes, step.out.qmin, y[0], y[1])
+
+
+def table_range(table, qmin: int, lo: np.ndarray, hi: np.ndarray, tail=None) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest entry of a code table (and its tail variant) over each channel's input codes [lo, hi]."""
+    if table is None:
+        return lo.astype(np.int64), hi.astype(np.int64)
+    tabs = [t for t in (table, tail) if t is not None]
+    out_lo = np.array([min(t[a - qmin:b - qmin + 1].min() for t in tabs) for a, b in zip(lo, hi)], np.int64)
+    out_hi = np.array([max(t[a - qmin:b - qmin + 1].max() for t in tabs) for a, b in zip(lo, hi)], np.int64)
+    return out_lo, out_hi

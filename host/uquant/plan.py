@@ -44,6 +44,8 @@ class DenseStep(Step):
     channels: list[rq.ChannelRequant] = field(default_factory=list)
     geometry: tuple = ()  # conv: (C, H, W, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW)
     family: str = ""  # which of torch's requantization formulas this step reproduces
+    requantize: object = None  # torch's code before any table, as a function of acc' (monotone)
+    table_codes: np.ndarray | None = None  # the composed code table, indexed by code - qmin
 
     @property
     def macs(self) -> int:
@@ -58,6 +60,29 @@ class PoolStep(Step):
     @property
     def macs(self) -> int:
         return 0
+
+
+@dataclass
+class AvgPoolStep(Step):
+    """Average pooling (kind 'avgpool'): per window acc = sum of valid taps - count * zp, then the requantization
+    of the window's divisor class (see device/uquant_rt.py: avgpool)."""
+
+    geometry: tuple = ()  # (C, H, W, OH, OW, zp, cv, K): zp subtracted per tap (0: raw sums), channels < cv use classes + K
+    rows: tuple = ()  # (first, end) input row of each output row's window, clipped to the input
+    cols: tuple = ()
+    cls: bytes = b""  # class index of each output position (OH * OW)
+    lo: int = 0
+    hi: int = 255
+    words: list[int] = field(default_factory=list)  # 6 per class: c_lo, W, A, D >> 30, D & (2**30-1), S
+    fixes: list[int] = field(default_factory=list)  # flat (class, a, code) triples
+    classes: list[tuple] = field(default_factory=list)  # (taps, divisor, SIMD block) per class
+    formula: str = ""  # which of torch's formulas (shared reference P1..P5)
+    acc_lo: np.ndarray | None = None
+    acc_hi: np.ndarray | None = None
+    fn: object = None  # torch's output code per class as a function of acc (shape (..., classes))
+    channels: list[rq.ChannelRequant] = field(default_factory=list)
+    source: object = None
+    macs = 0
 
 
 @dataclass
@@ -120,4 +145,6 @@ class TableStep(Step):
     n: int = 0
     table: bytes = b""
     what: str = ""
+    n_vec: int = 0  # positions [0, n_vec) use `table` (torch's SIMD blocks), the rest `tail`
+    tail: bytes | None = None
     macs = 0

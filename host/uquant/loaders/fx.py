@@ -14,19 +14,39 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, QParams, Reshape
-from .modules import (conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module, qparams,
-                      relu_table)
+from .modules import (code_table, conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module,
+                      qparams)
+from .modules import AVGPOOL_MODULES, avgpool_from_module
 
-# Float element-wise ops allowed between a dequantize and the next quantize (they become code tables).
-FLOAT_FUNCTIONS = {torch.relu: torch.relu, F.relu: F.relu}
-FLOAT_METHODS = {"relu": torch.relu}
-FLOAT_MODULES = (nn.ReLU,)
+_AVG_ARGS = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+# functional average pooling (as FX records it) -> the module doing the same, and the names of its arguments
+AVGPOOL_FUNCTIONS = {F.avg_pool1d: (nn.AvgPool1d, _AVG_ARGS), F.avg_pool2d: (nn.AvgPool2d, _AVG_ARGS + ("divisor_override",)),
+                     F.adaptive_avg_pool1d: (nn.AdaptiveAvgPool1d, ("output_size",)),
+                     F.adaptive_avg_pool2d: (nn.AdaptiveAvgPool2d, ("output_size",))}
+
+# Element-wise ops: on a quantized tensor torch runs them per code, inside a float stretch they are float ops
+# before the next quantize; either way they become 256-entry code tables computed by torch.
+ELEMENTWISE_FUNCTIONS = {torch.relu, F.relu, torch.sigmoid, torch.tanh, F.hardsigmoid, F.relu6, F.hardtanh,
+                         F.leaky_relu, F.elu, F.hardswish, torch.nn.functional.sigmoid, torch.nn.functional.tanh}
+ELEMENTWISE_METHODS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Hardsigmoid, nn.LeakyReLU, nn.ELU,
+                       nn.Hardswish)
 PASS_MODULES = (nn.Identity, nn.Dropout)  # no effect in eval
-SUPPORTED = ("quantized Linear / LinearReLU, Conv1d/Conv2d (+ReLU), MaxPool1d/2d, ReLU, quantized add / add_relu, "
+SUPPORTED = ("quantized Linear / LinearReLU, Conv1d/Conv2d (+ReLU), MaxPool1d/2d, AvgPool1d/2d, "
+             "AdaptiveAvgPool1d/2d, quantized add / add_relu, "
+             "ReLU, ReLU6, Hardtanh, Sigmoid, Tanh, Hardsigmoid, Hardswish, LeakyReLU, ELU, "
              "torch.cat along channels, Identity, Dropout, Flatten, QuantStub/DeQuantStub, quantize_per_tensor "
              "and dequantize")
 NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
                  "torch.ao.quantization.convert (eager) before uquant")
+
+
+def with_args(fn, node: torch.fx.Node):
+    """fn with the node's non-tensor arguments (e.g. leaky_relu's slope) bound."""
+    args = [a for a in node.args[1:]]
+    if any(isinstance(a, torch.fx.Node) for a in args) or any(isinstance(v, torch.fx.Node) for v in node.kwargs.values()):
+        raise ConversionError(f"{describe(node)}: arguments computed by the model are not supported")
+    return lambda x: fn(x, *args, **node.kwargs)
 
 
 def describe(node: torch.fx.Node) -> str:
@@ -112,12 +132,20 @@ class _Walker:
             return Val(v.value, v.q, v.fns + [("flatten", reshape)])
         return Val(self.add(reshape, [v.value]).name, v.q)
 
-    def float_op(self, node, v: Val, label, fn) -> Val:
+    def elementwise(self, node, v: Val, label, fn) -> Val:
+        """An element-wise op: a float op inside a dequantize ... quantize stretch, else torch's op on codes."""
         if v.value is None:
             raise ConversionError(f"{describe(node)}: a float op before the input is quantized is not supported")
         if v.fns is not None:
             return Val(v.value, v.q, v.fns + [(label, fn)])
-        return Val(self.add(relu_table(self.op_name(node), v.q), [v.value]).name, v.q)  # ReLU on a qtensor
+        try:
+            op = code_table(self.op_name(node), label, v.q, fn, None)
+        except ConversionError:
+            raise
+        except Exception as e:  # torch refuses some ops on quantized tensors (e.g. F.hardswish)
+            raise ConversionError(f"{describe(node)}: torch cannot run {label} on a quantized tensor "
+                                  f"({type(e).__name__}: {e})") from None
+        return Val(self.add(op, [v.value]).name, op.out)
 
     def module(self, node) -> Val:
         import torch.ao.nn.intrinsic.quantized as nniq
@@ -149,10 +177,14 @@ class _Walker:
         if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
             v = self.quantized_arg(node)
             return Val(self.add(maxpool_from_module(self.op_name(node), mod, v.q), [v.value]).name, v.q)
+        if isinstance(mod, AVGPOOL_MODULES):
+            v = self.quantized_arg(node)
+            return Val(self.add(avgpool_from_module(self.op_name(node), mod, v.q), [v.value]).name, v.q)
         if isinstance(mod, nn.Flatten):
             return self.flatten(node, self.arg(node), mod.start_dim, mod.end_dim)
-        if isinstance(mod, FLOAT_MODULES):
-            return self.float_op(node, self.arg(node), type(mod).__name__.lower(), mod)
+        if isinstance(mod, ELEMENTWISE_MODULES) or isinstance(mod, (nnq.Hardswish, nnq.LeakyReLU, nnq.ELU,
+                                                                    nnq.ReLU6, nnq.Sigmoid)):
+            return self.elementwise(node, self.arg(node), type(mod).__name__.lower(), mod)
         if isinstance(mod, PASS_MODULES):
             return self.arg(node)
         if isinstance(mod, (ObserverBase, FakeQuantizeBase)):
@@ -197,10 +229,10 @@ class _Walker:
             return self.quantize(node, *node.args[1:4])
         if node.op == "call_method" and t == "dequantize":
             return self.dequantize(node)
-        if node.op == "call_function" and t in FLOAT_FUNCTIONS:
-            return self.float_op(node, self.arg(node), t.__name__, FLOAT_FUNCTIONS[t])
-        if node.op == "call_method" and t in FLOAT_METHODS:
-            return self.float_op(node, self.arg(node), t, FLOAT_METHODS[t])
+        if node.op == "call_function" and t in ELEMENTWISE_FUNCTIONS:
+            return self.elementwise(node, self.arg(node), t.__name__, with_args(t, node))
+        if node.op == "call_method" and t in ELEMENTWISE_METHODS:
+            return self.elementwise(node, self.arg(node), t, with_args(ELEMENTWISE_METHODS[t], node))
         if node.op == "call_function" and t is torch.flatten:
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
@@ -215,6 +247,18 @@ class _Walker:
             pool = (nn.MaxPool1d if t is F.max_pool1d else nn.MaxPool2d)(**kw)
             v = self.quantized_arg(node)
             return Val(self.add(maxpool_from_module(self.op_name(node), pool, v.q), [v.value]).name, v.q)
+        if node.op == "call_function" and t in AVGPOOL_FUNCTIONS:
+            names = AVGPOOL_FUNCTIONS[t][1]
+            kw = dict(zip(names, node.args[1:]), **node.kwargs)
+            if any(isinstance(a, torch.fx.Node) for a in kw.values()):
+                raise ConversionError(f"{describe(node)}: pooling arguments computed by the model are not supported")
+            pool = AVGPOOL_FUNCTIONS[t][0](**kw)
+            v = self.quantized_arg(node)
+            return Val(self.add(avgpool_from_module(self.op_name(node), pool, v.q), [v.value]).name, v.q)
+        if (node.op == "call_function" and t is torch.mean) or (node.op == "call_method" and t == "mean"):
+            raise ConversionError(f"{describe(node)}: mean of a quantized tensor is not supported (torch runs "
+                                  "other kernels for it than for average pooling, not characterised); use "
+                                  "nn.AdaptiveAvgPool2d(1) (+ flatten) for global average pooling")
         raise ConversionError(f"{describe(node)}: not supported (supported: {SUPPORTED})")
 
     def walk(self) -> Graph:

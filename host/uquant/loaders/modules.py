@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ir import Conv, ConversionError, Linear, MaxPool, QParams, Reshape, Table
+from ..ir import AvgPool, Conv, ConversionError, Linear, MaxPool, QParams, Reshape, Table
 
 DTYPES = {torch.quint8: "quint8", torch.qint8: "qint8"}
 TORCH_DTYPES = {v: k for k, v in DTYPES.items()}
@@ -108,6 +108,29 @@ def maxpool_from_module(name: str, mod, q: QParams) -> MaxPool:
                    pair(mod.dilation), bool(mod.ceil_mode), q)
 
 
+AVGPOOL_MODULES = (torch.nn.AvgPool1d, torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool1d, torch.nn.AdaptiveAvgPool2d)
+
+
+def avgpool_from_module(name: str, mod, q: QParams) -> AvgPool:
+    """nn.AvgPool1d/2d or nn.AdaptiveAvgPool1d/2d applied to a quantized tensor (output qparams = input's)."""
+    dim = 1 if isinstance(mod, (torch.nn.AvgPool1d, torch.nn.AdaptiveAvgPool1d)) else 2
+
+    def pair(v, fill=1):
+        v = (v,) * dim if v is None or isinstance(v, int) else tuple(v)
+        return (fill, v[0]) if dim == 1 else (v[0], v[1])
+
+    if isinstance(mod, (torch.nn.AdaptiveAvgPool1d, torch.nn.AdaptiveAvgPool2d)):
+        size = tuple(None if v is None else int(v) for v in pair(mod.output_size, 1))
+        return AvgPool(name, dim, q, output_size=size)
+    if getattr(mod, "divisor_override", None) is not None:
+        raise ConversionError(f"{name}: AvgPool{dim}d with divisor_override is not supported (torch's quantized "
+                              "kernels for it are not characterised); supported: kernel, stride, padding, "
+                              "ceil_mode, count_include_pad")
+    stride = mod.stride if mod.stride not in (None, (), []) else mod.kernel_size
+    return AvgPool(name, dim, q, tuple(int(v) for v in pair(mod.kernel_size)), tuple(int(v) for v in pair(stride)),
+                   tuple(int(v) for v in pair(mod.padding, 0)), bool(mod.ceil_mode), bool(mod.count_include_pad))
+
+
 def linear_from_module(name: str, mod) -> Linear:
     import torch.ao.nn.intrinsic.quantized as nniq
 
@@ -117,7 +140,7 @@ def linear_from_module(name: str, mod) -> Linear:
 
 
 def code_table(name: str, what: str, q_in: QParams, fn, q_out: QParams | None) -> Table:
-    """Run torch on every input code at once and one at a time; the results must agree (no position effects)."""
+    """Run torch on every input code at once (SIMD blocks) and one at a time (the scalar tail)."""
     codes = torch.arange(q_in.qmin, q_in.qmax + 1)
     store = torch.int8 if q_in.dtype == "qint8" else torch.uint8
 
@@ -127,13 +150,12 @@ def code_table(name: str, what: str, q_in: QParams, fn, q_out: QParams | None) -
             y = torch.quantize_per_tensor(y, q_out.scale, q_out.zero_point, TORCH_DTYPES[q_out.dtype])
         return y
 
-    y_all = apply(codes)
+    y_all = apply(codes)  # 256 codes: four whole SIMD blocks
     table = y_all.int_repr().long().numpy()
-    single = np.array([int(apply(codes[i:i + 1]).int_repr()[0]) for i in range(codes.numel())])
-    if not np.array_equal(table, single):
-        raise ConversionError(f"{name}: torch computes {what} differently depending on position; not supported yet")
+    single = np.array([int(apply(codes[i:i + 1]).int_repr()[0]) for i in range(codes.numel())])  # scalar tail
     out = q_out or QParams(float(y_all.q_scale()), int(y_all.q_zero_point()), DTYPES[y_all.dtype])
-    return Table(name, what, table.astype(np.int64), out)
+    tail = None if np.array_equal(table, single) else single.astype(np.int64)
+    return Table(name, what, table.astype(np.int64), out, tail_table=tail)
 
 
 def float_stretch_ops(name: str, q_in: QParams, fns, q_out: QParams) -> list:
