@@ -193,3 +193,29 @@ def test_residual_cnn_on_cpython_and_micropython(engine, report):
     assert heap == 0
     report(f"residual CNN {engine:<8}: {got.size} outputs equal torch on CPython and MicroPython, "
            f"run() allocates {heap} B; buffers {converted.plan.buffers}")
+
+
+def test_info_reports_the_memory_plan():
+    from uquant.info import summary
+
+    qmodel, x = residual_cnn("qnnpack", 5)
+    plan = uquant.convert(qmodel, x[:4], engine="qnnpack").plan
+    text = summary(plan)
+    assert f"activation peak         {sum(plan.buffers)} B" in text
+    assert all(f"#{i} {b} B" in text for i, b in enumerate(plan.buffers))
+    assert "MACs per inference" in text and "Conv2d" in text
+    # reuse: fewer buffers than values, and the output has a buffer of exactly its size
+    assert len(plan.buffers) < len(plan.steps) and plan.buffers[plan.buffer_of[plan.output_value]] == plan.n_out
+
+
+def test_unsupported_conv_arguments_are_named():
+    torch.backends.quantized.engine = "x86"
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")).eval()
+    x = torch.randn(4, 1, 5, 5)
+    prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (x,))
+    prepared(x)
+    with pytest.raises(uquant.ConversionError, match="0.*padding_mode='reflect' is not supported"):
+        uquant.convert(convert_fx(prepared), x, engine="x86")

@@ -34,9 +34,11 @@ def cmd_convert(args) -> int:
     from . import codegen
     from .api import convert
 
+    from .info import parse_shape
+
     out = Path(args.output)
     converted = convert(args.model, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
-                        name=args.name, module_name=out.stem)
+                        name=args.name, module_name=out.stem, input_shape=parse_shape(args.input_shape))
     converted.save(out)
     plan = converted.plan
     print(f"{out}: {plan.name}, engine {plan.engine}, {plan.n_in} inputs -> {plan.n_out} outputs")
@@ -47,6 +49,16 @@ def cmd_convert(args) -> int:
     print(f"  board memory: weights {mem['weights']} B, parameters {mem['params']} B, activations {mem['buffers']} B "
           f"in buffers {plan.buffers}")
     print(f"  copy {out} and device/uquant_rt.py to the board, then: import {out.stem}; {out.stem}.predict(codes)")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .api import convert
+    from .info import parse_shape, summary
+
+    converted = convert(args.model, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
+                        input_shape=parse_shape(args.input_shape))
+    print(summary(converted.plan))
     return 0
 
 
@@ -107,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow loading a pickled Python object (runs code from the file: trusted files only)")
     c.add_argument("--name", help="model name inside the module (default: from the file name)")
     c.set_defaults(func=cmd_convert)
+
+    i = sub.add_parser("info", help="layers, shapes, MACs, bytes of weights and activations of a model")
+    i.add_argument("model", help="a model file, as for convert")
+    i.set_defaults(func=cmd_info)
+    for q in (c, i):
+        if q is i:
+            q.add_argument("--engine", choices=ENGINES, default="x86", help="quantized engine (default: %(default)s)")
+            q.add_argument("--relu", help="state_dict only: layers with a fused ReLU (see convert)")
+            q.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled model (see convert)")
+        q.add_argument("--input-shape", help="one sample's input shape, e.g. 1,8,8, for models whose first layer is "
+                       "a convolution (a file does not record it)")
 
     r = sub.add_parser("run", help="run a generated module on one input, with the device runtime")
     r.add_argument("module", help="generated module, e.g. build/model_q.py")
