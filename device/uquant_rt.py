@@ -61,40 +61,42 @@ def requant(acc, c_lo, W, A, Dh, Dl, S):
     return (ah * Ah + Dh + (mid >> 15)) >> (S - 30)
 
 
-def requant_one(acc, words, fix, lo, hi):
-    # One channel, exceptions and clip included: what dense() computes (used by the host's proof).
-    y = requant(acc, words[0], words[1], words[2], words[3], words[4], words[5])
-    if fix:
-        a = acc - words[0]
-        y = fix.get(0 if a < 0 else words[1] if a > words[1] else a, y)
+def requant_channel(acc, P, p, fix, lo, hi):
+    # Channel output code: requant with the words P[p+1 : p+7], the channel's exceptions (a dict keyed by
+    # the clamped window position, or None), then the clip to [lo, hi].
+    y = requant(acc, P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5], P[p + 6])
+    if fix is not None:
+        a = acc - P[p + 1]
+        y = fix.get(0 if a < 0 else P[p + 2] if a > P[p + 2] else a, y)
     return lo if y < lo else hi if y > hi else y
 
 
+def requant_one(acc, words, fix, lo, hi):
+    # One channel given its six requantization words (the host's proof calls this: it checks what runs).
+    return requant_channel(acc, (0,) + tuple(words), 0, fix or None, lo, hi)
+
+
+def channel(x, W, i, K, sx, P, n, F, lo, hi, T):
+    # Output channel n for input codes x[0:K] (their sum is sx) and weights W[i : i+K]:
+    # acc = sum x * (w + 128) - c_n * sx = sum (x - x_zp)(w - w_zp) + a constant the host folded in.
+    acc = 0
+    for k in range(K):
+        acc += x[k] * W[i]
+        i += 1
+    p = 7 * n
+    y = requant_channel(acc - P[p] * sx, P, p, None if F is None else F.get(n), lo, hi)
+    return y if T is None else T[y]
+
+
 def dense(x, out, K, N, lo, hi, W, P, F, T):
-    # out[n] = clip(requant(sum_k x[k] * W[n*K + k] - c_n * sum_k x[k]), lo, hi) for each output channel n.
-    # x holds raw codes; W holds weights + 128 (offset binary); zero points and the offset are folded
-    # into c_n = P[7n] and into the requantization parameters P[7n+1 : 7n+7] by the host. T, if given, is a
-    # code table applied last (a float op between dequantize and quantize in the torch model).
+    # out[n] = channel n of a Linear layer. x holds raw codes; W holds weights + 128 (offset binary); zero
+    # points and offsets are folded into c_n = P[7n] and the requantization words P[7n+1 : 7n+7] by the host.
+    # T, if given, is a code table applied last (a float op between dequantize and quantize in the model).
     sx = 0
     for k in range(K):
         sx += x[k]
-    i = 0
-    p = 0
     for n in range(N):
-        acc = 0
-        for k in range(K):
-            acc += x[k] * W[i]
-            i += 1
-        acc -= P[p] * sx
-        y = requant(acc, P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5], P[p + 6])
-        if F is not None:
-            fix = F.get(n)
-            if fix is not None:
-                a = acc - P[p + 1]
-                y = fix.get(0 if a < 0 else P[p + 2] if a > P[p + 2] else a, y)
-        y = lo if y < lo else hi if y > hi else y
-        out[n] = y if T is None else T[y]
-        p += 7
+        out[n] = channel(x, W, n * K, K, sx, P, n, F, lo, hi, T)
 
 
 def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
@@ -122,21 +124,7 @@ def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
                             j += 1
                 pos = oy * OW + ox
                 for n in range(grp * ng, grp * ng + ng):
-                    p = 7 * n
-                    i = n * kk
-                    acc = 0
-                    for k in range(kk):
-                        acc += win[k] * W[i]
-                        i += 1
-                    acc -= P[p] * sx
-                    y = requant(acc, P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5], P[p + 6])
-                    if F is not None:
-                        fix = F.get(n)
-                        if fix is not None:
-                            a = acc - P[p + 1]
-                            y = fix.get(0 if a < 0 else P[p + 2] if a > P[p + 2] else a, y)
-                    y = lo if y < lo else hi if y > hi else y
-                    out[n * OH * OW + pos] = y if T is None else T[y]
+                    out[n * OH * OW + pos] = channel(win, W, n * kk, kk, sx, P, n, F, lo, hi, T)
 
 
 def maxpool(x, out, g):
@@ -198,7 +186,7 @@ def avgpool(x, out, g, R, Q, cls, P, F, lo, hi):
                 pos += 1
 
 
-def add(a, b, out, n_vec, n, lo, hi, P, F, start, stop):
+def add(a, b, out, lo, hi, P, F, start, stop):
     # quantized add of two same-shape tensors over positions [start, stop):
     #   y = clip((Aa * qa + Ab * qb + D) >> S, lo, hi), or the exception for the pair (qa, qb).
     Aa, Ab, D, S = P
@@ -209,6 +197,22 @@ def add(a, b, out, n_vec, n, lo, hi, P, F, start, stop):
         if F is not None:
             y = F.get((qa << 8) | qb, y)
         out[i] = lo if y < lo else hi if y > hi else y
+
+
+def lut(src, out, T, start, stop):
+    for i in range(start, stop):
+        out[i] = T[src[i]]
+
+
+def simd_cuts(n_vec, n, C, HW):
+    # torch rounds some element-wise ops differently in its 64-element SIMD blocks (the first n_vec elements in
+    # memory order) and in the scalar tail. For a channels-last tensor (C > 0) memory order is position-major,
+    # so channel c's elements at positions [0, cut[c]) are in SIMD blocks and the rest in the tail.
+    if C == 0:
+        return None
+    tp = n_vec // C
+    tc = n_vec - tp * C
+    return tuple(min(HW, tp + (1 if c < tc else 0)) for c in range(C))
 
 
 def _pairs(F):
@@ -269,15 +273,17 @@ class Node:
                 raise CorruptModel("avgpool: sizes do not match its data")
             self.args = (g, R, Q, cls, array("i", P), _fixes(F), lo, hi)
         elif kind == "add":
-            n_vec, n, lo, hi, Pv, Fv, Pt, Ft = a
-            if len(self.srcs) != 2 or len(Pv) != 4 or len(Pt) != 4 or len(self.out) < n or not 0 <= n_vec <= n:
+            n_vec, n, lo, hi, Pv, Fv, Pt, Ft, C, HW = a
+            if (len(self.srcs) != 2 or len(Pv) != 4 or len(Pt) != 4 or len(self.out) < n or not 0 <= n_vec <= n
+                    or (C and C * HW != n)):
                 raise CorruptModel("add: sizes do not match its data")
-            self.args = (n_vec, n, lo, hi, Pv, _pairs(Fv), Pt, _pairs(Ft))
+            self.args = (n_vec, n, lo, hi, Pv, _pairs(Fv), Pt, _pairs(Ft), simd_cuts(n_vec, n, C, HW), HW)
         elif kind == "table":
-            n, T, n_vec, Tt = a
-            if len(T) != 256 or (Tt is not None and len(Tt) != 256) or len(self.out) < n or not 0 <= n_vec <= n:
+            n, T, n_vec, Tt, C, HW = a
+            if (len(T) != 256 or (Tt is not None and len(Tt) != 256) or len(self.out) < n or not 0 <= n_vec <= n
+                    or (C and C * HW != n)):
                 raise CorruptModel("table: sizes do not match its data")
-            self.args = (n, T, n_vec, Tt if Tt is not None else T)
+            self.args = (n, T, n_vec, Tt if Tt is not None else T, simd_cuts(n_vec, n, C, HW), HW)
         elif kind == "cat":
             parts = a[0]
             if len(parts) != len(self.srcs) or sum(p[0] for p in parts) > len(self.out):
@@ -300,19 +306,28 @@ class Node:
             avgpool(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
         elif kind == "table":
             # positions in torch's 64-element SIMD blocks use one table, the scalar tail the other
-            out = self.out
-            T = a[1]
-            for i in range(a[2]):
-                out[i] = T[src[i]]
-            T = a[3]
-            for i in range(a[2], a[0]):
-                out[i] = T[src[i]]
+            cuts = a[4]
+            if cuts is None:
+                lut(src, self.out, a[1], 0, a[2])
+                lut(src, self.out, a[3], a[2], a[0])
+            else:
+                HW = a[5]
+                for c in range(len(cuts)):
+                    lut(src, self.out, a[1], c * HW, c * HW + cuts[c])
+                    lut(src, self.out, a[3], c * HW + cuts[c], c * HW + HW)
         elif kind == "add":
             b = self.srcs[1]
             if b is None:
                 b = x
-            add(src, b, self.out, a[0], a[1], a[2], a[3], a[4], a[5], 0, a[0])
-            add(src, b, self.out, a[0], a[1], a[2], a[3], a[6], a[7], a[0], a[1])
+            cuts = a[8]
+            if cuts is None:
+                add(src, b, self.out, a[2], a[3], a[4], a[5], 0, a[0])
+                add(src, b, self.out, a[2], a[3], a[6], a[7], a[0], a[1])
+            else:
+                HW = a[9]
+                for c in range(len(cuts)):
+                    add(src, b, self.out, a[2], a[3], a[4], a[5], c * HW, c * HW + cuts[c])
+                    add(src, b, self.out, a[2], a[3], a[6], a[7], c * HW + cuts[c], c * HW + HW)
         else:
             o = 0
             for j in range(len(a[0])):

@@ -49,7 +49,8 @@ def test_random_mlps_match_torch(engine, report):
         channels += sum(s.N for s in converted.plan.steps)
     report(f"conformance {engine:<8}: {models} random MLPs, {final} final outputs ({total} outputs of all layers) "
            f"equal to torch, 0 mismatches; {exceptions} exception entries over {channels} channels"
-           + ("" if vnni else "; CPU lacks VNNI: inputs limited to codes 0..127 (torch saturates above)"))
+           + ("; CPU has VNNI: torch's fbgemm sums int8 products exactly, as uquant does" if has_vnni() else
+              "; CPU lacks VNNI: x86/fbgemm inputs limited to codes 0..127 (torch saturates int16 pairs above)"))
 
 
 def single_layer(rng, engine, K, N, tie: bool):

@@ -26,14 +26,14 @@ def node_spec(plan: Plan, s: Step) -> tuple:
                 tuple(s.fixes) or None, s.table)
     if s.kind == "add":
         return ("add", src, dst, s.n_vec, s.n, s.lo, s.hi, s.vec, tuple(s.vec_fixes) or None, s.tail,
-                tuple(s.tail_fixes) or None)
+                tuple(s.tail_fixes) or None, *s.memory_order)
     if s.kind == "cat":
         return ("cat", src, dst, tuple(s.parts))
     if s.kind == "avgpool":
         return ("avgpool", src, dst, s.geometry, s.rows, s.cols, s.cls, s.lo, s.hi, tuple(s.words),
                 tuple(s.fixes) or None)
     if s.kind == "table":
-        return ("table", src, dst, s.n, s.table, s.n_vec, s.tail)
+        return ("table", src, dst, s.n, s.table, s.n_vec, s.tail, *s.memory_order)
     return (s.kind, src, dst, s.geometry)
 
 

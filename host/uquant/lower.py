@@ -51,6 +51,12 @@ def lower(graph: Graph, engine: str) -> Plan:
     x = graph.input
     qp = {"input": x}  # quantization of each value
     ranges = {"input": (np.full(shapes["input"][0], x.qmin, np.int64), np.full(shapes["input"][0], x.qmax, np.int64))}
+    channels_last = channels_last_values(graph, shapes)
+
+    def memory_order(v: str) -> tuple[int, int]:  # (C, H*W) for channels-last 2-D feature maps, else (0, 0)
+        sh = shapes[v]
+        return (sh[0], sh[1] * sh[2]) if channels_last.get(v) and len(sh) == 3 else (0, 0)
+
     steps: list[Step] = []
     alias: dict[str, str] = {}
     folded: set[str] = set()
@@ -75,7 +81,7 @@ def lower(graph: Graph, engine: str) -> Plan:
             ranges[op.name] = ranges[src]
         elif isinstance(op, AvgPool):
             step = lower_avgpool(op, src, op.name, qp[src], *ranges[src], shapes[src], shapes[op.name], engine,
-                                 channels_last_values(graph, shapes)[src])
+                                 channels_last[src])
             ranges[op.name] = tuple(np.full(shapes[op.name][0], v, np.int64) for v in (step.lo, step.hi))
         elif isinstance(op, Reshape):
             lo, hi = ranges[src]
@@ -90,6 +96,11 @@ def lower(graph: Graph, engine: str) -> Plan:
             continue
         elif isinstance(op, Add):
             step = lower_add(op, [qp[v] for v in op.inputs], shapes[op.name], engine)
+            orders = {memory_order(v) for v in op.inputs}
+            if len(orders) > 1 and engine != "qnnpack":
+                raise ConversionError(f"{op.name}: adds a channels-last tensor (a conv's output) to a contiguous "
+                                      "one; torch's rounding then depends on an element order uquant does not model")
+            step.memory_order = orders.pop()
             ranges[op.name] = tuple(np.full(shapes[op.name][0], v, np.int64) for v in (step.lo, step.hi))
         elif isinstance(op, Cat):
             step = lower_cat(op, [qp[v] for v in op.inputs], [shapes[v] for v in op.inputs], shapes[op.name])
@@ -107,7 +118,7 @@ def lower(graph: Graph, engine: str) -> Plan:
                                           "elements between threads, which moves its rounding; not supported")
                 n_vec = n // VEC_BLOCK * VEC_BLOCK
             step = TableStep("table", op.name, [src], op.name, op.out, shapes[op.name], n,
-                             as_bytes(op.table), op.what, n_vec, as_bytes(op.tail_table))
+                             as_bytes(op.table), op.what, n_vec, as_bytes(op.tail_table), memory_order(src))
             ranges[op.name] = table_range(op.table, qp[src].qmin, *ranges[src], op.tail_table)
         else:
             raise ConversionError(f"{op.name}: unsupported op {type(op).__name__}")

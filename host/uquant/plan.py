@@ -127,6 +127,9 @@ class AddStep(Step):
     tail: tuple = ()
     tail_fixes: list[int] = field(default_factory=list)
     family: str = ""
+    # How torch lays the tensor out in memory, which decides the SIMD/tail positions: (0, 0) for contiguous,
+    # (C, H*W) for channels-last (what quantized convolutions return).
+    memory_order: tuple[int, int] = (0, 0)
     macs = 0
 
 
@@ -147,4 +150,7 @@ class TableStep(Step):
     what: str = ""
     n_vec: int = 0  # positions [0, n_vec) use `table` (torch's SIMD blocks), the rest `tail`
     tail: bytes | None = None
+    # How torch lays the tensor out in memory, which decides the SIMD/tail positions: (0, 0) for contiguous,
+    # (C, H*W) for channels-last (what quantized convolutions return).
+    memory_order: tuple[int, int] = (0, 0)
     macs = 0
