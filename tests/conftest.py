@@ -21,6 +21,16 @@ FUZZ_SCALE = float(os.environ.get("UQUANT_FUZZ_SCALE", "1"))
 _REPORT: list[str] = []
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_engine():
+    """Tests set torch's quantized engine freely; put it back so no test sees another's choice."""
+    import torch
+
+    old = torch.backends.quantized.engine
+    yield
+    torch.backends.quantized.engine = old
+
+
 @pytest.fixture
 def report():
     """Tests call report("...") to put a line in the end-of-run summary (figures, not assertions)."""

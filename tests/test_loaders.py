@@ -495,10 +495,10 @@ def test_eager_prepared_not_converted_refused(form):
 
 @pytest.mark.parametrize("form", ["trace", "script"])
 def test_unsupported_op_named(form):
-    model = fx_model(SigmoidNet, "x86")
+    model = fx_model(ExpNet, "x86")  # (sigmoid is supported from TorchScript too now: see test_torchscript_cnn)
     if form != "fx":
         model = torch.jit.trace(model, X_CAL[:4]) if form == "trace" else torch.jit.script(model)
-    expect_error(["sigmoid", "not supported", "quantized::linear" if form != "fx" else "LinearReLU"], load, model)
+    expect_error(["exp", "not supported", "quantized::linear" if form != "fx" else "LinearReLU"], load, model)
 
 
 def test_unsupported_float_op_named_fx():
@@ -519,12 +519,16 @@ def test_skip_connection_converts_from_fx(engine):
         assert_exact(uquant.convert(model, engine=engine), model, X_TEST, engine)
 
 
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
 @pytest.mark.parametrize("form", ["trace", "script"])
-def test_skip_connection_refused_from_torchscript(form):
-    model = fx_model(SkipNet, "x86")
-    model = torch.jit.trace(model, X_CAL[:4]) if form == "trace" else torch.jit.script(model)
-    msg = expect_error(["several tensor inputs"], load, model)
-    assert "add" in msg
+def test_skip_connection_converts_from_torchscript(form, engine, tmp_path):
+    model = fx_model(SkipNet, engine)
+    loaded = save_script(model, form, tmp_path / "skip.pt", engine)
+    with torch_engine(engine):
+        conv = uquant.convert(tmp_path / "skip.pt", engine=engine)
+    assert [type(op).__name__ for op in conv.graph.ops] == ["Linear", "Add", "Linear"]
+    assert_exact(conv, loaded, X_TEST, engine)
+    assert_exact(conv, model, X_TEST, engine)
 
 
 def test_torchscript_two_inputs_refused():

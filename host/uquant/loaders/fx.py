@@ -219,6 +219,10 @@ class _Walker:
                 raise ConversionError(f"{describe(node)}: cat of tensors that are not all quantized")
             vals.append(v)
         q = vals[0].q  # torch.cat on qtensors keeps the first input's qparams and requantizes the others
+        scale = node.args[2] if len(node.args) > 2 else node.kwargs.get("scale")
+        if node.target is torch.ops.quantized.cat and scale is not None:  # eager QFunctional.cat: its own qparams
+            zp = node.args[3] if len(node.args) > 3 else node.kwargs.get("zero_point")
+            q = qparams(self.attr(scale), self.attr(zp), torch.quint8, describe(node))
         return Val(self.add(Cat(self.op_name(node), q), [v.value for v in vals]).name, q)
 
     def call(self, node) -> Val:
@@ -239,7 +243,7 @@ class _Walker:
             return self.flatten(node, self.arg(node), start, end)
         if node.op == "call_function" and t in (torch.ops.quantized.add, torch.ops.quantized.add_relu):
             return self.quantized_add(node, t is torch.ops.quantized.add_relu)
-        if node.op == "call_function" and t is torch.cat:
+        if node.op == "call_function" and (t is torch.cat or t is torch.ops.quantized.cat):
             return self.cat(node)
         if node.op == "call_function" and t in (F.max_pool1d, F.max_pool2d):
             names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")

@@ -68,6 +68,28 @@ def _weight_qparams(name: str, weight: torch.Tensor):
     raise ConversionError(f"{name}: unsupported weight quantization scheme {scheme}")
 
 
+def conv_from_weight(name: str, dim: int, weight: torch.Tensor, bias, stride, padding, dilation, groups: int,
+                     out: QParams, relu: bool) -> Conv:
+    """IR Conv from a quantized weight (O, I/groups, k) or (O, I/groups, kh, kw), a float bias and torch's
+    per-axis stride / padding / dilation (`dim` numbers each, as a Conv1d/Conv2d module holds them)."""
+    scales, zps, per_channel = _weight_qparams(name, weight)
+    if weight.dim() != dim + 2:
+        raise ConversionError(f"{name}: Conv{dim}d weight must be {dim + 2}-D, found shape {tuple(weight.shape)}")
+    codes = weight.int_repr().numpy().astype(np.int64)
+
+    def pair(t, fill):  # Conv1d runs as a 2-D conv of height 1
+        t = tuple(int(v) for v in t)
+        if len(t) != dim:
+            raise ConversionError(f"{name}: expected {dim} numbers per conv argument, found {t}")
+        return (fill, t[0]) if dim == 1 else t
+
+    if dim == 1:
+        codes = codes[:, :, None, :]
+    b = None if bias is None else bias.detach().float().numpy().copy()
+    return Conv(name, dim, codes, scales, zps, per_channel, b, out, pair(stride, 1), pair(padding, 0),
+                pair(dilation, 1), int(groups), relu=relu)
+
+
 def conv_from_module(name: str, mod) -> Conv:
     """IR Conv from torch's quantized Conv1d/Conv2d or fused ConvReLU1d/2d."""
     import torch.ao.nn.intrinsic.quantized as nniq
@@ -78,19 +100,9 @@ def conv_from_module(name: str, mod) -> Conv:
                               "which torch pads with the input zero point)")
     if isinstance(mod.padding, str):
         raise ConversionError(f"{name}: padding={mod.padding!r} is not supported; give the padding as numbers")
-    w = mod.weight()
-    scales, zps, per_channel = _weight_qparams(name, w)
-    codes = w.int_repr().numpy().astype(np.int64)
-    def pair(t, fill):  # Conv1d runs as a 2-D conv of height 1
-        return (fill, int(t[0])) if dim == 1 else (int(t[0]), int(t[1]))
-
-    if dim == 1:
-        codes = codes[:, :, None, :]
-    b = mod.bias()
     out = QParams(float(mod.scale), int(mod.zero_point), "quint8")
-    return Conv(name, dim, codes, scales, zps, per_channel, None if b is None else b.detach().float().numpy().copy(),
-                out, pair(mod.stride, 1), pair(mod.padding, 0), pair(mod.dilation, 1), int(mod.groups),
-                relu=isinstance(mod, (nniq.ConvReLU1d, nniq.ConvReLU2d)))
+    return conv_from_weight(name, dim, mod.weight(), mod.bias(), mod.stride, mod.padding, mod.dilation, mod.groups,
+                            out, relu=isinstance(mod, (nniq.ConvReLU1d, nniq.ConvReLU2d)))
 
 
 def maxpool_from_module(name: str, mod, q: QParams) -> MaxPool:

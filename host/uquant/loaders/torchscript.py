@@ -4,27 +4,55 @@ Both kinds are read from `module.inlined_graph`, where submodule calls are inlin
 nodes. Traced graphs carry a layer's output scale/zero point as constants; scripted ones read them with
 prim::GetAttr (through aten::Float / aten::Int for eager QuantStubs, aten::FloatImplicit / IntImplicit for
 FX buffers). Either way such argument nodes only depend on the module itself, so they are evaluated here on
-the real module ("static" values), while the nodes that carry the data must form a chain, as in fx.py:
-quantize -> quantized layers -> dequantize, where `dequantize -> relu -> quantize_per_tensor` in the
-middle becomes a code table.
+the real module ("static" values). The nodes that carry data form a graph, read as fx.py reads FX graphs:
+every TorchScript Value maps to a Val (an IR value name and its qparams, or a dequantized value plus the
+float ops applied since); `dequantize -> element-wise ops -> quantize_per_tensor` becomes a code table.
+Scripted modules keep the `if` statements of torch's own forward()s: those on the module's attributes
+(Conv's padding_mode, F.max_pool2d's stride=None) are decided here as torch decides them, and
+`if <input rank / is_quantized check>: raise` ones are skipped.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
-from ..ir import ConversionError, Graph, QParams, Reshape
-from .modules import float_stretch_ops, linear_from_weight, qparams, relu_table
+from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, QParams, Reshape, Table
+from .fx import Val
+from .modules import (avgpool_from_module, code_table, conv_from_weight, float_stretch_ops, linear_from_weight,
+                      maxpool_from_module, qparams)
 
 # Nodes that compute arguments (scales, zero points, packed weights, dims) from the module alone.
 STATIC_KINDS = {"prim::Constant", "prim::GetAttr", "aten::Float", "aten::Int", "aten::FloatImplicit",
-                "aten::IntImplicit", "prim::ListConstruct", "prim::TupleConstruct"}
+                "aten::IntImplicit", "prim::ListConstruct", "prim::TupleConstruct", "prim::unchecked_cast",
+                "aten::__is__", "aten::__isnot__", "aten::eq", "aten::ne", "aten::__not__"}
+# Nodes that only inspect a tensor (its rank, size, quantization) for scripted argument checks, whose result
+# feeds nothing but an `if ...: raise` -- torch checks them when it runs; the device's shapes are fixed.
+CHECK_KINDS = {"aten::size", "aten::dim", "aten::len", "prim::is_quantized", "aten::eq", "aten::ne", "aten::lt",
+               "aten::le", "aten::gt", "aten::ge", "aten::__not__", "aten::__getitem__", "aten::__and__",
+               "aten::__or__", "aten::__is__", "aten::__isnot__"}
 LINEARS = {"quantized::linear": False, "quantized::linear_relu": True}
-RELUS = {"aten::relu", "aten::relu_"}
+CONVS = {"quantized::conv2d": (2, False), "quantized::conv2d_relu": (2, True), "quantized::conv1d": (1, False),
+         "quantized::conv1d_relu": (1, True)}
+MAXPOOLS = {"aten::max_pool1d": 1, "aten::max_pool2d": 2, "quantized::max_pool2d": 2}
+_AVG = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+AVGPOOLS = {"aten::avg_pool1d": (nn.AvgPool1d, _AVG), "aten::avg_pool2d": (nn.AvgPool2d, _AVG + ("divisor_override",)),
+            "aten::adaptive_avg_pool1d": (nn.AdaptiveAvgPool1d, ("output_size",)),
+            "aten::adaptive_avg_pool2d": (nn.AdaptiveAvgPool2d, ("output_size",))}
+ADDS = {"quantized::add": False, "quantized::add_relu": True}
+# Element-wise ops: on a quantized tensor torch runs them per code (a code table computed by calling the same op
+# with the node's constant arguments); after a dequantize they are float ops folded into the next quantize.
+ELEMENTWISE = {f"aten::{n}{s}" for n in ("relu", "relu6", "sigmoid", "tanh", "hardsigmoid", "hardtanh", "leaky_relu",
+                                          "elu", "hardswish", "celu", "selu", "silu", "gelu", "mish")
+               for s in ("", "_")} | {f"quantized::{n}" for n in ("hardswish", "elu", "leaky_relu", "relu6",
+                                                                 "sigmoid", "celu", "threshold")}
 PASS_KINDS = {"aten::contiguous", "aten::detach"}  # no effect on the codes
 DROPOUTS = {"aten::dropout", "aten::dropout_", "aten::feature_dropout", "aten::alpha_dropout"}
 SCALAR_TYPES = {12: torch.qint8, 13: torch.quint8}  # c10::ScalarType codes as traced graphs store dtypes
-SUPPORTED = ("quantized::linear, quantized::linear_relu, aten::quantize_per_tensor, aten::dequantize, "
-             "aten::relu / relu_, aten::flatten, aten::dropout in eval mode")
+SUPPORTED = ("quantized::linear / linear_relu, quantized::conv1d / conv2d (+ _relu), aten::max_pool1d / 2d, "
+             "aten::avg_pool1d / 2d, aten::adaptive_avg_pool1d / 2d, quantized::add / add_relu, aten::cat / "
+             "quantized::cat along dim 1, aten::quantize_per_tensor, aten::dequantize, element-wise relu, relu6, "
+             "sigmoid, tanh, hardsigmoid, hardtanh, hardswish, leaky_relu, elu (aten:: and quantized::), "
+             "aten::flatten, aten::dropout in eval mode")
 NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
                  "torch.ao.quantization.convert (eager) before torch.jit.trace / torch.jit.script")
 HINTS = {  # ops that say what kind of model this is
@@ -42,25 +70,33 @@ HINTS = {  # ops that say what kind of model this is
 
 
 def _label(node) -> str:
-    """A readable name for an op: its output's debug name, else the traced module scope, else the op."""
+    """A readable name for an op: the traced module scope, else its output's debug name, else the op."""
+    scope = node.scopeName().split("/")[-1].replace("__module.", "")
+    if scope:
+        return scope
     outs = list(node.outputs())
     base = outs[0].debugName().split(".")[0] if outs else ""
-    if base and not base.isdigit():
-        return base
-    scope = node.scopeName().split("/")[-1].replace("__module.", "")
-    return scope or node.kind().split("::")[-1]
+    return base if base and not base.isdigit() else node.kind().split("::")[-1]
+
+
+def _raises(block) -> bool:
+    return any(n.kind() == "prim::RaiseException" for n in block.nodes())
 
 
 class _Walker:
+    """Walks `inlined_graph`; every TorchScript Value that carries data maps to a Val (as in fx.py)."""
+
     def __init__(self, module: torch.jit.ScriptModule, name: str):
         self.module = module
         self.g = module.inlined_graph
         self.graph = Graph(name, QParams(1.0, 0))
-        self.have_input = False
-        self.q = None  # QParams of the current quantized value
-        self.float_fns = None  # float ops since the last dequantize, or None while quantized
+        self.env: dict[int, Val | list] = {}  # Value.unique() -> the data it carries (a list for tensor lists)
         self.static: set[int] = set()  # Value.unique() of values computed from the module alone
-        self.pos = 0  # index of the node being read in self.g, for messages
+        self.checks: set[int] = set()  # values computed from a tensor's rank/size, for argument checks only
+        self.alias: dict[int, object] = {}  # outputs of a statically decided prim::If -> the chosen block's Value
+        self.names: set[str] = {"input"}
+        self.have_input = False  # the model's input has been quantized
+        self.pos = 0  # index of the top-level node being read, for messages
 
     def where(self, node) -> str:
         outs = [f"%{o.debugName()}" for o in node.outputs()]
@@ -69,7 +105,16 @@ class _Walker:
                 + (f" in module '{scope}'" if scope else ""))
 
     # --- reading static arguments from the module --------------------------------------------------
+    def resolve(self, v):
+        while v.unique() in self.alias:
+            v = self.alias[v.unique()]
+        return v
+
+    def is_static(self, v) -> bool:
+        return self.resolve(v).unique() in self.static
+
     def value(self, v, node):
+        v = self.resolve(v)
         src = v.node()
         kind = src.kind()
         if kind == "prim::Param" and v.unique() == self.self_value.unique():
@@ -84,11 +129,20 @@ class _Walker:
             return int(self.value(src.input(), node))
         if kind in ("prim::ListConstruct", "prim::TupleConstruct"):
             return [self.value(i, node) for i in src.inputs()]
+        if kind == "prim::unchecked_cast":
+            return self.value(src.input(), node)
+        if kind in ("aten::__is__", "aten::__isnot__", "aten::eq", "aten::ne"):
+            a, b = (self.value(i, node) for i in src.inputs())
+            same = a is b if kind in ("aten::__is__", "aten::__isnot__") else bool(a == b)
+            return same if kind in ("aten::__is__", "aten::eq") else not same
+        if kind == "aten::__not__":
+            return not self.value(src.input(), node)
         raise ConversionError(f"{self.where(node)}: cannot read an argument computed by {kind}")
 
     def module_path(self, v) -> str | None:
         """'fc1' for the value `fc1._packed_params._packed_params` read with prim::GetAttr from the root."""
         parts = []
+        v = self.resolve(v)
         while v.node().kind() == "prim::GetAttr":
             parts.append(v.node().s("name"))
             v = v.node().input()
@@ -99,130 +153,335 @@ class _Walker:
             parts.pop()
         return ".".join(parts) or None
 
-    # --- the chain ------------------------------------------------------------------------------------
-    def quantize(self, node, args):
+    # --- values and ops --------------------------------------------------------------------------------
+    def data(self, v):
+        return self.env.get(self.resolve(v).unique())
+
+    def arg(self, node, ins, i=0) -> Val:
+        d = self.data(ins[i]) if i < len(ins) else None
+        if not isinstance(d, Val):
+            raise ConversionError(f"{self.where(node)}: argument {i} is not a tensor computed by the model")
+        return d
+
+    def quantized_arg(self, node, ins, i=0) -> Val:
+        v = self.arg(node, ins, i)
+        if v.value is None:
+            raise ConversionError(f"{self.where(node)}: its input is not quantized (the model's float input; is "
+                                  "the model quantized?)")
+        if not v.quantized:
+            raise ConversionError(f"{self.where(node)}: its input is not quantized (a float op inside the model "
+                                  f"that uquant cannot place; supported: {SUPPORTED})")
+        return v
+
+    def op_name(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.names:
+            name, k = f"{base}_{k}", k + 1
+        self.names.add(name)
+        return name
+
+    def add(self, op, inputs: list[str]) -> Val:
+        op.inputs = list(inputs)
+        self.graph.ops.append(op)
+        return Val(op.name, op.out)
+
+    def quantize(self, node, ins) -> Val:
         where = self.where(node)
-        dtype = self.value(args[3], node)
-        q = qparams(self.value(args[1], node), self.value(args[2], node), SCALAR_TYPES.get(dtype, dtype), where)
-        if not self.have_input:
-            self.graph.input = q
-            self.have_input = True
-        elif self.float_fns is None:
+        dtype = self.value(ins[3], node)
+        q = qparams(self.value(ins[1], node), self.value(ins[2], node), SCALAR_TYPES.get(dtype, dtype), where)
+        v = self.arg(node, ins)
+        if v.value is None:  # the model's input
+            if self.have_input:
+                raise ConversionError(f"{where}: the model quantizes its input twice")
+            self.graph.input, self.have_input = q, True
+            x = Val("input", q)
+            for _, reshape in v.fns:  # flattens of the float input (the only float ops allowed on it)
+                x = self.add(Reshape(reshape.name, reshape.shape, q), [x.value])
+            return x
+        if v.fns is None:
             raise ConversionError(f"{where}: quantizing a tensor that is already quantized")
-        else:
-            self.graph.ops += float_stretch_ops(_label(node), self.q, self.float_fns, q)
-        self.q = q
-        self.float_fns = None
+        try:
+            ops = float_stretch_ops(self.op_name(_label(node)), v.q, v.fns, q)
+        except ConversionError:
+            raise
+        except Exception as e:  # torch refuses a float op of the stretch
+            raise ConversionError(f"{where}: torch cannot run {[w for w, _ in v.fns]} here "
+                                  f"({type(e).__name__}: {e})") from None
+        value, used = v.value, {op.name for op in self.graph.ops}
+        for op in ops:
+            if op.name in used:  # a flatten inside a stretch that is quantized twice
+                op.name = self.op_name(op.name)
+            value = self.add(op, [value]).value
+        return Val(value, q)
 
-    def dequantize(self, node):
-        if self.q is None or self.float_fns is not None:
+    def dequantize(self, node, ins) -> Val:
+        v = self.arg(node, ins)
+        if not v.quantized:
             raise ConversionError(f"{self.where(node)}: dequantize of a tensor that is not quantized")
-        self.float_fns = []
+        return Val(v.value, v.q, [])
 
-    def relu(self, node):
-        if self.float_fns is not None:
-            self.float_fns.append(("relu", torch.relu))
-        elif self.q is None:
+    def elementwise(self, node, ins) -> Val:
+        """An element-wise op: a float op inside a dequantize ... quantize stretch, else torch's op on codes."""
+        kind = node.kind()
+        v = self.arg(node, ins)
+        if v.value is None:
             raise ConversionError(f"{self.where(node)}: float op before the input is quantized is not supported")
-        else:
-            self.graph.ops.append(relu_table(_label(node), self.q))  # a ReLU on a quantized tensor
+        ns, op_name = kind.split("::")
+        label = op_name.rstrip("_")
+        fn_op = getattr(getattr(torch.ops, ns), op_name)
+        consts = []
+        for a in ins[1:]:
+            if not self.is_static(a):
+                raise ConversionError(f"{self.where(node)}: arguments computed by the model are not supported")
+            consts.append(self.value(a, node))
 
-    def linear(self, node, args, relu: bool):
+        def fn(x):
+            return fn_op(x, *consts)
+
+        if v.fns is not None:
+            return Val(v.value, v.q, v.fns + [(label, fn)])
+        try:
+            op = code_table(self.op_name(_label(node)), label, v.q, fn, None)
+        except ConversionError:
+            raise
+        except Exception as e:  # torch refuses some ops on quantized tensors
+            raise ConversionError(f"{self.where(node)}: torch cannot run {label} on a quantized tensor "
+                                  f"({type(e).__name__}: {e})") from None
+        return self.add(op, [v.value])
+
+    def linear(self, node, ins, relu: bool) -> Val:
         where = self.where(node)
-        if self.q is None or self.float_fns is not None:
-            raise ConversionError(f"{where}: its input is not quantized")
-        if self.q.dtype != "quint8":
-            raise ConversionError(f"{where}: input must be quint8, found {self.q.dtype}")
-        packed = self.value(args[1], node)
+        v = self.quantized_arg(node, ins)
+        if v.q.dtype != "quint8":
+            raise ConversionError(f"{where}: input must be quint8, found {v.q.dtype}")
+        packed = self.value(ins[1], node)
         try:
             weight, bias = torch.ops.quantized.linear_unpack(packed)
         except Exception as e:  # not a LinearPackedParams object
             raise ConversionError(f"{where}: cannot unpack the layer's weights ({type(e).__name__}: {e})") from None
-        out = qparams(self.value(args[2], node), self.value(args[3], node), torch.quint8, where)
-        op = linear_from_weight(self.module_path(args[1]) or _label(node), weight, bias, out, relu)
-        if self.graph.in_features == 0:
+        out = qparams(self.value(ins[2], node), self.value(ins[3], node), torch.quint8, where)
+        name = self.op_name(self.module_path(ins[1]) or _label(node))
+        op = linear_from_weight(name, weight, bias, out, relu)
+        if v.value == "input":
             self.graph.in_features = op.in_features
-        self.graph.ops.append(op)
-        self.q = op.out
+        return self.add(op, [v.value])
 
-    def step(self, node, args):
+    def conv(self, node, ins, dim: int, relu: bool) -> Val:
+        where = self.where(node)
+        v = self.quantized_arg(node, ins)
+        if v.q.dtype != "quint8":
+            raise ConversionError(f"{where}: input must be quint8, found {v.q.dtype}")
+        packed = self.value(ins[1], node)
+        unpack = torch.ops.quantized.conv1d_unpack if dim == 1 else torch.ops.quantized.conv2d_unpack
+        try:
+            weight, bias = unpack(packed)
+            stride, padding, dilation = packed.stride(), packed.padding(), packed.dilation()
+            groups, transposed = packed.groups(), packed.transpose()
+        except Exception as e:  # not a ConvPackedParams object
+            raise ConversionError(f"{where}: cannot unpack the layer's weights ({type(e).__name__}: {e})") from None
+        if transposed:
+            raise ConversionError(f"{where}: transposed convolution is not supported")
+        out = qparams(self.value(ins[-2], node), self.value(ins[-1], node), torch.quint8, where)
+        name = self.op_name(self.module_path(ins[1]) or _label(node))
+        # the packed params hold 2-D stride / padding / dilation for Conv1d too (height 1 first)
+        op = conv_from_weight(name, dim, weight, bias, list(stride)[-dim:], list(padding)[-dim:],
+                              list(dilation)[-dim:], groups, out, relu)
+        return self.add(op, [v.value])
+
+    def static_args(self, node, ins, names) -> dict:
+        kw = {}
+        for n, a in zip(names, ins[1:]):
+            if not self.is_static(a):
+                raise ConversionError(f"{self.where(node)}: pooling arguments computed by the model are not supported")
+            kw[n] = self.value(a, node)
+        return kw
+
+    def maxpool(self, node, ins, dim: int) -> Val:
+        v = self.quantized_arg(node, ins)
+        kw = self.static_args(node, ins, ("kernel_size", "stride", "padding", "dilation", "ceil_mode"))
+        if kw.get("stride") in ([], ()):
+            kw["stride"] = None  # F.max_pool2d(x, k): stride defaults to the kernel
+        pool = (nn.MaxPool1d if dim == 1 else nn.MaxPool2d)(**kw)
+        return self.add(maxpool_from_module(self.op_name(_label(node)), pool, v.q), [v.value])
+
+    def avgpool(self, node, ins) -> Val:
+        cls, names = AVGPOOLS[node.kind()]
+        v = self.quantized_arg(node, ins)
+        kw = self.static_args(node, ins, names)
+        if kw.get("stride") in ([], ()):
+            kw["stride"] = None
+        pool = cls(**kw)
+        return self.add(avgpool_from_module(self.op_name(_label(node)), pool, v.q), [v.value])
+
+    def quantized_add(self, node, ins, relu: bool) -> Val:
+        if len(ins) != 4 or not isinstance(self.data(ins[1]), Val):
+            raise ConversionError(f"{self.where(node)}: only the add of two quantized tensors is supported "
+                                  "(not of a tensor and a number)")
+        a, b = self.quantized_arg(node, ins, 0), self.quantized_arg(node, ins, 1)
+        q = qparams(self.value(ins[2], node), self.value(ins[3], node), torch.quint8, self.where(node))
+        return self.add(Add(self.op_name(_label(node)), q, relu), [a.value, b.value])
+
+    def cat(self, node, ins) -> Val:
+        where = self.where(node)
+        vals = self.data(ins[0])
+        dim = self.value(ins[1], node) if len(ins) > 1 and self.is_static(ins[1]) else None
+        if dim != 1:
+            raise ConversionError(f"{where}: cat along dim {dim} is not supported (channels, dim=1, only)")
+        if not isinstance(vals, list) or not all(isinstance(v, Val) and v.quantized for v in vals):
+            raise ConversionError(f"{where}: cat of tensors that are not all quantized")
+        if node.kind() == "quantized::cat" and self.value(ins[2], node) is not None:
+            q = qparams(self.value(ins[2], node), self.value(ins[3], node), torch.quint8, where)
+        else:  # torch.cat on qtensors keeps the first input's qparams and requantizes the others
+            q = vals[0].q
+        return self.add(Cat(self.op_name(_label(node)), q), [v.value for v in vals])
+
+    def flatten(self, node, ins) -> Val:
+        v = self.arg(node, ins)
+        start, end = self.value(ins[1], node), self.value(ins[2], node)
+        if (start, end) != (1, -1):
+            raise ConversionError(f"{self.where(node)}: only flatten(start_dim=1) is supported")
+        reshape = Reshape(self.op_name(_label(node)), (-1,), v.q)
+        if v.fns is not None:  # inside dequantize ... quantize (or before the input's): applied at the quantize
+            return Val(v.value, v.q, v.fns + [("flatten", reshape)])
+        return self.add(reshape, [v.value])
+
+    def step(self, node, ins) -> Val:
         kind = node.kind()
         if kind == "aten::quantize_per_tensor":
-            self.quantize(node, args)
-        elif kind == "aten::dequantize":
-            self.dequantize(node)
-        elif kind in LINEARS:
-            self.linear(node, args, LINEARS[kind])
-        elif kind in RELUS:
-            self.relu(node)
-        elif kind in DROPOUTS:
-            if self.value(args[2], node):
+            return self.quantize(node, ins)
+        if kind == "aten::dequantize":
+            return self.dequantize(node, ins)
+        if kind in LINEARS:
+            return self.linear(node, ins, LINEARS[kind])
+        if kind in CONVS:
+            return self.conv(node, ins, *CONVS[kind])
+        if kind in MAXPOOLS:
+            return self.maxpool(node, ins, MAXPOOLS[kind])
+        if kind in AVGPOOLS:
+            return self.avgpool(node, ins)
+        if kind in ADDS:
+            return self.quantized_add(node, ins, ADDS[kind])
+        if kind in ("aten::cat", "quantized::cat"):
+            return self.cat(node, ins)
+        if kind in ELEMENTWISE:
+            return self.elementwise(node, ins)
+        if kind == "aten::flatten":
+            return self.flatten(node, ins)
+        if kind in DROPOUTS:
+            if self.value(ins[2], node):
                 raise ConversionError(f"{self.where(node)}: dropout in training mode: call model.eval() before "
                                       "torch.jit.trace / torch.jit.script")
-        elif kind == "aten::flatten":
-            start, end = self.value(args[1], node), self.value(args[2], node)
-            if (start, end) != (1, -1):
-                raise ConversionError(f"{self.where(node)}: only flatten(start_dim=1) is supported")
-            reshape = Reshape(_label(node), (-1,), self.q)
-            if self.float_fns is not None:  # inside dequantize ... quantize: applied when the stretch ends
-                self.float_fns.append(("flatten", reshape))
-            else:
-                self.graph.ops.append(reshape)
-        elif kind in PASS_KINDS:
-            pass
-        elif kind in HINTS:
+            return self.arg(node, ins)
+        if kind in PASS_KINDS:
+            return self.arg(node, ins)
+        if kind == "aten::mean":
+            raise ConversionError(f"{self.where(node)}: mean of a quantized tensor is not supported (torch runs "
+                                  "other kernels for it than for average pooling, not characterised); use "
+                                  "nn.AdaptiveAvgPool2d(1) (+ flatten) for global average pooling")
+        if kind in HINTS:
             raise ConversionError(f"{self.where(node)}: {HINTS[kind]}")
-        else:
-            hint = "" if self.have_input else " (it comes before any quantize_per_tensor: is the model quantized?)"
-            raise ConversionError(f"{self.where(node)}: not supported{hint} (supported: {SUPPORTED}); "
-                                  "print(module.inlined_graph) shows the graph")
+        hint = "" if self.have_input else " (it comes before any quantize_per_tensor: is the model quantized?)"
+        raise ConversionError(f"{self.where(node)}: not supported{hint} (supported: {SUPPORTED}); "
+                              "print(module.inlined_graph) shows the graph")
+
+    # --- the graph ---------------------------------------------------------------------------------------
+    def visit(self, node) -> None:
+        kind = node.kind()
+        ins = list(node.inputs())
+        outs = list(node.outputs())
+        if kind in STATIC_KINDS and all(self.is_static(v) for v in ins):
+            self.static.update(o.unique() for o in outs)
+            return
+        if kind == "prim::If":
+            return self.if_node(node)
+        if kind in CHECK_KINDS and ins and all(
+                self.is_static(v) or self.resolve(v).unique() in self.checks
+                or (kind in ("aten::size", "aten::dim", "prim::is_quantized") and isinstance(self.data(v), Val))
+                for v in ins):
+            self.checks.update(o.unique() for o in outs)
+            return
+        if kind in ("prim::ListConstruct", "prim::TupleConstruct"):
+            vals = [self.data(v) for v in ins]
+            if not all(isinstance(d, Val) for d in vals):
+                raise ConversionError(f"{self.where(node)}: a list mixing tensors computed by the model with "
+                                      "other values is not supported")
+            self.env[node.output().unique()] = vals
+            return
+        if kind in HINTS:
+            raise ConversionError(f"{self.where(node)}: {HINTS[kind]}")
+        if len(outs) != 1:
+            raise ConversionError(f"{self.where(node)}: ops with {len(outs)} outputs are not supported")
+        for v in ins:
+            if self.resolve(v).unique() in self.checks:
+                raise ConversionError(f"{self.where(node)}: uses the input's size or rank, which is not supported "
+                                      "(trace the model with torch.jit.trace)")
+        self.env[node.output().unique()] = self.step(node, ins)
+
+    def if_node(self, node) -> None:
+        """`if` on the module's own attributes (e.g. Conv's padding_mode) takes the branch torch takes; an
+        `if <check of the input's shape>: raise` is skipped (torch raises when the input is wrong)."""
+        cond = node.input()
+        blocks = list(node.blocks())
+        if self.is_static(cond):
+            block = blocks[0] if self.value(cond, node) else blocks[1]
+            for inner in block.nodes():
+                self.visit(inner)
+            for o, r in zip(node.outputs(), block.outputs()):
+                self.alias[o.unique()] = self.resolve(r)
+            return
+        if (node.outputsSize() == 0 and len(blocks) == 2 and any(_raises(b) for b in blocks)
+                and all(_raises(b) or not list(b.nodes()) for b in blocks)):
+            return
+        raise ConversionError(f"{self.where(node)}: {HINTS['prim::If']}")
 
     def walk(self) -> Graph:
         inputs = list(self.g.inputs())
         if len(inputs) != 2:
             raise ConversionError(f"the model must take exactly one input tensor, it takes {len(inputs) - 1}")
-        self.self_value, cur = inputs
-        ret = self.g.return_node().input()
-        wrapper = None  # a one-element tuple/list around the returned tensor
-        if ret.node().kind() in ("prim::TupleConstruct", "prim::ListConstruct") and ret.node().inputsSize() == 1:
-            wrapper, ret = ret.unique(), ret.node().input()
+        self.self_value, x = inputs
         self.static.add(self.self_value.unique())
+        self.env[x.unique()] = Val(None, None, [])
+        try:  # traced graphs record the example's sizes (in memory; torch.jit.save drops them)
+            sizes = x.type().sizes()
+        except Exception:
+            sizes = None
+        if sizes and len(sizes) >= 2 and all(isinstance(d, int) and d > 0 for d in sizes):
+            self.graph.input_shape = tuple(sizes[1:])
         for pos, node in enumerate(self.g.nodes()):
             self.pos = pos
-            ins = list(node.inputs())
-            if node.kind() in STATIC_KINDS and all(v.unique() in self.static for v in ins):
-                self.static.update(o.unique() for o in node.outputs())
-                continue
-            if node.outputsSize() == 1 and node.output().unique() == wrapper:
-                continue
-            data = [v for v in ins if v.unique() not in self.static]
-            if not data or data[0].unique() != cur.unique():
-                if node.kind() in HINTS:
-                    raise ConversionError(f"{self.where(node)}: {HINTS[node.kind()]}")
-                raise ConversionError(f"{self.where(node)}: only chains of layers are supported (this op does not "
-                                      "take the previous op's output)")
-            if len(data) > 1:
-                raise ConversionError(f"{self.where(node)}: ops with several tensor inputs (e.g. a skip "
-                                      "connection) are not supported yet")
-            if node.outputsSize() != 1:
-                raise ConversionError(f"{self.where(node)}: ops with {node.outputsSize()} outputs are not supported")
-            self.step(node, ins)
-            cur = node.output()
-        if ret.unique() != cur.unique():
-            raise ConversionError("the model must return the output of its last op")
-        if self.float_fns:
-            raise ConversionError(f"float op(s) {[w for w, _ in self.float_fns]} after the last dequantize: "
-                                  "the device returns quantized codes; move them before dequantize")
+            self.visit(node)
+        out = self.data(self.g.return_node().input())
+        if isinstance(out, list) and len(out) == 1:  # a one-element tuple/list around the returned tensor
+            out = out[0]
         if not self.have_input:
             raise ConversionError("the model never quantizes its input: is it a quantized model? "
                                   "(expected aten::quantize_per_tensor)")
-        if self.graph.in_features == 0:
-            raise ConversionError("the model has no quantized Linear layer")
+        if not isinstance(out, Val) or out.value in (None, "input"):
+            raise ConversionError("the model must return the output of a quantized layer")
+        if out.fns:
+            raise ConversionError(f"float op(s) {[w for w, _ in out.fns]} after the last dequantize: "
+                                  "the device returns quantized codes; move them before dequantize")
+        self.prune(out.value)
+        if not any(isinstance(op, (Linear, Conv)) for op in self.graph.ops):
+            raise ConversionError("the model has no quantized Linear or Conv layer")
+        if not self.graph.input_shape:  # only tables and flattens before the first Linear: a flat input will do
+            first = next(i for i, op in enumerate(self.graph.ops) if isinstance(op, (Linear, Conv)))
+            if isinstance(self.graph.ops[first], Linear) and all(isinstance(op, (Table, Reshape))
+                                                                 for op in self.graph.ops[:first]):
+                self.graph.in_features = self.graph.ops[first].in_features
         return self.graph
+
+    def prune(self, output: str) -> None:
+        """Drop ops the output does not depend on (e.g. a value computed but never used)."""
+        need = {output}
+        for op in reversed(self.graph.ops):
+            if op.name in need:
+                need.update(op.inputs)
+        self.graph.ops = [op for op in self.graph.ops if op.name in need]
 
 
 def from_script_module(module: torch.jit.ScriptModule, name: str) -> Graph:
-    """A traced or scripted quantized model (chain of quantized Linear layers)."""
+    """A traced or scripted quantized model (Linear / Conv / pooling / add / cat / element-wise graphs)."""
     try:
         module.inlined_graph
     except Exception as e:
