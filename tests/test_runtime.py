@@ -248,7 +248,7 @@ def constant_model(outputs: list[int], name="ties"):
     """
     N = len(outputs)
     P = tuple(v for code in outputs for v in (128, 0, 0, 0, 0, code, 0))
-    inp, bufs, out = (2, 0, 255), (N,), (0, N)
+    inp, bufs, out = (2, 0, 255), (N,), (0, N, 0)
     nodes = (("dense", -1, 0, 2, N, 0, 255, bytes([128]) * (2 * N), P, None, None),)
     crc = rt.spec_crc(name, inp, bufs, nodes, out)
     return rt.Model(name, crc, inp, bufs, nodes, out)
@@ -398,7 +398,7 @@ def corruptions(source: str, rng) -> dict[str, str]:
     for which, L in (("first", layers[0]), ("last", layers[-1])):
         for i, what in ((D_SRC, "src"), (D_DST, "dst")):
             out[f"{which} node {what} buffer"] = replace_node(source, L.elts[i], other_index(L.elts[i], len(bufs)))
-    out_buf, out_n = call.args[OUT].elts
+    out_buf, out_n = call.args[OUT].elts[:2]
     out["output buffer"] = replace_node(source, out_buf, other_index(out_buf, len(bufs)))
     out["output size"] = replace_node(source, out_n, str(out_n.value - 1))
     out["model name"] = replace_node(source, call.args[NAME], repr(call.args[NAME].value + "x"))

@@ -60,10 +60,10 @@ class Converted:
         model = self.device_module.model
         out = [np.zeros((len(codes), int(np.prod(s.out_shape))), np.int64) for s in self.plan.steps]
         for j, row in enumerate(np.asarray(codes, np.int64)):
-            x = [int(v) for v in row]
-            model._check(x)
-            for i, node in enumerate(model.layers):
-                out[i][j] = np.frombuffer(bytes(node.run(x)), np.uint8)[:out[i].shape[1]]
+            x = model.prepare([int(v) for v in row])
+            for i, (node, step) in enumerate(zip(model.layers, self.plan.steps)):
+                stored = np.frombuffer(bytes(node.run(x)), np.uint8)[:out[i].shape[1]]
+                out[i][j] = stored.astype(np.int64) + step.out.qmin  # buffers hold code - qmin
         return out
 
     def run(self, x) -> np.ndarray:

@@ -41,7 +41,8 @@ def model_args(plan: Plan) -> tuple:
     """Everything Model() checks the CRC over: name, input spec, buffer sizes, nodes, output."""
     nodes = tuple(node_spec(plan, s) for s in plan.steps)
     inp = (plan.n_in, plan.input.qmin, plan.input.qmax)
-    return plan.name, inp, tuple(plan.buffers), nodes, (plan.buffer_of[plan.output_value], plan.n_out)
+    return (plan.name, inp, tuple(plan.buffers), nodes,
+            (plan.buffer_of[plan.output_value], plan.n_out, plan.output.qmin))
 
 
 def checksum(plan: Plan) -> int:

@@ -49,7 +49,7 @@ def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddSte
     if n > GRAIN:
         raise ConversionError(f"{op.name}: add of {n} elements: torch splits tensors over {GRAIN} elements between "
                               "threads, which changes its rounding; not supported")
-    qnnpack = engine == "qnnpack"
+    qnnpack = engine == "qnnpack" and qa.dtype == qb.dtype == q.dtype == "quint8"  # else ATen's kernel
     if qnnpack:  # what QNNPACK's add operator refuses to create (torch then raises): refuse it too
         for name, ratio in (("first", qa.scale / q.scale), ("second", qb.scale / q.scale)):
             if not 2.0 ** -14 <= np.float32(ratio) < 2.0 ** 8:
@@ -62,11 +62,12 @@ def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddSte
     alpha, beta = float(np.float32(qa.scale) / np.float32(q.scale)), float(np.float32(qb.scale) / np.float32(q.scale))
     params = []
     for vectorized in (True, False):
-        truth = engines.add(engine, QA, qa.scale, qa.zero_point, QB, qb.scale, qb.zero_point, q.scale,
-                            q.zero_point, op.relu, vectorized)
-        floor = q.zero_point if op.relu else 0  # a ReLU clips at the output zero point
-        params.append((truth, *fit_pairs(truth, alpha, beta, qa.zero_point, qb.zero_point, q.zero_point,
-                                         floor, 255)))
+        # every pair of stored codes (code - qmin); the fit works in stored codes throughout
+        truth = engines.add("qnnpack" if qnnpack else "x86", QA + qa.qmin, qa.scale, qa.zero_point, QB + qb.qmin,
+                            qb.scale, qb.zero_point, q.scale, q.zero_point, op.relu, vectorized, q.dtype) - q.qmin
+        floor = q.zero_point - q.qmin if op.relu else 0  # a ReLU clips at the output zero point
+        params.append((truth, *fit_pairs(truth, alpha, beta, qa.zero_point - qa.qmin, qb.zero_point - qb.qmin,
+                                         q.zero_point - q.qmin, floor, 255)))
     lo = int(min(p[0].min() for p in params))
     hi = int(max(p[0].max() for p in params))
     (_, vec, vec_fixes), (_, tail, tail_fixes) = params
@@ -80,7 +81,9 @@ def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -
     for q, sh in zip(q_in, shapes):
         table = None
         if q != op.out:  # torch requantizes: quantize(dequantize(x)), the same for every element
-            t = engines.quantize(engines.dequantize(codes, q.scale, q.zero_point), op.out.scale, op.out.zero_point)
-            table = bytes(t.astype(np.uint8).tolist())
+            real = codes + q.qmin  # buffers hold code - qmin
+            t = engines.quantize(engines.dequantize(real, q.scale, q.zero_point), op.out.scale, op.out.zero_point,
+                                 op.out.dtype)
+            table = bytes((t - op.out.qmin).astype(np.uint8).tolist())
         parts.append((int(np.prod(sh)), table))
     return CatStep("cat", op.name, list(op.inputs), op.name, op.out, shape, parts)

@@ -134,7 +134,7 @@ class Requant:
 
 
 def add(engine: str, qa, sa: float, za: int, qb, sb: float, zb: int, sy: float, zy: int, relu: bool,
-        vectorized: bool) -> np.ndarray:
+        vectorized: bool, dtype: str = "quint8") -> np.ndarray:
     """quantized::add / add_relu of two same-shape quint8 tensors, per element.
 
     x86/fbgemm: ATen's kernel, whose SIMD blocks (vectorized=True) dequantize with an fma and round before
@@ -164,9 +164,10 @@ def add(engine: str, qa, sa: float, za: int, qb, sb: float, zb: int, sy: float, 
         c = f32(f32(sa32 * f32(qa - za)) + f32(sb32 * f32(qb - zb)))
     if relu:
         c = np.maximum(c, f32(0))
+    qmin, qmax = DTYPE_RANGE[dtype]
     if vectorized:
-        return np.clip(np.rint(f32(c * inv)).astype(np.int64) + zy, 0, 255)
-    return np.clip(np.rint(f32(f32(c * inv) + f32(zy))).astype(np.int64), 0, 255)
+        return np.clip(np.rint(f32(c * inv)).astype(np.int64) + zy, qmin, qmax)
+    return np.clip(np.rint(f32(f32(c * inv) + f32(zy))).astype(np.int64), qmin, qmax)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -32,11 +32,13 @@ def lower(graph: Graph, engine: str) -> Plan:
         raise ConversionError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     graph.validate()
     shapes = graph.shapes()
+    # Buffers hold codes - qmin (qint8 codes offset by 128). torch's Linear, Conv and average pooling take only
+    # quint8 inputs; qint8 tensors can pass through ReLU, code tables, max pooling, add and cat.
+    qparams_of = {"input": graph.input, **{op.name: op.out for op in graph.ops}}
     for op in graph.ops:
-        if op.out.dtype != "quint8":
-            raise ConversionError(f"{op.name}: {op.out.dtype} activations are not supported yet (quint8 only)")
-    if graph.input.dtype != "quint8":
-        raise ConversionError(f"the model input: {graph.input.dtype} activations are not supported yet (quint8 only)")
+        if isinstance(op, (Linear, Conv, AvgPool)) and qparams_of[op.inputs[0]].dtype != "quint8":
+            raise ConversionError(f"{op.name}: its input is {qparams_of[op.inputs[0]].dtype}; torch's "
+                                  f"{type(op).__name__} kernels take only quint8 inputs")
     for op in graph.ops:
         if (engine == "qnnpack" and isinstance(op, Table) and op.what in ("relu6", "hardtanh", "relu6_", "hardtanh_")
                 and len(shapes[op.inputs[0]]) == 3):
@@ -101,12 +103,13 @@ def lower(graph: Graph, engine: str) -> Plan:
                 raise ConversionError(f"{op.name}: adds a channels-last tensor (a conv's output) to a contiguous "
                                       "one; torch's rounding then depends on an element order uquant does not model")
             step.memory_order = orders.pop()
-            ranges[op.name] = tuple(np.full(shapes[op.name][0], v, np.int64) for v in (step.lo, step.hi))
+            ranges[op.name] = tuple(np.full(shapes[op.name][0], v + op.out.qmin, np.int64)  # lo/hi are stored codes
+                                    for v in (step.lo, step.hi))
         elif isinstance(op, Cat):
             step = lower_cat(op, [qp[v] for v in op.inputs], [shapes[v] for v in op.inputs], shapes[op.name])
-            ranges[op.name] = (np.concatenate([ranges[v][0] if qp[v] == op.out else np.full(shapes[v][0], 0)
+            ranges[op.name] = (np.concatenate([ranges[v][0] if qp[v] == op.out else np.full(shapes[v][0], op.out.qmin)
                                                for v in op.inputs]),
-                               np.concatenate([ranges[v][1] if qp[v] == op.out else np.full(shapes[v][0], 255)
+                               np.concatenate([ranges[v][1] if qp[v] == op.out else np.full(shapes[v][0], op.out.qmax)
                                                for v in op.inputs]))
         elif isinstance(op, Table):
             n = int(np.prod(shapes[op.name]))
@@ -124,6 +127,9 @@ def lower(graph: Graph, engine: str) -> Plan:
             raise ConversionError(f"{op.name}: unsupported op {type(op).__name__}")
         steps.append(step)
         qp[step.dst] = step.out
+        lo_r, hi_r = ranges[step.dst]  # every later proof relies on these: they must be real codes of the dtype
+        if lo_r.min() < step.out.qmin or hi_r.max() > step.out.qmax or np.any(lo_r > hi_r):
+            raise AssertionError(f"{step.name}: reachable code range out of {step.out.dtype}: internal error")
     sizes = {v: int(np.prod(sh)) for v, sh in shapes.items()}
     output = graph.output
     buffer_of, buffers = plan_buffers(steps, alias, sizes, output)
@@ -447,7 +453,7 @@ def reachable_outputs(step: DenseStep) -> tuple[np.ndarray, np.ndarray]:
     The requantization is monotone, so its ends bound it; a code table after it need not be (hardswish dips).
     """
     y = step.requantize(np.stack([step.acc_lo, step.acc_hi]))
-    return table_range(step.table_codes, step.out.qmin, y[0], y[1])
+    return table_range(step.table_codes, step.source.out.qmin, y[0], y[1])  # the table reads the layer's codes
 
 
 def table_range(table, qmin: int, lo: np.ndarray, hi: np.ndarray, tail=None) -> tuple[np.ndarray, np.ndarray]:

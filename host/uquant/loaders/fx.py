@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, QParams, Reshape
-from .modules import (code_table, conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module,
+from .modules import (TORCH_DTYPES, code_table, conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module,
                       qparams)
 from .modules import AVGPOOL_MODULES, avgpool_from_module
 
@@ -204,7 +204,7 @@ class _Walker:
         a, b = self.quantized_arg(node, 0), self.quantized_arg(node, 1)
         scale = node.args[2] if len(node.args) > 2 else node.kwargs.get("scale")
         zp = node.args[3] if len(node.args) > 3 else node.kwargs.get("zero_point")
-        q = qparams(self.attr(scale), self.attr(zp), torch.quint8, describe(node))
+        q = qparams(self.attr(scale), self.attr(zp), TORCH_DTYPES[a.q.dtype], describe(node))  # as its inputs
         return Val(self.add(Add(self.op_name(node), q, relu), [a.value, b.value]).name, q)
 
     def cat(self, node) -> Val:
@@ -222,7 +222,7 @@ class _Walker:
         scale = node.args[2] if len(node.args) > 2 else node.kwargs.get("scale")
         if node.target is torch.ops.quantized.cat and scale is not None:  # eager QFunctional.cat: its own qparams
             zp = node.args[3] if len(node.args) > 3 else node.kwargs.get("zero_point")
-            q = qparams(self.attr(scale), self.attr(zp), torch.quint8, describe(node))
+            q = qparams(self.attr(scale), self.attr(zp), TORCH_DTYPES[q.dtype], describe(node))
         return Val(self.add(Cat(self.op_name(node), q), [v.value for v in vals]).name, q)
 
     def call(self, node) -> Val:

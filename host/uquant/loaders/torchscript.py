@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, QParams, Reshape, Table
 from .fx import Val
-from .modules import (avgpool_from_module, code_table, conv_from_weight, float_stretch_ops, linear_from_weight,
+from .modules import (TORCH_DTYPES, avgpool_from_module, code_table, conv_from_weight, float_stretch_ops, linear_from_weight,
                       maxpool_from_module, qparams)
 
 # Nodes that compute arguments (scales, zero points, packed weights, dims) from the module alone.
@@ -318,7 +318,7 @@ class _Walker:
             raise ConversionError(f"{self.where(node)}: only the add of two quantized tensors is supported "
                                   "(not of a tensor and a number)")
         a, b = self.quantized_arg(node, ins, 0), self.quantized_arg(node, ins, 1)
-        q = qparams(self.value(ins[2], node), self.value(ins[3], node), torch.quint8, self.where(node))
+        q = qparams(self.value(ins[2], node), self.value(ins[3], node), TORCH_DTYPES[a.q.dtype], self.where(node))
         return self.add(Add(self.op_name(_label(node)), q, relu), [a.value, b.value])
 
     def cat(self, node, ins) -> Val:
@@ -330,7 +330,7 @@ class _Walker:
         if not isinstance(vals, list) or not all(isinstance(v, Val) and v.quantized for v in vals):
             raise ConversionError(f"{where}: cat of tensors that are not all quantized")
         if node.kind() == "quantized::cat" and self.value(ins[2], node) is not None:
-            q = qparams(self.value(ins[2], node), self.value(ins[3], node), torch.quint8, where)
+            q = qparams(self.value(ins[2], node), self.value(ins[3], node), TORCH_DTYPES[vals[0].q.dtype], where)
         else:  # torch.cat on qtensors keeps the first input's qparams and requantizes the others
             q = vals[0].q
         return self.add(Cat(self.op_name(_label(node)), q), [v.value for v in vals])
