@@ -199,6 +199,12 @@ def add(a, b, out, lo, hi, P, F, start, stop):
         out[i] = lo if y < lo else hi if y > hi else y
 
 
+def mul(a, b, out, n, za, zb, P, fix, lo, hi):
+    # quantized mul: c = (a - za)(b - zb) exactly (|c| < 2**16), then the channel requantization of c
+    for i in range(n):
+        out[i] = requant_channel((a[i] - za) * (b[i] - zb), P, 0, fix, lo, hi)
+
+
 def lut(src, out, T, start, stop):
     for i in range(start, stop):
         out[i] = T[src[i]]
@@ -284,6 +290,11 @@ class Node:
                     or (C and C * HW != n)):
                 raise CorruptModel("table: sizes do not match its data")
             self.args = (n, T, n_vec, Tt if Tt is not None else T, simd_cuts(n_vec, n, C, HW), HW)
+        elif kind == "mul":
+            n, za, zb, lo, hi, words, F = a
+            if len(self.srcs) != 2 or len(words) != 6 or len(self.out) < n:
+                raise CorruptModel("mul: sizes do not match its data")
+            self.args = (n, za, zb, (0,) + tuple(words), _pairs(F), lo, hi)
         elif kind == "cat":
             parts = a[0]
             if len(parts) != len(self.srcs) or sum(p[0] for p in parts) > len(self.out):
@@ -315,6 +326,9 @@ class Node:
                 for c in range(len(cuts)):
                     lut(src, self.out, a[1], c * HW, c * HW + cuts[c])
                     lut(src, self.out, a[3], c * HW + cuts[c], c * HW + HW)
+        elif kind == "mul":
+            b = self.srcs[1]
+            mul(src, x if b is None else b, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6])
         elif kind == "add":
             b = self.srcs[1]
             if b is None:

@@ -108,13 +108,18 @@ class AddNet(torch.nn.Module):
 
     def forward(self, x):
         qa, qb = self.branches(self.quant(x))
+        return self.dequant(self.combine(qa, qb))
+
+    def combine(self, qa, qb):
         if self.how == "cat":
-            return self.dequant(torch.cat([qa, qb], 1))
-        return self.dequant(self.ff.add_relu(qa, qb) if self.how == "add_relu" else self.ff.add(qa, qb))
+            return torch.cat([qa, qb], 1)
+        if self.how == "mul_relu":  # QFunctional has no mul_relu; FX emits this op for mul + relu
+            return torch.ops.quantized.mul_relu(qa, qb, self.ff.scale, self.ff.zero_point)
+        return getattr(self.ff, self.how)(qa, qb)  # add, add_relu, mul
 
 
 @pytest.mark.parametrize("engine", ["x86", "fbgemm", "qnnpack"])
-@pytest.mark.parametrize("how", ["add", "add_relu", "cat"])
+@pytest.mark.parametrize("how", ["add", "add_relu", "mul", "mul_relu", "cat"])
 def test_add_and_cat_match_torch(engine, how, report):
     rng = np.random.default_rng(zlib.crc32(f"{engine}/{how}".encode()))
     compared = bad = models = refused = 0
@@ -130,8 +135,7 @@ def test_add_and_cat_match_torch(engine, how, report):
             for one in q:  # one sample per call, as on the device: torch's add rounds by position in the tensor
                 with torch.no_grad():
                     qa, qb = net.branches(one[None])
-                    ys.append(torch.cat([qa, qb], 1) if how == "cat" else (
-                        net.ff.add_relu(qa, qb) if how == "add_relu" else net.ff.add(qa, qb)))
+                    ys.append(net.combine(qa, qb))
         except RuntimeError:  # QNNPACK refuses some scale ratios and add_relu with zero point 255
             with pytest.raises(uquant.ConversionError, match="QNNPACK"):
                 uquant.convert(net, engine=engine, input_shape=shape)
@@ -149,7 +153,7 @@ def test_add_and_cat_match_torch(engine, how, report):
 
 
 def residual_cnn(engine: str, seed: int):
-    """conv -> relu -> conv (+ residual add) -> maxpool -> conv 1x1 -> cat -> flatten -> linear, via FX."""
+    """conv -> relu -> conv (+ residual add) -> maxpool -> conv 1x1 -> cat -> global avg pool -> linear, via FX."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -160,12 +164,12 @@ def residual_cnn(engine: str, seed: int):
             self.c1, self.r1 = nn.Conv2d(1, 6, 3, padding=1), nn.ReLU()
             self.c2, self.r2 = nn.Conv2d(6, 6, 3, padding=1), nn.ReLU()
             self.pool, self.c3 = nn.MaxPool2d(2), nn.Conv2d(6, 4, 1)
-            self.fc = nn.Linear(10 * 4 * 4, 5)
+            self.gap, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(10, 5)
 
         def forward(self, x):
             y = self.r1(self.c1(x))
             z = self.pool(self.r2(self.c2(y)) + y)
-            return self.fc(torch.flatten(torch.cat([z, self.c3(z)], 1), 1))
+            return self.fc(torch.flatten(self.gap(torch.cat([z, self.c3(z)], 1)), 1))
 
     torch.manual_seed(seed)
     torch.backends.quantized.engine = engine
@@ -175,12 +179,14 @@ def residual_cnn(engine: str, seed: int):
     return convert_fx(prepared), x
 
 
+@pytest.mark.parametrize("seed", [5, 6])
 @pytest.mark.parametrize("engine", ["x86", "fbgemm", "qnnpack"])
-def test_residual_cnn_on_cpython_and_micropython(engine, report):
-    """A whole CNN with a residual add and a concat: CPython and the 32-bit MicroPython give torch's bytes."""
+def test_residual_cnn_on_cpython_and_micropython(engine, seed, report):
+    """Whole random CNNs with a residual add, a concat and global average pooling: CPython and the 32-bit
+    MicroPython give torch's bytes."""
     from uquant.hosts.mpmodule import run_batch
 
-    qmodel, x = residual_cnn(engine, 5)
+    qmodel, x = residual_cnn(engine, seed)
     converted = uquant.convert(qmodel, x[:4], engine=engine)
     xt = torch.randn(40, 1, 8, 8) * 1.5
     codes = uquant.quantize_input(xt.reshape(40, -1).numpy(), converted.plan.input)
@@ -193,7 +199,7 @@ def test_residual_cnn_on_cpython_and_micropython(engine, report):
     assert np.array_equal(mp_out, got)
     assert np.array_equal(mp_pred, got.argmax(1))
     assert heap == 0
-    report(f"residual CNN {engine:<8}: {got.size} outputs equal torch on CPython and MicroPython, "
+    report(f"residual CNN {engine:<8} seed {seed}: {got.size} outputs equal torch on CPython and MicroPython, "
            f"run() allocates {heap} B; buffers {converted.plan.buffers}")
 
 
@@ -263,3 +269,32 @@ def test_qint8_activations(engine):
         assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
     with pytest.raises(ValueError, match=r"\[-128, 127\]"):
         converted.device_module.run([200] * converted.plan.n_in)
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+def test_scalar_mul_and_reshape(engine):
+    """FX turns `x * 2.0` into quantized.mul(x, 2.0) (codes kept, scale doubled) and keeps view/reshape."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Linear(18, 4)
+
+        def forward(self, x):
+            y = self.c(x) * 2.0
+            return self.fc(y.reshape(y.size(0), -1)) * 0.5
+
+    torch.manual_seed(0)
+    torch.backends.quantized.engine = engine
+    x = torch.randn(64, 1, 3, 3)
+    prepared = prepare_fx(Net().eval(), get_default_qconfig_mapping("qnnpack" if engine == "qnnpack" else "x86"), (x,))
+    prepared(x)
+    qmodel = convert_fx(prepared)
+    converted = uquant.convert(qmodel, x[:8], engine=engine)
+    with torch.no_grad():
+        want = qmodel(x).numpy()
+    out = converted.plan.output
+    assert np.array_equal(uquant.engines.dequantize(converted.run(x.reshape(64, -1).numpy()), out.scale,
+                                                    out.zero_point), want)

@@ -32,6 +32,8 @@ def node_spec(plan: Plan, s: Step) -> tuple:
     if s.kind == "avgpool":
         return ("avgpool", src, dst, s.geometry, s.rows, s.cols, s.cls, s.lo, s.hi, tuple(s.words),
                 tuple(s.fixes) or None)
+    if s.kind == "mul":
+        return ("mul", src, dst, s.n, s.za, s.zb, s.lo, s.hi, tuple(s.words), tuple(s.fixes) or None)
     if s.kind == "table":
         return ("table", src, dst, s.n, s.table, s.n_vec, s.tail, *s.memory_order)
     return (s.kind, src, dst, s.geometry)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import engines
-from .ir import Add, Cat, ConversionError, QParams
-from .plan import AddStep, CatStep
+from . import requant as rq
+from .ir import Add, Cat, ConversionError, Mul, QParams
+from .plan import AddStep, CatStep, MulStep
 
 GRAIN = 32768  # ATen splits larger tensors between threads, which moves the SIMD/tail boundaries
 VEC_BLOCK = 64
@@ -87,3 +88,25 @@ def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -
             table = bytes((t - op.out.qmin).astype(np.uint8).tolist())
         parts.append((int(np.prod(sh)), table))
     return CatStep("cat", op.name, list(op.inputs), op.name, op.out, shape, parts)
+
+
+def lower_mul(op: Mul, q_in: list[QParams], shape: tuple) -> MulStep:
+    """c = (a - za)(b - zb) is exact; torch's output is a monotone function of c, fitted and proven like a layer."""
+    (qa, qb), q = q_in, op.out
+    za, zb = qa.zero_point - qa.qmin, qb.zero_point - qb.qmin  # stored codes
+    corners = [(a - za) * (b - zb) for a in (0, 255) for b in (0, 255)]
+    c_lo, c_hi = np.array([min(corners)]), np.array([max(corners)])
+    lo = q.zero_point if op.relu else q.qmin
+
+    def fn(c):  # stored output code as a function of c
+        return engines.mul(c, qa.scale, qb.scale, q.scale, q.zero_point, lo, q.qmax) - q.qmin
+
+    ends = fn(np.stack([c_lo, c_hi]))
+    M = float(np.float32(np.float32(qa.scale) * np.float32(qb.scale)) / np.float32(q.scale))
+    try:
+        (ch,) = rq.fit_layer(fn, np.array([M]), c_lo, c_hi, int(ends.min()), int(ends.max()))
+    except rq.RequantError as e:
+        raise ConversionError(f"{op.name}: {e}") from None
+    fixes = [v for a, y in sorted(ch.exceptions.items()) for v in (a, y)]
+    return MulStep("mul", op.name, list(op.inputs), op.name, q, shape, int(np.prod(shape)), za, zb,
+                   int(ends.min()), int(ends.max()), ch.words, fixes)

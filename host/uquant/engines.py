@@ -248,3 +248,13 @@ def simd_channel_block(adaptive: bool = False) -> int:
     if cap not in ("AVX512", "AVX2"):
         return 0
     return 8 if adaptive else {"AVX512": 16, "AVX2": 8}[cap]
+
+
+def mul(c, sa: float, sb: float, sy: float, zy: int, lo: int, hi: int) -> np.ndarray:
+    """quantized::mul / mul_relu, as a function of c = (qa - za) * (qb - zb): clip(rint(f32(f32(c) * M)) + zy).
+
+    M = f32(f32(sa * sb) * f32(1 / sy)); every engine, every position (the SIMD and tail paths agree).
+    """
+    M = f32(f32(f32(sa) * f32(sb)) * f32(f32(1) / f32(sy)))
+    v = np.clip(f32(np.asarray(c, np.int64).astype(f32) * M), -2.0 ** 40, 2.0 ** 40)
+    return np.clip(np.rint(v).astype(np.int64) + zy, lo, hi)

@@ -207,13 +207,16 @@ class Reshape:
     """flatten / view / reshape: the codes keep their order (torch's row-major layout); only the shape changes."""
 
     name: str
-    shape: tuple[int, ...]  # per sample; -1 flattens everything
+    shape: tuple[int, ...] | None  # per sample, -1 once for "the rest"; None: unchanged (only qparams change)
     out: QParams
     inputs: list[str] = field(default_factory=list)
 
     def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if self.shape is None:  # codes and shape unchanged, only the qparams (quantized mul by a scalar)
+            return shape
         n = int(np.prod(shape))
-        new = tuple(n if d == -1 else d for d in self.shape)
+        rest = int(np.prod([d for d in self.shape if d != -1]))
+        new = tuple(n // max(rest, 1) if d == -1 else d for d in self.shape)
         if int(np.prod(new)) != n:
             raise ConversionError(f"{self.name}: cannot reshape {shape} to {self.shape}")
         return new
@@ -236,6 +239,19 @@ class Add:
 
 
 @dataclass
+class Mul:
+    """Quantized mul (or mul_relu) of two tensors of the same shape, into new output qparams."""
+
+    name: str
+    out: QParams
+    relu: bool = False
+    inputs: list[str] = field(default_factory=list)  # two value names
+
+    def describe(self) -> str:
+        return f"{self.name}: mul{'_relu' if self.relu else ''}({', '.join(self.inputs)}), out {self.out}"
+
+
+@dataclass
 class Cat:
     """Concatenation along the channel (feature) axis; inputs with other qparams are requantized by torch."""
 
@@ -247,7 +263,7 @@ class Cat:
         return f"{self.name}: cat({', '.join(self.inputs)}) along channels, out {self.out}"
 
 
-Op = Linear | Table | Conv | MaxPool | AvgPool | Reshape | Add | Cat
+Op = Linear | Table | Conv | MaxPool | AvgPool | Reshape | Add | Mul | Cat
 
 
 @dataclass
@@ -334,10 +350,10 @@ class Graph:
                 shape = op.out_shape(shape)
             elif isinstance(op, Reshape):
                 shape = op.out_shape(shape)
-            elif isinstance(op, Add):
+            elif isinstance(op, (Add, Mul)):
                 if len(ins) != 2 or ins[0] != ins[1]:
-                    raise ConversionError(f"{op.name}: add needs two inputs of the same shape, gets {ins} "
-                                          "(broadcasting is not supported)")
+                    raise ConversionError(f"{op.name}: {type(op).__name__.lower()} needs two inputs of the same "
+                                          f"shape, gets {ins} (broadcasting is not supported)")
             elif isinstance(op, Cat):
                 if any(len(i) != len(shape) or i[1:] != shape[1:] for i in ins):
                     raise ConversionError(f"{op.name}: cat inputs differ outside the channel axis: {ins}")
@@ -363,7 +379,7 @@ class Graph:
                 if op.bias is not None and not np.all(np.isfinite(op.bias)):
                     raise ConversionError(f"{op.name}: bias contains NaN or infinity")
                 _check_qparams(op.out, op.name)
-            elif isinstance(op, (Add, Cat)):
+            elif isinstance(op, (Add, Mul, Cat)):
                 _check_qparams(op.out, op.name)
             elif isinstance(op, Table):
                 _check_qparams(op.out, op.name)

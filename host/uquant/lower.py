@@ -20,9 +20,9 @@ import numpy as np
 
 from . import requant as rq
 from .engines import ENGINES, Requant
-from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_cat
+from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_cat, lower_mul
 from .plan import AvgPoolStep, DenseStep, Plan, PoolStep, Step, TableStep
-from .ir import AvgPool, Add, Cat, Conv, ConversionError, Graph, Linear, MaxPool, QParams, Reshape, Table
+from .ir import Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mul, QParams, Reshape, Table
 
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
 
@@ -94,7 +94,7 @@ def lower(graph: Graph, engine: str) -> Plan:
             elif new[0] != old[0]:
                 lo, hi = np.full(new[0], lo.min()), np.full(new[0], hi.max())
             alias[op.name] = alias.get(src, src)
-            ranges[op.name], qp[op.name] = (lo, hi), qp[src]
+            ranges[op.name], qp[op.name] = (lo, hi), op.out  # a scalar mul changes only the scale
             continue
         elif isinstance(op, Add):
             step = lower_add(op, [qp[v] for v in op.inputs], shapes[op.name], engine)
@@ -103,6 +103,10 @@ def lower(graph: Graph, engine: str) -> Plan:
                 raise ConversionError(f"{op.name}: adds a channels-last tensor (a conv's output) to a contiguous "
                                       "one; torch's rounding then depends on an element order uquant does not model")
             step.memory_order = orders.pop()
+            ranges[op.name] = tuple(np.full(shapes[op.name][0], v + op.out.qmin, np.int64)  # lo/hi are stored codes
+                                    for v in (step.lo, step.hi))
+        elif isinstance(op, Mul):
+            step = lower_mul(op, [qp[v] for v in op.inputs], shapes[op.name])
             ranges[op.name] = tuple(np.full(shapes[op.name][0], v + op.out.qmin, np.int64)  # lo/hi are stored codes
                                     for v in (step.lo, step.hi))
         elif isinstance(op, Cat):
@@ -133,7 +137,8 @@ def lower(graph: Graph, engine: str) -> Plan:
     sizes = {v: int(np.prod(sh)) for v, sh in shapes.items()}
     output = graph.output
     buffer_of, buffers = plan_buffers(steps, alias, sizes, output)
-    return Plan(graph.name, engine, graph.input, graph.input_shape, steps, sizes, buffer_of, buffers, output)
+    return Plan(graph.name, engine, graph.input, graph.input_shape, steps, sizes, buffer_of, buffers, output,
+                qp[output])
 
 
 def plan_buffers(steps: list[Step], alias: dict[str, str], sizes: dict[str, int], output: str):

@@ -105,9 +105,11 @@ class Plan:
     def n_out(self) -> int:
         return self.sizes[self.output_value]
 
+    output_q: QParams | None = None  # the result's quantization (a final scalar mul changes only the scale)
+
     @property
     def output(self) -> QParams:
-        return self.steps[-1].out
+        return self.output_q or self.steps[-1].out
 
     @property
     def compute_steps(self) -> list[DenseStep]:
@@ -153,4 +155,18 @@ class TableStep(Step):
     # How torch lays the tensor out in memory, which decides the SIMD/tail positions: (0, 0) for contiguous,
     # (C, H*W) for channels-last (what quantized convolutions return).
     memory_order: tuple[int, int] = (0, 0)
+    macs = 0
+
+
+@dataclass
+class MulStep(Step):
+    """Quantized mul: c = (a - za)(b - zb) exactly, then one proven requantization of c (as for a layer)."""
+
+    n: int = 0
+    za: int = 0  # zero points in stored codes (code - qmin)
+    zb: int = 0
+    lo: int = 0
+    hi: int = 255
+    words: tuple = ()  # c_lo, W, A, D >> 30, D & (2**30 - 1), S
+    fixes: list[int] = field(default_factory=list)  # flat (a, code) pairs
     macs = 0

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, QParams, Reshape
+from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mul, QParams, Reshape
 from .modules import (TORCH_DTYPES, code_table, conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module,
                       qparams)
 from .modules import AVGPOOL_MODULES, avgpool_from_module
@@ -207,6 +207,34 @@ class _Walker:
         q = qparams(self.attr(scale), self.attr(zp), TORCH_DTYPES[a.q.dtype], describe(node))  # as its inputs
         return Val(self.add(Add(self.op_name(node), q, relu), [a.value, b.value]).name, q)
 
+    def quantized_mul(self, node, relu: bool) -> Val:
+        a = self.quantized_arg(node, 0)
+        other = node.args[1]
+        if not isinstance(other, torch.fx.Node):  # by a number: torch keeps the codes and scales the scale
+            if relu or not isinstance(other, (int, float)) or other <= 0:
+                raise ConversionError(f"{describe(node)}: mul by {other!r}: only a positive number is supported")
+            q = QParams(a.q.scale * float(other), a.q.zero_point, a.q.dtype)
+            return Val(self.add(Reshape(self.op_name(node), None, q), [a.value]).name, q)
+        b = self.quantized_arg(node, 1)
+        scale = node.args[2] if len(node.args) > 2 else node.kwargs.get("scale")
+        zp = node.args[3] if len(node.args) > 3 else node.kwargs.get("zero_point")
+        q = qparams(self.attr(scale), self.attr(zp), TORCH_DTYPES[a.q.dtype], describe(node))
+        return Val(self.add(Mul(self.op_name(node), q, relu), [a.value, b.value]).name, q)
+
+    def reshape(self, node) -> Val:
+        """view / reshape of the whole batch: the first size is the batch, the rest is one sample's shape."""
+        v = self.arg(node)
+        sizes = list(node.args[1:])
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = list(sizes[0])
+        shape = sizes[1:]
+        if not shape or not all(isinstance(d, int) for d in shape):
+            raise ConversionError(f"{describe(node)}: only reshapes to (batch, constant sizes...) are supported")
+        op = Reshape(self.op_name(node), tuple(shape), v.q)
+        if v.fns is not None:  # inside dequantize ... quantize: applied when the stretch ends
+            return Val(v.value, v.q, v.fns + [("reshape", op)])
+        return Val(self.add(op, [v.value]).name, v.q)
+
     def cat(self, node) -> Val:
         tensors = node.args[0]
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
@@ -243,6 +271,12 @@ class _Walker:
             return self.flatten(node, self.arg(node), start, end)
         if node.op == "call_function" and t in (torch.ops.quantized.add, torch.ops.quantized.add_relu):
             return self.quantized_add(node, t is torch.ops.quantized.add_relu)
+        if node.op == "call_function" and t in (torch.ops.quantized.mul, torch.ops.quantized.mul_relu):
+            return self.quantized_mul(node, t is torch.ops.quantized.mul_relu)
+        if node.op == "call_method" and t == "size":
+            return Val(None, None, None)  # a size, used only to spell a reshape's batch dimension
+        if node.op == "call_method" and t in ("view", "reshape") or node.op == "call_function" and t is torch.reshape:
+            return self.reshape(node)
         if node.op == "call_function" and (t is torch.cat or t is torch.ops.quantized.cat):
             return self.cat(node)
         if node.op == "call_function" and t in (F.max_pool1d, F.max_pool2d):
