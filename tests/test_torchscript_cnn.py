@@ -295,3 +295,21 @@ def test_torchscript_refusals_are_named(cls, match, how):
         load(script)
     for s in match:
         assert s in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+@pytest.mark.parametrize("how", ["mul", "mul_relu"])
+def test_traced_quantized_mul(engine, how, tmp_path):
+    from test_cnn import AddNet
+
+    rng = np.random.default_rng(1)
+    torch.backends.quantized.engine = engine
+    net = AddNet(rng, engine, 3, how).eval()
+    x = torch.randn(4, 3, 5, 5)
+    torch.jit.save(torch.jit.trace(net, x), tmp_path / "m.pt")
+    converted = uquant.convert(tmp_path / "m.pt", engine=engine, input_shape=(3, 5, 5))
+    with torch.no_grad():
+        want = np.concatenate([net(x[i:i + 1]).numpy().reshape(1, -1) for i in range(4)])
+    out = converted.plan.output
+    got = uquant.engines.dequantize(converted.run(x.reshape(4, -1).numpy()), out.scale, out.zero_point)
+    assert np.array_equal(got, want)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, QParams, Reshape, Table
+from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mul, QParams, Reshape, Table
 from .fx import Val
 from .modules import (TORCH_DTYPES, avgpool_from_module, code_table, conv_from_weight, float_stretch_ops, linear_from_weight,
                       maxpool_from_module, qparams)
@@ -39,6 +39,7 @@ AVGPOOLS = {"aten::avg_pool1d": (nn.AvgPool1d, _AVG), "aten::avg_pool2d": (nn.Av
             "aten::adaptive_avg_pool1d": (nn.AdaptiveAvgPool1d, ("output_size",)),
             "aten::adaptive_avg_pool2d": (nn.AdaptiveAvgPool2d, ("output_size",))}
 ADDS = {"quantized::add": False, "quantized::add_relu": True}
+MULS = {"quantized::mul": False, "quantized::mul_relu": True}
 # Element-wise ops: on a quantized tensor torch runs them per code (a code table computed by calling the same op
 # with the node's constant arguments); after a dequantize they are float ops folded into the next quantize.
 ELEMENTWISE = {f"aten::{n}{s}" for n in ("relu", "relu6", "sigmoid", "tanh", "hardsigmoid", "hardtanh", "leaky_relu",
@@ -313,6 +314,20 @@ class _Walker:
         pool = cls(**kw)
         return self.add(avgpool_from_module(self.op_name(_label(node)), pool, v.q), [v.value])
 
+    def quantized_mul(self, node, ins, relu: bool) -> Val:
+        a = self.quantized_arg(node, ins, 0)
+        if len(ins) == 2 and not isinstance(self.data(ins[1]), Val):  # by a number: codes kept, scale scaled
+            other = self.value(ins[1], node)
+            if relu or not isinstance(other, (int, float)) or other <= 0:
+                raise ConversionError(f"{self.where(node)}: mul by {other!r}: only a positive number is supported")
+            q = QParams(a.q.scale * float(other), a.q.zero_point, a.q.dtype)
+            return self.add(Reshape(self.op_name(_label(node)), None, q), [a.value])
+        if len(ins) != 4:
+            raise ConversionError(f"{self.where(node)}: unexpected quantized mul arguments")
+        b = self.quantized_arg(node, ins, 1)
+        q = qparams(self.value(ins[2], node), self.value(ins[3], node), TORCH_DTYPES[a.q.dtype], self.where(node))
+        return self.add(Mul(self.op_name(_label(node)), q, relu), [a.value, b.value])
+
     def quantized_add(self, node, ins, relu: bool) -> Val:
         if len(ins) != 4 or not isinstance(self.data(ins[1]), Val):
             raise ConversionError(f"{self.where(node)}: only the add of two quantized tensors is supported "
@@ -361,6 +376,8 @@ class _Walker:
             return self.avgpool(node, ins)
         if kind in ADDS:
             return self.quantized_add(node, ins, ADDS[kind])
+        if kind in MULS:
+            return self.quantized_mul(node, ins, MULS[kind])
         if kind in ("aten::cat", "quantized::cat"):
             return self.cat(node, ins)
         if kind in ELEMENTWISE:
