@@ -226,8 +226,8 @@ class Reshape:
 
 
 @dataclass
-class Add:
-    """Quantized add (or add_relu) of two tensors of the same shape, into new output qparams."""
+class Binary:
+    """An element-wise op on two tensors of the same shape, into new output qparams (optionally + ReLU)."""
 
     name: str
     out: QParams
@@ -235,20 +235,16 @@ class Add:
     inputs: list[str] = field(default_factory=list)  # two value names
 
     def describe(self) -> str:
-        return f"{self.name}: add{'_relu' if self.relu else ''}({', '.join(self.inputs)}), out {self.out}"
+        op = type(self).__name__.lower() + ("_relu" if self.relu else "")
+        return f"{self.name}: {op}({', '.join(self.inputs)}), out {self.out}"
 
 
-@dataclass
-class Mul:
-    """Quantized mul (or mul_relu) of two tensors of the same shape, into new output qparams."""
+class Add(Binary):
+    """Quantized add / add_relu."""
 
-    name: str
-    out: QParams
-    relu: bool = False
-    inputs: list[str] = field(default_factory=list)  # two value names
 
-    def describe(self) -> str:
-        return f"{self.name}: mul{'_relu' if self.relu else ''}({', '.join(self.inputs)}), out {self.out}"
+class Mul(Binary):
+    """Quantized mul / mul_relu."""
 
 
 @dataclass
@@ -350,7 +346,7 @@ class Graph:
                 shape = op.out_shape(shape)
             elif isinstance(op, Reshape):
                 shape = op.out_shape(shape)
-            elif isinstance(op, (Add, Mul)):
+            elif isinstance(op, Binary):
                 if len(ins) != 2 or ins[0] != ins[1]:
                     raise ConversionError(f"{op.name}: {type(op).__name__.lower()} needs two inputs of the same "
                                           f"shape, gets {ins} (broadcasting is not supported)")
