@@ -88,6 +88,23 @@ def channel(x, W, i, K, sx, P, n, F, lo, hi, T):
     return y if T is None else T[y]
 
 
+def channel_sat(x, W, i, K, sx, P, n, F, lo, hi, T):
+    # Like channel(), as fbgemm's depthwise fast path computes it: raw code x weight products added in
+    # consecutive pairs, each pair sum saturated to int16, then the weight zero point's share removed.
+    acc = 0
+    k = 0
+    while k + 1 < K:
+        s = x[k] * (W[i] - 128) + x[k + 1] * (W[i + 1] - 128)
+        acc += 32767 if s > 32767 else -32768 if s < -32768 else s
+        k += 2
+        i += 2
+    if k < K:
+        acc += x[k] * (W[i] - 128)
+    p = 7 * n
+    y = requant_channel(acc - (P[p] - 128) * sx, P, p, None if F is None else F.get(n), lo, hi)
+    return y if T is None else T[y]
+
+
 def dense(x, out, K, N, lo, hi, W, P, F, T):
     # out[n] = channel n of a Linear layer. x holds raw codes; W holds weights + 128 (offset binary); zero
     # points and offsets are folded into c_n = P[7n] and the requantization words P[7n+1 : 7n+7] by the host.
@@ -101,10 +118,11 @@ def dense(x, out, K, N, lo, hi, W, P, F, T):
 
 def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
     # 2-D convolution over CHW codes (a 1-D one has H = KH = 1). g is the geometry tuple
-    # (C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW). For each output position the window of each
+    # (C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT). For each output position the window of each
     # group is gathered into `win` (padding reads as the input zero point, which adds nothing to torch's
     # accumulator), then every output channel of the group is a dense dot product over the window.
-    C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW = g
+    C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT = g
+    dot = channel_sat if SAT else channel
     cg = C // G
     ng = N // G
     kk = cg * KH * KW
@@ -124,7 +142,7 @@ def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
                             j += 1
                 pos = oy * OW + ox
                 for n in range(grp * ng, grp * ng + ng):
-                    out[n * OH * OW + pos] = channel(win, W, n * kk, kk, sx, P, n, F, lo, hi, T)
+                    out[n * OH * OW + pos] = dot(win, W, n * kk, kk, sx, P, n, F, lo, hi, T)
 
 
 def maxpool(x, out, g):
@@ -261,7 +279,7 @@ class Node:
             self.args = (K, N, lo, hi, W, array("i", P), _fixes(F), T)
         elif kind == "conv":
             g, xzp, lo, hi, W, P, F, T = a
-            if len(g) != 15:
+            if len(g) != 16:
                 raise CorruptModel("conv: bad geometry")
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
             if len(W) != N * kk or len(P) != 7 * N or len(self.out) < N * g[13] * g[14]:

@@ -298,3 +298,34 @@ def test_scalar_mul_and_reshape(engine):
     out = converted.plan.output
     assert np.array_equal(uquant.engines.dequantize(converted.run(x.reshape(64, -1).numpy()), out.scale,
                                                     out.zero_point), want)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_fbgemm_depthwise_fast_path_saturates_like_torch(k, report):
+    """fbgemm's depthwise kxk fast path saturates int16 pair sums; with large codes and weights it matters."""
+    import torch.ao.nn.quantized as nnq
+
+    torch.backends.quantized.engine = "fbgemm"
+    rng = np.random.default_rng(k)
+    C = 8
+    conv = nnq.Conv2d(C, 2 * C, k, padding=k // 2, groups=C)
+    w = torch.from_numpy(rng.choice([-128, -127, 127, int(rng.integers(-128, 128))], (2 * C, 1, k, k)).astype(np.int8))
+    conv.set_weight_bias(torch._make_per_tensor_quantized_tensor(w, 0.01, 0), torch.randn(2 * C))
+    conv.scale, conv.zero_point = 40.0, 128
+    chain = randmodels.Chain(0.05, 3, [conv]).eval()
+    shape = (C, 7, 7)
+    converted = uquant.convert(chain, engine="fbgemm", input_shape=shape)
+    assert converted.plan.steps[0].geometry[-1] == 1  # the saturating kernel
+    codes = np.where(rng.random((20, C * 49)) < 0.7, 255, rng.integers(0, 256, (20, C * 49)))
+    want = chain.layer_codes(codes.reshape((-1,) + shape))[-1].reshape(20, -1)
+    got = converted.layer_codes(codes)[-1]
+    assert np.array_equal(got, want)
+    # and saturation mattered: the exact accumulator would have given other codes
+    x = torch.from_numpy((codes.reshape((-1,) + shape) - 3).astype(np.float64))
+    acc = torch.nn.functional.conv2d(x, w.double(), padding=k // 2, groups=C).numpy().round().astype(np.int64)
+    exact = uquant.engines.Requant("fbgemm", 0.05, np.full(2 * C, 0.01), conv.bias().detach().numpy(), 40.0, 128,
+                                   0, 255, False)(np.moveaxis(acc, 1, -1))
+    differ = int((np.moveaxis(exact, -1, 1).reshape(20, -1) != want).sum())
+    assert differ > 0
+    report(f"fbgemm depthwise {k}x{k} fast path: {want.size} outputs equal torch's saturating arithmetic "
+           f"({differ} of them differ from the exact accumulator's)")

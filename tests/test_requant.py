@@ -138,3 +138,16 @@ def test_large_multipliers_work():
     graph = Graph("steep", QParams(0.5, 7), (3,), [layer])
     plan = lower(graph, "fbgemm")
     assert all(ch.S < 30 for ch in plan.steps[0].channels)
+
+
+@pytest.mark.parametrize("zp", [0, 128, 249])
+def test_large_multipliers_near_the_top_code(zp):
+    """M ~ 1.56 over a 5-accumulator window ending near code 255: the one-multiply form must leave room for
+    D ~ 255 * 2**S (a fuzz found this refused before)."""
+    def fn(acc):
+        return np.clip(np.rint(np.asarray(acc, np.float64) * 1.5558).astype(np.int64) + zp, 0, 255)
+
+    chans = requant.fit_layer(fn, np.array([1.5558]), np.array([-2]), np.array([4]), 0, 255)
+    assert chans[0].fits_small_ints()
+    for a in range(-2, 5):
+        assert requant.device_requant(a, chans[0], 0, 255) == fn(a)

@@ -229,23 +229,25 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
         if any(op.padding):  # padded taps read the zero point
             t_lo, t_hi = np.minimum(t_lo, x.zero_point), np.maximum(t_hi, x.zero_point)
         family = conv_family(engine, op, has_vnni())
-        if family == "fbgemm" and fbgemm_depthwise_fast_path(op, C):
-            raise ConversionError(f"{op.name}: a depthwise {w.shape[2]}x{w.shape[3]} conv takes fbgemm's depthwise "
-                                  "fast path, which saturates int16 pair sums; uquant does not reproduce that yet "
-                                  "(quantize for engine qnnpack, or x86 with symmetric weights)")
+        # fbgemm's depthwise fast path adds raw u8 x s8 products in row-major pairs, saturating each pair sum
+        # to int16 (vpmaddubsw); the device then does the same (shared reference, "int16 saturation").
+        sat = family == "fbgemm" and fbgemm_depthwise_fast_path(op, C)
         H, W_ = (1, in_shape[1]) if op.dim == 1 else in_shape[1:]
         OH, OW = (1, out_shape[1]) if op.dim == 1 else out_shape[1:]
         kh, kw = w.shape[2:]
-        geometry = (C, H, W_, N, kh, kw, *op.stride, *op.padding, *op.dilation, G, OH, OW)
+        geometry = (C, H, W_, N, kh, kw, *op.stride, *op.padding, *op.dilation, G, OH, OW, int(sat))
         kind = "conv"
     else:
         t_lo, t_hi = x_lo[None, :], x_hi[None, :]
         family = "qnnpack" if engine == "qnnpack" else "fbgemm"
         geometry = ()
         kind = "dense"
+        sat = False
     acc_lo = np.minimum(v * t_lo, v * t_hi).sum(1)
     acc_hi = np.maximum(v * t_lo, v * t_hi).sum(1)
     offset = x.zero_point * v.sum(1)  # acc' = acc + offset
+    if isinstance(op, Conv) and sat:  # device acc' = sum of saturated pair sums - w_zp * sum(x): bound it
+        acc_lo, acc_hi = saturated_pair_bounds(w.reshape(N, -1), wzp, t_lo, t_hi)
     lo = max(op.out.qmin, op.out.zero_point) if op.relu else op.out.qmin
 
     def make_requant(lo, hi):
@@ -439,6 +441,17 @@ def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray,
     desc = formula + (f", channels < {cv} in SIMD blocks" if cv else "")
     return AvgPoolStep("avgpool", op.name, [src], dst, x, out_shape, geometry, rows, cols, bytes(cls), lo, hi,
                        words, fixes, classes, desc, acc_lo, acc_hi, fn, channels, op)
+
+
+def saturated_pair_bounds(w: np.ndarray, wzp: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray):
+    """Bounds of sum_pairs clamp16(x1*w1 + x2*w2) - w_zp * sum(x) per channel (w raw int8, x raw codes per tap)."""
+    p_lo, p_hi = np.minimum(w * t_lo, w * t_hi), np.maximum(w * t_lo, w * t_hi)
+    if w.shape[1] % 2:  # the last tap pairs with nothing
+        p_lo, p_hi = np.pad(p_lo, ((0, 0), (0, 1))), np.pad(p_hi, ((0, 0), (0, 1)))
+    lo = np.clip(p_lo[:, 0::2] + p_lo[:, 1::2], -32768, 32767).sum(1)
+    hi = np.clip(p_hi[:, 0::2] + p_hi[:, 1::2], -32768, 32767).sum(1)
+    sx_lo, sx_hi = t_lo.sum(1), t_hi.sum(1)
+    return lo - np.maximum(wzp * sx_lo, wzp * sx_hi), hi - np.minimum(wzp * sx_lo, wzp * sx_hi)
 
 
 def compose_tables(tables: list[Table], q: QParams) -> np.ndarray | None:

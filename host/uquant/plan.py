@@ -42,7 +42,7 @@ class DenseStep(Step):
     acc_hi: np.ndarray | None = None
     fn: object = None  # torch's output code as a function of acc' (shape (..., N))
     channels: list[rq.ChannelRequant] = field(default_factory=list)
-    geometry: tuple = ()  # conv: (C, H, W, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW)
+    geometry: tuple = ()  # conv: (C, H, W, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT)
     family: str = ""  # which of torch's requantization formulas this step reproduces
     requantize: object = None  # torch's code before any table, as a function of acc' (monotone)
     table_codes: np.ndarray | None = None  # the composed code table, indexed by code - qmin

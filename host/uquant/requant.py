@@ -141,9 +141,11 @@ def fit_channel(fn_one, M: float, T: list[int], acc_lo: int, acc_hi: int, lo: in
     levels = range(y_lo + 1, y_hi + 1)
     t = [T[k - lo - 1] - c_lo for k in levels]
     # Try the one-multiply form at its finest resolution first, then the limb form from coarse to fine.
-    s_direct = min(29, int(math.floor(math.log2(SMALL / 4 / (W * M + 1))))) if M > 0 else 29
+    # (|a * A| + |D| < 2**30 with a <= W, A ~ M * 2**S and D ~ y * 2**S bounds S for the one-multiply form)
+    span = W * M + abs(y_lo) + abs(y_hi) + 2
+    s_direct = max(0, min(29, int(math.floor(math.log2(SMALL / 2 / span))))) if M > 0 else 29
     best = None
-    for S in [*range(max(0, s_direct - 1), s_direct + 1)[::-1], *range(30, MAX_SHIFT + 1)]:
+    for S in [*range(max(0, s_direct - 3), s_direct + 1)[::-1], *range(30, MAX_SHIFT + 1)]:
         A = int(round(M * 2.0 ** S))
         if A <= 0:
             continue
