@@ -31,7 +31,7 @@ def make_act(name: str, rng):
 ACTS = ["sigmoid", "tanh", "hardsigmoid", "hardswish", "leaky_relu", "elu", "relu6", "relu"]
 
 
-@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+@pytest.mark.parametrize("engine", ["x86", "fbgemm", "qnnpack"])
 @pytest.mark.parametrize("act", ACTS)
 def test_activation_matches_torch(act, engine, report):
     if act == "relu6" and engine == "qnnpack":

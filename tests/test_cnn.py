@@ -329,3 +329,44 @@ def test_fbgemm_depthwise_fast_path_saturates_like_torch(k, report):
     assert differ > 0
     report(f"fbgemm depthwise {k}x{k} fast path: {want.size} outputs equal torch's saturating arithmetic "
            f"({differ} of them differ from the exact accumulator's)")
+
+
+@pytest.mark.parametrize("engine", ["x86", "fbgemm", "qnnpack"])
+def test_maxpool_matches_torch(engine, report):
+    """MaxPool1d/2d with random kernels, strides, paddings, dilations and ceil_mode after a 1x1 conv."""
+    rng = np.random.default_rng(zlib.crc32(f"maxpool/{engine}".encode()))
+    compared = models = 0
+    while compared < MIN_OUTPUTS:
+        torch.backends.quantized.engine = engine
+        dim = int(rng.integers(1, 3))
+        C = int(rng.integers(1, 5))
+        k, s, d = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        p = int(rng.integers(0, k // 2 + 1))
+        size = int(rng.integers(d * (k - 1) + 1, 14))
+        shape = (C, size) if dim == 1 else (C, size, int(rng.integers(d * (k - 1) + 1, 14)))
+        pool = (torch.nn.MaxPool1d if dim == 1 else torch.nn.MaxPool2d)(k, s, p, d, ceil_mode=bool(rng.random() < 0.3))
+        conv = AddNet.conv1x1(rng, C) if dim == 2 else None
+        layers = [conv, pool] if conv is not None else [pool]
+        chain = randmodels.Chain(float(10 ** rng.uniform(-2, 0)), int(rng.integers(0, 256)), layers).eval()
+        if conv is None:  # a pool-only model has no layer: put a 1x1 Conv1d in front
+            import torch.ao.nn.quantized as nnq
+
+            c1 = nnq.Conv1d(C, C, 1)
+            c1.set_weight_bias(torch.quantize_per_tensor(torch.randn(C, C, 1), 0.02, 0, torch.qint8), None)
+            c1.scale, c1.zero_point = float(10 ** rng.uniform(-2, 0)), int(rng.integers(0, 256))
+            chain = randmodels.Chain(float(10 ** rng.uniform(-2, 0)), int(rng.integers(0, 256)), [c1, pool]).eval()
+        if engine == "qnnpack" and not pool.ceil_mode and d > 1 and p > 0:  # QNNPACK computes something else
+            with pytest.raises(uquant.ConversionError, match="dilation and padding"):
+                uquant.convert(chain, engine=engine, input_shape=shape)
+            continue
+        try:
+            converted = uquant.convert(chain, engine=engine, input_shape=shape)
+            codes = randmodels.random_codes(rng, 8, int(np.prod(shape)))
+            want = chain.layer_codes(codes.reshape((-1,) + shape))[-1].reshape(8, -1)
+        except RuntimeError:  # torch refuses some pools (e.g. qnnpack with a 1x1 kernel)
+            continue
+        got = converted.layer_codes(codes)[-1]
+        assert np.array_equal(got, want), (dim, shape, k, s, p, d, pool.ceil_mode)
+        compared += want.size
+        models += 1
+    report(f"maxpool  {engine:<8}: {compared} outputs of {models} random MaxPool1d/2d layers, 0 mismatches")

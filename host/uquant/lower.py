@@ -79,6 +79,10 @@ def lower(graph: Graph, engine: str) -> Plan:
             step = lower_compute(op, tables, src, dst, qp[src], *ranges[src], shapes[src], shapes[dst], engine)
             ranges[dst] = reachable_outputs(step)
         elif isinstance(op, MaxPool):
+            if engine == "qnnpack" and not op.ceil_mode and max(op.dilation) > 1 and any(op.padding):
+                raise ConversionError(f"{op.name}: on qnnpack, torch's MaxPool with both dilation and padding does "
+                                      "not compute the maximum of the window (QNNPACK's kernel differs; measured); "
+                                      "refusing rather than guessing")
             step = lower_maxpool(op, src, op.name, qp[src], shapes[src], shapes[op.name])
             ranges[op.name] = ranges[src]
         elif isinstance(op, AvgPool):
