@@ -49,6 +49,7 @@ def pick(rng, choices):
 def random_chain(rng: np.random.Generator, engine: str, depth=None, extreme=None) -> Chain:
     """A random MLP of 1-4 layers, widths 1-64, for `engine` (weights are packed for it)."""
     torch.backends.quantized.engine = engine
+    torch.manual_seed(int(rng.integers(2 ** 31)))  # torch draws the weights: keep every run the same
     depth = depth or int(rng.integers(1, 5))
     widths = [int(pick(rng, [1, 2, 3, 7, 16, 33, 64]) if rng.random() < 0.5 else rng.integers(1, 65))
               for _ in range(depth + 1)]
@@ -110,6 +111,7 @@ def random_codes(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
 def random_conv(rng: np.random.Generator, engine: str, dim: int = 2):
     """One random quantized Conv1d/Conv2d (+ReLU) layer and an input shape for it."""
     torch.backends.quantized.engine = engine
+    torch.manual_seed(int(rng.integers(2 ** 31)))
     g = int(pick(rng, [1, 1, 2, 4, -1]))
     if g == -1:  # depthwise
         C = int(pick(rng, [1, 3, 4, 8])) if dim == 1 or engine != "fbgemm" else int(pick(rng, [1, 3, 5]))

@@ -31,7 +31,7 @@ from randmodels import random_chain, random_codes
 ENGINES = ("x86", "fbgemm", "qnnpack")
 # (engine, seed) for random_chain with torch.manual_seed(seed): the first two have requantization
 # exceptions in their first layer (13 and 9), the third one in a hidden layer and S > 30 there.
-RANDOM_MODELS = [("x86", 7), ("qnnpack", 4), ("fbgemm", 3)]
+RANDOM_MODELS = [("x86", 4), ("qnnpack", 33), ("fbgemm", 4)]  # seeds whose first layer has several exceptions
 # Without VNNI, torch's fbgemm kernels (x86, fbgemm) saturate int16 pair sums for input codes > 127 (see
 # README): torch is then not the exact reference there, so those inputs are left out on such CPUs.
 VNNI = has_vnni()
