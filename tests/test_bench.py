@@ -1,0 +1,10 @@
+"""`make bench` runs and prints its figures (never asserted: speed belongs to the benchmark, not the tests)."""
+from __future__ import annotations
+
+
+def test_bench_runs(capsys):
+    from uquant.bench import main
+
+    assert main() == 0
+    out = capsys.readouterr().out
+    assert "MLP 64-256-256-10" in out and "heap_bytes_per_inference=" in out
