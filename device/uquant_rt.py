@@ -134,9 +134,11 @@ def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
                 for c in range(grp * cg, grp * cg + cg):
                     for ky in range(KH):
                         iy = oy * SH - PH + ky * DH
+                        inside = 0 <= iy < H  # per row, not per tap
+                        row = (c * H + iy) * Wd
                         for kx in range(KW):
                             ix = ox * SW - PW + kx * DW
-                            v = x[(c * H + iy) * Wd + ix] if 0 <= iy < H and 0 <= ix < Wd else xzp
+                            v = x[row + ix] if inside and 0 <= ix < Wd else xzp
                             win[j] = v
                             sx += v
                             j += 1

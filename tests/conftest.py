@@ -18,6 +18,8 @@ warnings.filterwarnings("ignore", message=".*(quint8|qint8|qint32|TypedStorage).
 # How much fuzzing: 1 in CI (the promised minimum counts), more with UQUANT_FUZZ_SCALE=10 for long runs.
 FUZZ_SCALE = float(os.environ.get("UQUANT_FUZZ_SCALE", "1"))
 
+from uquant.lower import has_vnni  # noqa: E402,F401 - tests skip or narrow inputs on CPUs without VNNI
+
 _REPORT: list[str] = []
 
 
@@ -55,12 +57,3 @@ def torch_engine(engine: str):
         yield
     finally:
         torch.backends.quantized.engine = old
-
-
-def has_vnni() -> bool:
-    """fbgemm's int8 GEMM sums exactly only with VNNI; without it, int16 pair sums saturate (see README)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
-from .plan import AddStep, AvgPoolStep, CatStep, DenseStep, Plan, Step, TableStep
+from .plan import AddStep, AvgPoolStep, DenseStep, Plan, Step, TableStep
 from .runtime import rt
 
 BYTES_PER_LINE = 32

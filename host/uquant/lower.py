@@ -16,6 +16,8 @@ them are no longer needed; flatten/reshape share their input's buffer.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import requant as rq
@@ -203,7 +205,9 @@ def fbgemm_depthwise_fast_path(op: Conv, in_channels: int) -> bool:
             and op.padding == (kh // 2, kh // 2))
 
 
+@functools.lru_cache(maxsize=None)
 def has_vnni() -> bool:
+    """fbgemm's int8 GEMM sums exactly only with VNNI; without it, int16 pair sums saturate (see README)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
