@@ -59,22 +59,38 @@ def mpy_size(source: str, name: str) -> int | None:
         return (Path(d) / f"{name}.mpy").stat().st_size
 
 
-def micropython_timing(converted, name: str, codes: np.ndarray, reps: int = 5):
-    """ms per inference and heap bytes per inference inside the wasm MicroPython."""
+def micropython_timing(converted, name: str, codes: np.ndarray, min_ms: int = 300):
+    """ms per inference and heap bytes per inference inside the wasm MicroPython.
+
+    Repeats until at least `min_ms` have passed: the wasm port's clock is coarse, and a tiny model runs in
+    well under one tick.
+    """
     from .hosts.wasm import heap_delta_snippet, parse_heap_delta, run_micropython
     from .runtime import RUNTIME_FILE
 
     x = list(map(int, codes))
     code = [
         f"import time\nimport {name} as m\nx = bytes({x!r})\nm.run(x)\n"
-        f"t0 = time.ticks_us()\nfor _ in range({reps}):\n    m.run(x)\n"
-        f"print('US', time.ticks_diff(time.ticks_us(), t0) // {reps})\n",
+        f"n = 0\nt0 = time.ticks_ms()\n"
+        f"while time.ticks_diff(time.ticks_ms(), t0) < {min_ms}:\n    m.run(x)\n    n += 1\n"
+        f"print('US', time.ticks_diff(time.ticks_ms(), t0) * 1000 // n)\n",
         heap_delta_snippet("m.run(x)"),
     ]
     out = run_micropython(code, {"/lib/uquant_rt.py": RUNTIME_FILE.read_text(), f"/lib/{name}.py": converted.source},
                           timeout=600)
     us = int(next(line.split()[1] for line in out.splitlines() if line.startswith("US ")))
-    return us / 1000, parse_heap_delta(out)
+    return max(us, 1) / 1000, parse_heap_delta(out)
+
+
+def cpython_ms(module, codes: np.ndarray, min_s: float = 0.3) -> float:
+    """ms per inference under CPython, repeated for at least `min_s` seconds."""
+    x = list(map(int, codes))
+    module.run(x)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < min_s:
+        module.run(x)
+        n += 1
+    return (time.perf_counter() - t0) * 1000 / n
 
 
 def main() -> int:
@@ -96,13 +112,7 @@ def main() -> int:
         macs = sum(s.macs for s in plan.steps)
         mem = codegen.memory(plan)
         codes = np.random.default_rng(0).integers(plan.input.qmin, plan.input.qmax + 1, plan.n_in)
-        module = converted.device_module
-        module.run(list(map(int, codes)))
-        reps = 20
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            module.run(list(map(int, codes)))
-        cpy_ms = (time.perf_counter() - t0) * 1000 / reps
+        cpy_ms = cpython_ms(converted.device_module, codes)
         mp_ms, heap = micropython_timing(converted, converted.module_name, codes)
         if label.startswith("MLP"):
             heap_mlp = heap
