@@ -60,7 +60,17 @@ def test_buffers_and_addresses(tier):
     assert p == tier._addr(a) and p == tier.machine.pin(a)  # an escaped address stays put
     assert tier._addr(None) == 0
     with pytest.raises(TypeError, match="object pointers"):
-        tier._kernel([1, 2, 3], bytearray(1), array("i", [0] * 21))
+        tier._kernel([1, 2, 3], bytearray(1), array("i", [0] * 23))
+
+
+def test_prepare_refuses_bad_layers(tier):
+    W, P = bytes(6), [0, 0, 1, 1, 0, 0, 0] * 3
+    with pytest.raises(ValueError, match="sorted by channel"):
+        tier.prepare_dense(2, 3, 0, 255, W, P, [1, 0, 5, 0, 0, 5], None)
+    with pytest.raises(ValueError, match="bad layer"):
+        tier.prepare_dense(2, 3, 9, 8, W, P, [], None)
+    with pytest.raises(ValueError, match="256"):
+        tier.prepare_dense(2, 3, 0, 255, W, P, [], bytes(255))
 
 
 # ---------------------------------------------------------------------------------------------------
