@@ -106,19 +106,28 @@ def requant(acc, c_lo, W, A, Dh, Dl, S):
     return (ah * Ah + Dh + (mid >> 15)) >> (S - 30)
 
 
-def requant_channel(acc, P, p, fix, lo, hi):
-    # Channel output code: requant with the words P[p+1 : p+7], the channel's exceptions (a dict keyed by
-    # the clamped window position, or None), then the clip to [lo, hi].
+def requant_channel(acc, P, p, E, j, lo, hi):
+    # Channel output code: requant with the words P[p+1 : p+7], then the channel's exceptions, then the clip
+    # to [lo, hi]. E holds flat (channel, a, code) triples sorted by channel and a; the channel's own start at
+    # E[j] (j < 0: it has none). a is the clamped window position.
     y = requant(acc, P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5], P[p + 6])
-    if fix is not None:
+    if j >= 0:
         a = acc - P[p + 1]
-        y = fix.get(0 if a < 0 else P[p + 2] if a > P[p + 2] else a, y)
+        a = 0 if a < 0 else P[p + 2] if a > P[p + 2] else a
+        n = E[j]
+        while j < len(E) and E[j] == n:
+            if E[j + 1] == a:
+                y = E[j + 2]
+                break
+            j += 3
     return lo if y < lo else hi if y > hi else y
 
 
 def requant_one(acc, words, fix, lo, hi):
-    # One channel given its six requantization words (the host's proof calls this: it checks what runs).
-    return requant_channel(acc, (0,) + tuple(words), 0, fix or None, lo, hi)
+    # One channel given its six requantization words and its exceptions {a: code} (the host's proof calls
+    # this: it checks what runs).
+    E = tuple(v for a in sorted(fix or ()) for v in (0, a, fix[a]))
+    return requant_channel(acc, (0,) + tuple(words), 0, E, 0 if E else -1, lo, hi)
 
 
 def channel(x, W, i, K, sx, P, n, F, lo, hi, T):
@@ -129,7 +138,8 @@ def channel(x, W, i, K, sx, P, n, F, lo, hi, T):
         acc += x[k] * W[i]
         i += 1
     p = 7 * n
-    y = requant_channel(acc - P[p] * sx, P, p, None if F is None else F.get(n), lo, hi)
+    j = -1 if F is None else F[1].get(n, -1)
+    y = requant_channel(acc - P[p] * sx, P, p, None if F is None else F[0], j, lo, hi)
     return y if T is None else T[y]
 
 
@@ -146,7 +156,8 @@ def channel_sat(x, W, i, K, sx, P, n, F, lo, hi, T):
     if k < K:
         acc += x[k] * (W[i] - 128)
     p = 7 * n
-    y = requant_channel(acc - (P[p] - 128) * sx, P, p, None if F is None else F.get(n), lo, hi)
+    j = -1 if F is None else F[1].get(n, -1)
+    y = requant_channel(acc - (P[p] - 128) * sx, P, p, None if F is None else F[0], j, lo, hi)
     return y if T is None else T[y]
 
 
@@ -242,10 +253,7 @@ def avgpool(x, out, g, R, Q, cls, P, F, lo, hi):
                 p = 6 * k
                 y = requant(acc, P[p], P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5])
                 if F is not None:
-                    fix = F.get(k)
-                    if fix is not None:
-                        a = acc - P[p]
-                        y = fix.get(0 if a < 0 else P[p + 1] if a > P[p + 1] else a, y)
+                    y = requant_channel(acc, P, p - 1, F[0], F[1].get(k, -1), lo, hi)  # P[p-1] is not read
                 out[o] = lo if y < lo else hi if y > hi else y
                 o += 1
                 pos += 1
@@ -264,10 +272,11 @@ def add(a, b, out, lo, hi, P, F, start, stop):
         out[i] = lo if y < lo else hi if y > hi else y
 
 
-def mul(a, b, out, n, za, zb, P, fix, lo, hi):
+def mul(a, b, out, n, za, zb, P, E, lo, hi):
     # quantized mul: c = (a - za)(b - zb) exactly (|c| < 2**16), then the channel requantization of c
+    j = 0 if E else -1
     for i in range(n):
-        out[i] = requant_channel((a[i] - za) * (b[i] - zb), P, 0, fix, lo, hi)
+        out[i] = requant_channel((a[i] - za) * (b[i] - zb), P, 0, E, j, lo, hi)
 
 
 def lut(src, out, T, start, stop):
@@ -297,13 +306,13 @@ def _pairs(F):
 
 
 def _fixes(F):
-    # flat (channel, a, code, ...) triples -> {channel: {a: code}}, or None
+    # flat (channel, a, code, ...) triples sorted by channel -> (F, {channel: index of its first triple}), or None
     if not F:
         return None
-    d = {}
-    for j in range(0, len(F), 3):
-        d.setdefault(F[j], {})[F[j + 1]] = F[j + 2]
-    return d
+    first = {}
+    for j in range(len(F) - 3, -1, -3):
+        first[F[j]] = j
+    return F, first
 
 
 class Node:
@@ -328,7 +337,7 @@ class Node:
             if m is not None:
                 self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, array("i", P), array("i", F or ()), T)
             else:
-                self.args = (K, N, lo, hi, W, array("i", P), _fixes(F), T)
+                self.args = (K, N, lo, hi, W, P, _fixes(F), T)
         elif kind == "conv":
             g, xzp, lo, hi, W, P, F, T = a
             if len(g) != 16:
@@ -340,7 +349,7 @@ class Node:
             if m is not None:
                 self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, array("i", P), array("i", F or ()), T)
             else:
-                self.args = (g, xzp, lo, hi, W, array("i", P), _fixes(F), T, bytearray(kk))
+                self.args = (g, xzp, lo, hi, W, P, _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
             g = a[0]
             if len(g) != 13 or len(self.out) < g[0] * g[11] * g[12]:
@@ -354,7 +363,7 @@ class Node:
             if (len(g) != 8 or len(R) != 2 * g[3] or len(Q) != 2 * g[4] or len(cls) != g[3] * g[4]
                     or len(P) != 6 * g[7] * (2 if g[6] else 1) or len(self.out) < g[0] * g[3] * g[4]):
                 raise CorruptModel("avgpool: sizes do not match its data")
-            self.args = (g, R, Q, cls, array("i", P), _fixes(F), lo, hi)
+            self.args = (g, R, Q, cls, P, _fixes(F), lo, hi)
         elif kind == "add":
             n_vec, n, lo, hi, Pv, Fv, Pt, Ft, C, HW = a
             if (len(self.srcs) != 2 or len(Pv) != 4 or len(Pt) != 4 or len(self.out) < n or not 0 <= n_vec <= n
@@ -371,7 +380,8 @@ class Node:
             n, za, zb, lo, hi, words, F = a
             if len(self.srcs) != 2 or len(words) != 6 or len(self.out) < n:
                 raise CorruptModel("mul: sizes do not match its data")
-            self.args = (n, za, zb, (0,) + tuple(words), _pairs(F), lo, hi)
+            pairs = sorted((F[j], F[j + 1]) for j in range(0, len(F or ()), 2))
+            self.args = (n, za, zb, (0,) + tuple(words), tuple(v for a, y in pairs for v in (0, a, y)), lo, hi)
         elif kind == "cat":
             parts = a[0]
             if len(parts) != len(self.srcs) or sum(p[0] for p in parts) > len(self.out):

@@ -104,12 +104,10 @@ def test_device_arithmetic_stays_in_31_bits(engine):
             P = [Small(v) for v in step.words]
             W = [Small(b) for b in step.weights]
             out = bytearray(step.N)
-            F = {}
-            for j in range(0, len(step.fixes), 3):
-                F.setdefault(step.fixes[j], {})[step.fixes[j + 1]] = step.fixes[j + 2]
+            F = rt._fixes(tuple(step.fixes))  # as Node builds it
             for x in (np.full(step.K, 0), np.full(step.K, 255), rng.integers(0, 256, step.K),
                       np.where(rng.random(step.K) < 0.5, 0, 255)):
-                rt.dense([Small(v) for v in x], out, Small(step.K), step.N, step.lo, step.hi, W, P, F or None, None)
+                rt.dense([Small(v) for v in x], out, Small(step.K), step.N, step.lo, step.hi, W, P, F, None)
 
 
 def ir_linear(K, N, x_scale=0.01, w_scale=0.01, out_scale=0.05, rng=None):
