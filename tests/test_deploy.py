@@ -1,0 +1,68 @@
+"""Deploy pieces that need no board: port auto-detection, which files go, the frozen manifest, the mip package."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from uquant import boards
+from uquant.deploy import plan_files, write_manifest
+from uquant.link import LinkError, Port, find_port
+from uquant.runtime import DEVICE_DIR
+
+PICO = Port("/dev/ttyACM0", "2e8a:0005", "Board in FS mode")
+ESP32 = Port("/dev/ttyUSB0", "10c4:ea60", "CP2102 USB to UART")
+MOUSE = Port("/dev/ttyS0", "", "ttyS0")
+KEYBOARD = Port("/dev/ttyACM1", "046d:c31c", "keyboard")
+
+
+def test_auto_detection_picks_the_one_board_among_other_ports():
+    assert find_port(None, [MOUSE, PICO, KEYBOARD]) == "/dev/ttyACM0"
+    assert find_port(boards.get("esp32"), [PICO, ESP32, MOUSE]) == "/dev/ttyUSB0"
+
+
+def test_auto_detection_says_when_there_is_none():
+    with pytest.raises(LinkError, match=r"no port looks like a MicroPython board.*ttyS0 \(not USB\).*--port"):
+        find_port(None, [MOUSE, KEYBOARD])
+    with pytest.raises(LinkError, match="no serial ports at all"):
+        find_port(boards.get("pico"), [])
+
+
+def test_auto_detection_says_when_there_are_several():
+    two = Port("/dev/ttyACM2", "2e8a:0005")
+    with pytest.raises(LinkError, match=r"more than one.*ttyACM0.*ttyACM2.*--port"):
+        find_port(boards.get("pico"), [PICO, two, ESP32])
+    with pytest.raises(LinkError, match="more than one"):
+        find_port(None, [PICO, ESP32])
+
+
+def test_files_are_mpy_for_the_boards_arch_else_source(tmp_path):
+    module = tmp_path / "model_q.py"
+    module.write_text("X = 1\n")
+    mp = {"name": "micropython", "version": (1, 29, 0), "mpy_version": 6, "mpy_arch": "armv6m"}
+    files = plan_files(module, boards.get("pico").device_files, mp)
+    assert [f.name for f in files] == ["uquant_rt.mpy", "uquant_viper.mpy", "uquant_thumb.mpy", "model_q.mpy"]
+    assert all(f.data[:2] == b"M\x06" and f.stale.endswith(".py") for f in files)
+    old = dict(mp, mpy_version=5)  # firmware older than our .mpy format: ship source
+    assert [f.name for f in plan_files(module, ("uquant_rt.py",), old)] == ["uquant_rt.py", "model_q.py"]
+    cp = {"name": "circuitpython", "version": (9, 2, 0), "mpy_version": 6, "mpy_arch": "armv6m"}
+    files = plan_files(module, boards.get("circuitpython-rp2040").device_files, cp)
+    assert [f.name for f in files] == ["uquant_rt.py", "model_q.py"] and files[1].data == b"X = 1\n"
+
+
+def test_manifest_freezes_the_tier_files_and_the_model(tmp_path):
+    module = tmp_path / "model_q.py"
+    module.write_text("X = 1\n")
+    path = write_manifest(module, boards.get("esp32"), tmp_path / "frozen")
+    text = path.read_text()
+    assert 'include("$(PORT_DIR)/boards/manifest.py")' in text
+    assert [line for line in text.splitlines() if line.startswith("module(")] == [
+        'module("uquant_rt.py")', 'module("uquant_viper.py")', 'module("model_q.py")']
+    assert (tmp_path / "frozen" / "uquant_viper.py").read_text() == (DEVICE_DIR / "uquant_viper.py").read_text()
+
+
+def test_mip_package_lists_every_device_file():
+    pkg = json.loads((DEVICE_DIR / "package.json").read_text())
+    listed = {target for target, _ in pkg["urls"]}
+    assert listed == {p.name for p in DEVICE_DIR.glob("*.py")}
+    assert all((DEVICE_DIR / url).is_file() for _, url in pkg["urls"]) and pkg["version"]
