@@ -84,8 +84,10 @@ def put_atomic(link: Link, f: FilePlan, log=print) -> bool:
 
 def deploy(link: Link, module: Path, board, log=print) -> dict:
     impl = link.implementation()
-    if board.firmware == "circuitpython" and impl["name"] != "circuitpython":
-        log(f"  note: profile {board.key} is CircuitPython but the board runs {impl['name']}")
+    if board.firmware != impl["name"] or (impl["mpy_arch"] and board.mpy_arch and impl["mpy_arch"] != board.mpy_arch):
+        raise LinkError(f"the board on {link.port} runs {impl['name']} for {impl['mpy_arch'] or 'an unknown arch'}, "
+                        f"but profile {board.key} is {board.firmware} for {board.mpy_arch or 'source files'}: "
+                        "is --board right?")
     files = plan_files(module, board.device_files, impl)
     kind = "mpy " + impl["mpy_arch"] if files[0].name.endswith(".mpy") else "source (.py)"
     log(f"deploying to {link.port}: {impl['name']} {'.'.join(map(str, impl['version'][:3]))}, files as {kind}")

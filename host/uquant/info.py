@@ -71,12 +71,14 @@ def board_fit(converted, board) -> tuple[str, bool]:
     compiled = [mpy_size(src, name, arch) or len(src.encode()) for src, name in sources]
     shipped = compiled if arch else [len(src.encode()) for src, _ in sources]
     model_file = (mpy_size(converted.source, converted.module_name, arch) if arch else None) or len(converted.source.encode())
-    ram = (mem["weights"] + mem["params"] + mem["buffers"] + mem["scratch"]
+    copies = 1 if board.tier == "bytecode" else 2  # the fast kernels keep their own int32 copy of the parameters
+    ram = (mem["weights"] + copies * mem["params"] + mem["buffers"] + mem["scratch"]
            + int(sum(compiled) * RUNTIME_HEAP_PER_MPY_BYTE))
     flash = sum(shipped) + model_file
     ok_ram, ok_fs = ram <= board.heap_bytes, flash <= board.fs_bytes
     kind = ".mpy" if arch else ".py"
     lines = [f"board {board.key}: {board.name} ({board.firmware}, {board.tier} kernels, files as {kind})",
+             f"  files  {', '.join(board.device_files)} and the model (device/; `uquant deploy` copies them)",
              f"  RAM    ~{ram} B of {board.heap_bytes} B heap: "
              + (f"fits, {board.heap_bytes - ram} B to spare" if ok_ram else f"DOES NOT FIT, {ram - board.heap_bytes} B over"),
              f"  flash  {flash} B of {board.fs_bytes} B filesystem: "
