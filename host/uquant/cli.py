@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--board", required=True, help="board profile: which kernel files to freeze")
     f.add_argument("-o", "--output", default="build/frozen", help="folder for manifest.py (default: %(default)s)")
     f.set_defaults(func=cmd_freeze)
+    from .explain import add_explain_parser; add_explain_parser(sub)  # noqa: E702 - one line: `uquant explain`
     return p
 
 
