@@ -435,3 +435,15 @@ def test_html_renders_in_headless_chromium(seed_html, tmp_path):
     assert count(STEP_COLOUR) > 2000, count(STEP_COLOUR)
     assert count(REACH_COLOUR) > 20000, count(REACH_COLOUR)
     assert (px < 100).all(-1).sum() > 5000  # text
+
+
+def test_info_counts_torch_parameters(seed_file, capsys):
+    """`uquant info` (the issue's other half): layers, shapes, MACs, bytes, RAM -- and torch's parameter count."""
+    rc, out, err = run(capsys, "info", seed_file, "--relu", "hidden")
+    assert rc == 0, err
+    m = SeedTorchModel("x86")
+    w = sum(layer.weight().numel() for layer in (m.input_layer, m.out))
+    b = sum(layer.bias().numel() for layer in (m.input_layer, m.out))
+    assert f"torch parameters        {w + b} ({w} weights + {b} biases)" in out
+    for field in ("MACs per inference", "activation peak", "total RAM at run time"):
+        assert field in out

@@ -29,6 +29,7 @@ def summary(plan: Plan) -> str:
     lines += [
         "",
         f"  MACs per inference      {macs}",
+        "  torch parameters        {} ({} weights + {} biases)".format(*_torch_parameters(plan)),
         f"  weights                 {mem['weights']} B (one byte each, in the module)",
         f"  parameters              {mem['params']} B (requantization words, exceptions, code tables)",
         f"  activation buffers      {len(plan.buffers)}: {', '.join(f'#{i} {b} B' for i, b in enumerate(plan.buffers))}",
@@ -38,6 +39,13 @@ def summary(plan: Plan) -> str:
         f"  total RAM at run time   ~{mem['weights'] + mem['params'] + peak + mem['scratch']} B plus the runtime's code",
     ]
     return "\n".join(lines)
+
+
+def _torch_parameters(plan: Plan) -> tuple[int, int, int]:
+    """The model's parameter count as torch counts it: weights and biases of its Linear/Conv layers."""
+    w = sum(s.source.weight.size for s in plan.compute_steps)
+    b = sum(0 if s.source.bias is None else s.source.bias.size for s in plan.compute_steps)
+    return w + b, w, b
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
