@@ -503,8 +503,7 @@ def _layer_section(doc: Doc, s, L: Layer | None, plan: Plan, ops: dict, keys, re
 
     doc.h(1, f"Layer {s.name}: {describe_step(s)}")
     if L is None:
-        doc.p(f"No scale of its own to explain: {describe_step(s)}. The device computes the same codes as torch "
-              "(see the README's table of ops).")
+        doc.p(_other_step(s, plan, ops))
         return
     op, x = L.op, s.x
     src = s.srcs[0]
@@ -546,6 +545,39 @@ def _layer_section(doc: Doc, s, L: Layer | None, plan: Plan, ops: dict, keys, re
     doc.p(f"Reachable accumulators acc' per channel (over every input code this layer can receive): {reach}"
           + (" ..." if s.N > MAX_ROWS else "") + ".")
     doc.blocks.append(("svg-pending", s.name))  # filled once the trace knows this input's accumulators
+
+
+def _other_step(s, plan: Plan, ops: dict) -> str:
+    """A step without weights, in a sentence with its scales and zero points."""
+    q = {"input": plan.input, **{op.name: op.out for op in ops.values()}}
+
+    def of(v: str) -> str:
+        return f"{v} (s = {g(q[v].scale)}, z = {q[v].zero_point})" if v in q else v
+
+    op, y = ops.get(s.name), f"s_y = {g(s.out.scale)}, z_y = {s.out.zero_point}"
+    if isinstance(op, MaxPool):
+        return (f"The largest code of each window of {of(s.srcs[0])}: a maximum needs no arithmetic, and the scale "
+                "and zero point pass through unchanged. The device does the same.")
+    if isinstance(op, AvgPool):
+        return (f"Each window's sum of (x - z_x) over {of(s.srcs[0])}, divided by the window size with torch's float32 "
+                f"formula {s.formula} (shared reference, Pooling); the scale and zero point stay ({y}). The device "
+                f"uses one proven integer line per divisor class, {len(s.fixes) // 3} exception(s).")
+    if isinstance(op, (Add, Mul)):
+        a, b = op.inputs
+        how = ("y = z_y + (s_a (a - z_a) + s_b (b - z_b)) / s_y, rounded as torch does on this engine "
+               f"({s.family})" if isinstance(op, Add) else
+               "c = (a - z_a)(b - z_b) exactly, then y = clip(rint(f32(f32(c) * M)) + z_y), "
+               "M = f32(f32(s_a * s_b) * f32(1 / s_y))")
+        return (f"{type(op).__name__}{' + ReLU' if op.relu else ''} of a = {of(a)} and b = {of(b)} into its own "
+                f"output scale ({y}): {how}. The device uses a proven integer line"
+                + (" over both codes, checked on all 65,536 code pairs." if isinstance(op, Add) else " over c."))
+    if isinstance(op, Cat):
+        return (f"Concatenation of {', '.join(of(v) for v in op.inputs)} into ({y}): codes are copied where the "
+                "scale and zero point are the same, and requantized by torch (a code table) where they differ.")
+    if isinstance(op, Table):
+        return (f"{op.what} on {of(s.srcs[0])}, into ({y}): torch computes the output code for each of the 256 "
+                "input codes itself, and the device looks it up.")
+    return describe_step(s)
 
 
 def _acc(L: Layer, xin: np.ndarray) -> np.ndarray:
