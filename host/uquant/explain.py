@@ -577,6 +577,8 @@ def _other_step(s, plan: Plan, ops: dict) -> str:
     if isinstance(op, Table):
         return (f"{op.what} on {of(s.srcs[0])}, into ({y}): torch computes the output code for each of the 256 "
                 "input codes itself, and the device looks it up.")
+    from .codegen import describe_step
+
     return describe_step(s)
 
 
