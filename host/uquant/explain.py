@@ -203,9 +203,11 @@ class Layer:
         w = op.weight.astype(np.int64)
         self.v = (w - op.w_zero_point.reshape((-1,) + (1,) * (w.ndim - 1))).reshape(s.N, -1)  # w - z_w
         self.offset = x.zero_point * self.v.sum(1)  # device acc' = acc + offset
-        big = np.full((1, s.N), 1 << 31, np.int64)
-        self.clip = (s.requantize(-big)[0], s.requantize(big)[0])  # torch's clamp per channel (ReLU: z_y)
         r = self.rq
+        # torch's clamp per channel (ReLU: z_y), as the extreme codes; qnnpack's int32 sum must not wrap on the way
+        big = np.full(s.N, (1 << 31) - 1, np.int64)
+        centre = self.offset - r.bq if r.family == "qnnpack" else self.offset
+        self.clip = (s.requantize((centre - big)[None])[0], s.requantize((centre + big)[None])[0])
         ats = (np.float64(x.scale) * op.w_scale)  # s_x * s_w, the accumulator's unit
         b = np.zeros(s.N) if op.bias is None else op.bias.astype(np.float64)
         self.bias_ideal = b / ats
