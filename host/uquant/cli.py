@@ -292,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", default="build/frozen", help="folder for manifest.py (default: %(default)s)")
     f.set_defaults(func=cmd_freeze)
     from .explain import add_explain_parser; add_explain_parser(sub)  # noqa: E702 - one line: `uquant explain`
+    from .sim import add_sim_parser; add_sim_parser(sub)  # noqa: E702 - one line: `uquant sim`
     return p
 
 
