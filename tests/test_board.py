@@ -1,0 +1,155 @@
+"""On the (virtual) board, end to end: deploy, re-deploy, predict, verify, a pulled cable, and the real clients.
+
+The board is `uquant sim`: a pseudo-terminal speaking MicroPython's raw REPL, backed by the MicroPython unix port
+with its flash in a host folder. `uquant deploy/predict/verify` run as the installed command; mpremote and ampy
+as their own commands.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import uquant
+from uquant import boards
+from uquant.deploy import deploy
+from uquant.examples import SEED_EXPECTED, SEED_INPUTS, SeedTorchModel, seed_state_dict
+from uquant.link import Link, LinkError
+from uquant.sim import Sim, missing_reason
+
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.skipif(missing_reason("unix") is not None, reason=str(missing_reason("unix")))
+
+
+def uquant_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "uquant"), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def seed_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("seed")
+    torch.save(seed_state_dict(), d / "seed.pt")
+    module = uquant.convert(d / "seed.pt", relu="hidden", engine="x86").save(d / "seed_q.py")
+    return d / "seed.pt", module
+
+
+@pytest.fixture(scope="module")
+def seed_codes(seed_files):
+    """The question's seven inputs, quantized as torch does."""
+    plan = uquant.convert(seed_files[0], relu="hidden", engine="x86").plan
+    return [list(map(int, row)) for row in uquant.quantize_input(SEED_INPUTS, plan.input)]
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    with Sim("unix", tmp_path_factory.mktemp("flash")) as sim:
+        yield sim
+
+
+def test_deploy_predict_verify_and_skip(board, seed_files, seed_codes, report):
+    model, module = seed_files
+    r = uquant_cli("deploy", module, "--board", "sim", "--port", board.device)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("copied, hash checked") == 3 and "imported on the board: seed viper 2 7" in r.stdout
+    assert {p.name for p in board.flash_dir.iterdir()} >= {"uquant_rt.mpy", "uquant_viper.mpy", "seed_q.mpy"}
+
+    again = uquant_cli("deploy", module, "--board", "sim", "--port", board.device)
+    assert again.returncode == 0 and again.stdout.count("unchanged, skipped") == 3, again.stdout
+
+    torch_model = SeedTorchModel("x86")
+    for x in seed_codes:
+        r = uquant_cli("predict", "--port", board.device, "--module", "seed_q", "--input", ",".join(map(str, x)),
+                       "--raw")
+        assert r.returncode == 0, r.stderr
+        want = torch_model.layer_codes(torch_model.quant.scale * torch.tensor([x], dtype=torch.float32))[-1][0]
+        assert f"output codes : {want.tolist()}" in r.stdout and f"class        : {int(want.argmax())}" in r.stdout
+
+    r = uquant_cli("verify", model, "--relu", "hidden", "--port", board.device, "--module", "seed_q",
+                   "--samples", 300)
+    assert r.returncode == 0 and "300 inputs, 2100 output bytes, 0 mismatches" in r.stdout, r.stdout + r.stderr
+    report("board (uquant sim, unix port): deploy 3 files, re-deploy skips 3, predict = torch, "
+           "verify 300 inputs / 2100 output bytes against torch: 0 mismatches")
+
+
+def test_verify_names_the_first_layer_that_differs(board, seed_files, tmp_path):
+    model, module = seed_files
+    assert uquant_cli("deploy", module, "--board", "sim", "--port", board.device).returncode == 0
+    # a tampered copy of the model on the board: the second layer's weights negated, checksum redone
+    converted = uquant.convert(model, relu="hidden", engine="x86")
+    converted.plan.steps[1].weights = bytes(256 - v if v else 0 for v in converted.plan.steps[1].weights)
+    tampered = converted.save(tmp_path / "seed_q.py")
+    assert uquant_cli("deploy", tampered, "--board", "sim", "--port", board.device).returncode == 0
+    r = uquant_cli("verify", model, "--relu", "hidden", "--port", board.device, "--module", "seed_q",
+                   "--samples", 100)
+    assert r.returncode == 1 and "first difference" in r.stdout and "step out " in r.stdout, r.stdout + r.stderr
+    assert " 0 mismatches" not in r.stdout
+
+
+class PulledCable(Exception):
+    pass
+
+
+def test_a_pulled_cable_leaves_the_previous_model_working(board, seed_files, seed_codes, tmp_path):
+    model, module = seed_files
+    assert uquant_cli("deploy", module, "--board", "sim", "--port", board.device).returncode == 0
+    # a different model under the same name (other weights), whose copy dies half way
+    sd = seed_state_dict()
+    w, b = sd["out._packed_params._packed_params"]
+    sd["out._packed_params._packed_params"] = (torch.quantize_per_tensor(-w.dequantize(), w.q_scale(), 0, torch.qint8), b)
+    torch.save(sd, tmp_path / "other.pt")
+    other = uquant.convert(tmp_path / "other.pt", relu="hidden", engine="x86").save(tmp_path / "seed_q.py")
+    with Link(board.device) as link:
+        write = link.transport.fs_writefile
+
+        def dies_half_way(name, data, chunk_size=256, progress_callback=None):
+            if name.startswith("seed_q"):
+                write(name, data[: len(data) // 2], chunk_size)
+                raise PulledCable(name)
+            return write(name, data, chunk_size)
+
+        link.transport.fs_writefile = dies_half_way
+        with pytest.raises(PulledCable):
+            deploy(link, other, boards.get("sim"), log=lambda *a: None)
+    assert (board.flash_dir / "seed_q.mpy.part").exists()
+    with Link(board.device) as link:  # a fresh session (soft reset): the old model imports and answers
+        assert link.eval(f"[__import__('seed_q').predict(x) for x in {seed_codes!r}]") == SEED_EXPECTED
+    r = uquant_cli("deploy", other, "--board", "sim", "--port", board.device)  # plugged back in: completes
+    assert r.returncode == 0 and "seed_q.mpy" in r.stdout and not (board.flash_dir / "seed_q.mpy.part").exists()
+
+
+def test_the_real_clients_run_the_deployed_model(board, seed_files, seed_codes, tmp_path):
+    model, module = seed_files
+    assert uquant_cli("deploy", module, "--board", "sim", "--port", board.device).returncode == 0
+    code = f"import seed_q; print([seed_q.predict(x) for x in {seed_codes!r}])"
+    r = subprocess.run([str(BIN / "mpremote"), "connect", board.device, "exec", code], capture_output=True,
+                       text=True, timeout=60)
+    assert r.stdout.strip() == "[0, 1, 2, 3, 4, 5, 1]", r.stdout + r.stderr
+    script = tmp_path / "infer.py"
+    script.write_text(code + "\n")
+    r = subprocess.run([str(BIN / "ampy"), "--port", board.device, "run", str(script)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.stdout.strip() == "[0, 1, 2, 3, 4, 5, 1]", r.stdout + r.stderr
+
+
+def test_mip_installs_the_runtime_from_device_package_json(board):
+    from uquant.runtime import DEVICE_DIR
+
+    r = subprocess.run([str(BIN / "mpremote"), "connect", board.device, "mip", "install", "--target", "piplib",
+                        str(DEVICE_DIR / "package.json")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (board.flash_dir / "piplib" / "uquant_rt.py").read_bytes() == (DEVICE_DIR / "uquant_rt.py").read_bytes()
+
+
+def test_deploy_refuses_the_wrong_board_profile(board, seed_files):
+    r = uquant_cli("deploy", seed_files[1], "--board", "pico", "--port", board.device)
+    assert r.returncode == 2 and "for x64, but profile pico is micropython for armv6m" in r.stderr, r.stderr
+
+
+def test_no_board_on_the_port_is_a_clear_error(tmp_path):
+    with pytest.raises(LinkError, match="no MicroPython raw REPL there"):
+        Link(str(tmp_path / "no-such-tty"))
