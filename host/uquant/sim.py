@@ -53,13 +53,36 @@ The board protocol (what MicroPython's shared/runtime/pyexec.c does; clients dep
 * Nobody may be connected: the sim keeps its own handle on the slave (so the master never sees a hang-up) and
   sets it raw (no echo, no CR/LF translation); pyserial flushes what piled up when a client opens the port.
 
-Interpreter side (pipes, not the pty): requests are framed (kind, id, length, payload); the driver answers on a
-separate control pipe with 'B' (started: only then is SIGINT sent, so a Ctrl-C cannot hit the driver while it
-parses a request) and 'D' (done, with flags and the error text), written after all output, so the host drains
-the output pipe before it forwards the end-of-output ``\\x04``. See hosts/sim_driver.py for the unix port side.
+Interpreter side (pipes, not the pty)
+-------------------------------------
+* Requests are framed (kind, id, length, payload) on one pipe; program output (stdout and stderr) comes back on
+  another and nothing else travels there, so no sentinel can collide with what the program prints. The driver
+  answers on a third, control pipe: 'H' (hello, facts for the banner), 'B' (the run has started) and 'D'
+  (done: SystemExit flag and the error text, which is sys.print_exception's with the driver's own frames
+  dropped). 'D' is written after the output, so the host drains the output pipe before it sends the
+  end-of-output ``\x04``.
+* The unix port raises a pending KeyboardInterrupt at the next branch *or call*, even between ``x = f()`` and
+  the next statement (measured: two ``next()`` calls in a row drift apart under SIGINT). So a Ctrl-C must never
+  reach the driver outside the user's code: SIGINT is sent only between 'B' and 'D' (a Ctrl-C that comes
+  before 'B' waits for it), and the driver, after 'D', waits for the next request with poll() (consumes
+  nothing) and lets any late SIGINT go off there before it reads. Its serving loop is a phase machine that
+  resumes at the right step whatever an interrupt hits.
+* A second SIGINT while the first is still pending makes this port exit(1) on the spot ("die straight away"),
+  so the sim sends at most one SIGINT per 50 ms per run.
+* An interrupt that lands inside a garbage collection can leave the heap locked (MemoryError: heap is locked
+  on the next allocation); after an interrupted run the driver unlocks it and completes a collection, which
+  clears the collection-in-progress flag (pyexec's REPL does the unlock before every prompt).
+* FileIO.read(n) on this port blocks until it has all n bytes; `del bytearray[:k]` is not supported.
+* wasm: a Python str with a NUL byte does not cross into JS whole (hence letter markers in the driver's
+  replies); OSError numbers are Emscripten's (ENOENT 44), which mpremote misreads (its `cp` stats the
+  destination first and gives up), so the driver's VFS wrapper maps them to a board's (ENOENT 2).
+* Both drivers mount the flash through a small Python VFS wrapper whose ilistdir gives a board's 4-tuples
+  (with the file size: mpremote's `ls` prints it; the ports' VfsPosix gives 3-tuples).
 
-Not a sandbox: DIR is mounted with VfsPosix, which does not stop ``..`` from leaving it, and the wasm port's
-`js` module reaches Node. Not emulated: `machine`, `mpremote mount` (needs stdin/stdout.buffer passthrough).
+Not a sandbox: DIR is mounted with VfsPosix, which does not stop ``..`` from leaving it, the unix port has
+`os.system`, and the wasm port's `js` module reaches Node. Not emulated: hardware (the unix port's `machine`
+has no pins), `mpremote mount` (needs stdin and an uncooked stdout.buffer), the running program reading serial
+input.
 """
 from __future__ import annotations
 
@@ -139,6 +162,7 @@ class _Interpreter:
         self.cmd_w = self.ctl_r = self.out_r = -1
         self.ctl_buf = bytearray()
         self.info: dict = {}
+        self.early_output = b""  # anything printed before the hello (nothing, normally)
 
     def _argv(self) -> tuple[list[str], dict]:
         env = dict(os.environ)
@@ -185,8 +209,7 @@ class _Interpreter:
                 for msg in self.messages():
                     if msg[0] == "H":
                         self.info = msg[1]
-                        if early:  # nothing should come before the hello; keep it for the client anyway
-                            self.early_output = bytes(early)
+                        self.early_output = bytes(early)
                         return self.info
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -208,8 +231,6 @@ class _Interpreter:
             raise
         finally:
             sel.close()
-
-    early_output = b""
 
     def send(self, kind: bytes, rid: int, payload: bytes) -> bool:
         """Write one request; False if the interpreter is gone."""
@@ -385,6 +406,7 @@ class Sim:
         self.stats: Counter = Counter()
         self.device: str | None = None
         self.banner = b""
+        self.info: dict = {}  # the interpreter's sys.implementation and friends, as its driver reported them
         self._master = self._slave = -1
         self._wake_r = self._wake_w = -1
         self._thread: threading.Thread | None = None
@@ -442,6 +464,8 @@ class Sim:
             self._start_interpreter()
         except BaseException:
             self._close_fds()
+            if self._own_dir:
+                shutil.rmtree(self.flash_dir, ignore_errors=True)
             raise
         self._power_on()
         self._thread = threading.Thread(target=self._serve, name=f"uquant-sim {self.device}", daemon=True)
