@@ -681,6 +681,7 @@ class Sim:
 
     def _interrupt(self) -> None:
         self.stats["interrupt"] += 1
+        self.log("Ctrl-C: interrupting the running code")
         if self.backend == "unix":
             if not self._started:
                 self._want_interrupt = True  # sent once the driver says it has started this request
@@ -715,6 +716,7 @@ class Sim:
 
     def _soft_reset(self) -> None:
         self.stats["soft_reset"] += 1
+        self.log("soft reset: a fresh interpreter")
         self._out(b"MPY: soft reboot\r\n")
         self._restart_interpreter()
         self._boot()
