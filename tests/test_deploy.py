@@ -66,3 +66,20 @@ def test_mip_package_lists_every_device_file():
     listed = {target for target, _ in pkg["urls"]}
     assert listed == {p.name for p in DEVICE_DIR.glob("*.py")}
     assert all((DEVICE_DIR / url).is_file() for _, url in pkg["urls"]) and pkg["version"]
+
+
+def test_circuitpython_deploys_source_onto_the_drive_atomically(tmp_path):
+    from uquant.deploy import deploy_to_drive
+
+    drive = tmp_path / "CIRCUITPY"
+    drive.mkdir()
+    (drive / "model_q.mpy").write_bytes(b"stale")
+    module = tmp_path / "model_q.py"
+    module.write_text("X = 1\n")
+    board = boards.get("circuitpython-rp2040")
+    assert deploy_to_drive(drive, module, board, log=lambda *a: None) == ["uquant_rt.py", "model_q.py"]
+    assert (drive / "uquant_rt.py").read_text() == (DEVICE_DIR / "uquant_rt.py").read_text()
+    assert not (drive / "model_q.mpy").exists() and not list(drive.glob("*.part"))
+    assert deploy_to_drive(drive, module, board, log=lambda *a: None) == []  # unchanged: skipped
+    with pytest.raises(LinkError, match="not a mounted drive"):
+        deploy_to_drive(tmp_path / "nope", module, board)

@@ -122,8 +122,15 @@ def cmd_deploy(args) -> int:
     module = Path(args.module)
     if not module.is_file():
         raise ValueError(f"{module}: no such file (make one with `uquant convert`)")
-    with _open_link(args, board) as link:
-        deploy(link, module, board)
+    if board.transport == "circuitpy" or args.drive:
+        from .deploy import deploy_to_drive, find_drive
+
+        drive = Path(args.drive) if args.drive else find_drive()
+        print(f"deploying to the drive {drive}: files as source (.py)")
+        deploy_to_drive(drive, module, board)
+    else:
+        with _open_link(args, board) as link:
+            deploy(link, module, board)
     print(f"done: at the board's REPL, `import {module.stem}; {module.stem}.predict(codes)`")
     return 0
 
@@ -264,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("module", help="generated module, e.g. build/model_q.py")
     d.add_argument("--board", required=True, help="board profile (boards/*.toml), e.g. pico, esp32")
     d.add_argument("--port", default="auto", help="serial port, or 'auto' to find the board by its USB id")
+    d.add_argument("--drive", help="CircuitPython: the mounted CIRCUITPY drive's folder (default: find it)")
     d.set_defaults(func=cmd_deploy)
 
     pr = sub.add_parser("predict", help="one inference on the board, over the serial REPL")

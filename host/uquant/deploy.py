@@ -149,3 +149,50 @@ def write_manifest(module: Path, board, out_dir: Path) -> Path:
     path = out_dir / "manifest.py"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+DRIVE_GLOBS = ("/media/*/CIRCUITPY", "/run/media/*/CIRCUITPY", "/media/CIRCUITPY", "/Volumes/CIRCUITPY")
+
+
+def find_drive() -> Path:
+    """The one mounted CIRCUITPY drive, or a clear error."""
+    import glob
+
+    found = sorted({p for g in DRIVE_GLOBS for p in glob.glob(g)})
+    if len(found) != 1:
+        what = "no CIRCUITPY drive is mounted" if not found else f"several CIRCUITPY drives: {', '.join(found)}"
+        raise LinkError(f"{what}; pass --drive with the mounted drive's folder")
+    return Path(found[0])
+
+
+def deploy_to_drive(drive: Path, module: Path, board, log=print) -> list[str]:
+    """CircuitPython: copy .py files onto the mounted CIRCUITPY drive (code cannot write it while USB has it).
+
+    Same guarantee as over the REPL: each file is written as NAME.part, flushed to the device, compared, then
+    renamed over the old one; unchanged files are skipped.
+    """
+    import os
+
+    if not drive.is_dir():
+        raise LinkError(f"{drive}: not a mounted drive folder")
+    files = plan_files(module, board.device_files, {"name": "circuitpython", "mpy_version": None, "mpy_arch": None})
+    copied = []
+    for f in files:
+        target = drive / f.name
+        if target.is_file() and target.read_bytes() == f.data:
+            log(f"  {f.name:<22} unchanged, skipped")
+            continue
+        part = drive / (f.name + ".part")
+        with open(part, "wb") as out:
+            out.write(f.data)
+            out.flush()
+            os.fsync(out.fileno())
+        if part.read_bytes() != f.data:
+            raise LinkError(f"{part}: the copy on the drive does not match; nothing was replaced")
+        os.replace(part, target)
+        stale = drive / f.stale
+        if stale.exists():
+            stale.unlink()
+        copied.append(f.name)
+        log(f"  {f.name:<22} {len(f.data)} B copied, checked")
+    return copied
