@@ -314,8 +314,9 @@ class Graph:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Each value's shape (per sample), checking that every op fits its inputs."""
         if not self.input_shape:
-            raise ConversionError("the model's input shape is unknown: pass an example input "
-                                  "(Python: convert(model, example_input); CLI: --input-shape C,H,W)")
+            raise ConversionError(self._unknown_shape_message())
+        if min(self.input_shape) <= 0:
+            raise ConversionError(f"input shape {tuple(self.input_shape)}: every size must be positive")
         self.resolve_inputs()
         shapes = {"input": tuple(self.input_shape)}
         for op in self.ops:
@@ -354,12 +355,39 @@ class Graph:
                 if any(len(i) != len(shape) or i[1:] != shape[1:] for i in ins):
                     raise ConversionError(f"{op.name}: cat inputs differ outside the channel axis: {ins}")
                 shape = (sum(i[0] for i in ins),) + shape[1:]
+            if not shape or min(shape) <= 0:
+                raise ConversionError(f"{op.name}: output would be empty (shape {shape}) for input shape {ins[0]}; "
+                                      f"the model's input shape {tuple(self.input_shape)} is too small")
             shapes[op.name] = shape
         return shapes
+
+    def _unknown_shape_message(self) -> str:
+        """Why the input shape is needed, naming the first layer and what it tells us."""
+        first = next((op for op in self.ops if isinstance(op, (Linear, Conv))), None)
+        if isinstance(first, Conv):
+            c = int(first.weight.shape[1]) * first.groups
+            want = f"{c},L" if first.dim == 1 else f"{c},H,W"
+            return (f"the model's input shape is unknown: its first layer '{first.name}' is a Conv{first.dim}d with "
+                    f"{c} input channel(s), and a saved model records no input size; pass one sample's shape, "
+                    f"CLI: --input-shape {want} (Python: convert(model, example_input) or input_shape=(...))")
+        where = f" (first layer: {first.describe()})" if first is not None else ""
+        return ("the model's input shape is unknown" + where + ": pass one sample's shape, CLI: --input-shape "
+                "C,H,W (Python: convert(model, example_input) or input_shape=(...))")
 
     def validate(self) -> None:
         """Check shapes and quantization parameters; raise ConversionError naming the op at fault."""
         _check_qparams(self.input, "the model input")
+        for op in self.ops:  # geometry first: shapes() divides by strides
+            if isinstance(op, MaxPool) or (isinstance(op, AvgPool) and not op.adaptive):
+                dil = getattr(op, "dilation", (1, 1))
+                if min(op.kernel) < 1 or min(op.stride) < 1 or min(dil) < 1 or min(op.padding) < 0:
+                    raise ConversionError(f"{op.name}: inconsistent pooling: kernel {op.kernel}, stride {op.stride}, "
+                                          f"padding {op.padding}, dilation {dil}")
+            if isinstance(op, Conv) and (op.groups < 1 or op.out_channels % op.groups or min(op.stride) < 1
+                                         or min(op.dilation) < 1 or min(op.padding) < 0):
+                raise ConversionError(f"{op.name}: inconsistent convolution: {op.out_channels} output channels, "
+                                      f"groups {op.groups}, stride {op.stride}, padding {op.padding}, dilation "
+                                      f"{op.dilation}")
         self.shapes()
         for op in self.ops:
             if isinstance(op, (Linear, Conv)):
@@ -369,7 +397,13 @@ class Graph:
                 if op.bias is not None and op.bias.shape != (n,):
                     raise ConversionError(f"{op.name}: bias has shape {tuple(op.bias.shape)}, expected ({n},)")
                 if not np.all(np.isfinite(op.w_scale)) or np.any(op.w_scale <= 0):
-                    raise ConversionError(f"{op.name}: weight scales must be finite and positive")
+                    bad = int(np.argmin(np.isfinite(op.w_scale) & (op.w_scale > 0)))
+                    raise ConversionError(f"{op.name}: weight scales must be finite and positive, output channel "
+                                          f"{bad} has {op.w_scale[bad]!r}")
+                if not np.all(f32_normal(op.w_scale)):
+                    bad = int(np.argmin(f32_normal(op.w_scale)))
+                    raise ConversionError(f"{op.name}: output channel {bad}'s weight scale {op.w_scale[bad]!r} is "
+                                          f"outside float32's normal range [{F32_TINY:.4g}, {F32_MAX:.4g}]")
                 if np.any(op.w_zero_point < -128) or np.any(op.w_zero_point > 127):
                     raise ConversionError(f"{op.name}: weight zero points must be in [-128, 127]")
                 if op.bias is not None and not np.all(np.isfinite(op.bias)):
@@ -385,10 +419,22 @@ class Graph:
             raise ConversionError("the model has no quantized Linear or Conv layer")
 
 
+F32_TINY, F32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+
+
+def f32_normal(x) -> np.ndarray:
+    """Which values are positive normal float32 numbers (torch's quantized kernels compute in float32)."""
+    x = np.asarray(x, np.float64)
+    return np.isfinite(x) & (x >= F32_TINY) & (x <= F32_MAX)
+
+
 def _check_qparams(q: QParams, where: str) -> None:
     if q.dtype not in DTYPE_RANGE:
         raise ConversionError(f"{where}: unsupported activation dtype {q.dtype}")
     if not np.isfinite(q.scale) or q.scale <= 0:
         raise ConversionError(f"{where}: scale must be finite and positive, got {q.scale}")
+    if not f32_normal(q.scale):
+        raise ConversionError(f"{where}: scale {q.scale!r} is outside float32's normal range [{F32_TINY:.4g}, "
+                              f"{F32_MAX:.4g}], where torch's float32 arithmetic would divide by zero or overflow")
     if not q.qmin <= q.zero_point <= q.qmax:
         raise ConversionError(f"{where}: zero point {q.zero_point} is outside [{q.qmin}, {q.qmax}] for {q.dtype}")

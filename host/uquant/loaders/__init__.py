@@ -41,18 +41,52 @@ def _name_from(path: Path) -> str:
     return stem or "model"
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save (since 1.6) and torch.jit.save write zip archives
+
+
 def _is_torchscript(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # not a zip, or a damaged one (zipfile raises many kinds of errors on those)
         return False
     return any("/code/" in n for n in names) or any(n.endswith("constants.pkl") for n in names)
+
+
+def check_archive(path: Path, data: bytes) -> None:
+    """A zip archive (torch.save / torch.jit.save) must be whole: every record's CRC-32 is checked here,
+    because torch.load does not check them and reads a flipped bit as a different weight or scale.
+
+    Archives written with torch.serialization.set_crc32_options(False) store no CRCs (all 0): nothing to check.
+    Legacy (non-zip) files carry no checksum at all.
+    """
+    if not data.startswith(ZIP_MAGIC):
+        return
+    kind = "torch file"
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+            if any("/code/" in i.filename or i.filename.endswith("constants.pkl") for i in infos):
+                kind = "TorchScript file"
+            if not any(i.CRC for i in infos if i.file_size):
+                return
+            bad = z.testzip()
+    except Exception as e:  # truncated or damaged: the directory or a header does not parse
+        raise ConversionError(f"{path}: not a readable {kind}: its zip archive is damaged or truncated "
+                              f"({type(e).__name__}: {e}); save or copy the file again") from None
+    if bad is not None:
+        raise ConversionError(f"{path}: not a readable {kind}: corrupted, the CRC-32 of its record '{bad}' does not "
+                              "match its contents; save or copy the file again")
 
 
 def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -> Graph:
     if not path.is_file():
         raise ConversionError(f"{path}: no such file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConversionError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    check_archive(path, data)
     if _is_torchscript(path):
         from .torchscript import from_script_module
         try:
@@ -60,7 +94,6 @@ def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -
         except Exception as e:  # a damaged archive can fail in many ways inside torch
             raise ConversionError(f"{path}: not a readable TorchScript file ({type(e).__name__}: {e})") from None
         return from_script_module(module, name)
-    data = path.read_bytes()
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

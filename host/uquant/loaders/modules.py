@@ -12,14 +12,46 @@ TORCH_DTYPES = {v: k for k, v in DTYPES.items()}
 
 def qparams(scale, zero_point, dtype, where: str) -> QParams:
     """QParams from torch values (tensors, floats or ints), refusing what cannot be a quantizer."""
-    try:
-        s = float(torch.as_tensor(scale).reshape(-1)[0]) if not isinstance(scale, (int, float)) else float(scale)
-        z = int(torch.as_tensor(zero_point).reshape(-1)[0]) if not isinstance(zero_point, int) else zero_point
-    except (TypeError, ValueError, IndexError, RuntimeError) as e:
-        raise ConversionError(f"{where}: cannot read scale/zero point ({e})") from None
+    s, z = _one_number(scale, where, "scale"), _one_number(zero_point, where, "zero point")
+    if not float(z).is_integer():
+        raise ConversionError(f"{where}: zero point must be an integer, got {z!r}")
+    z = int(z)
     if dtype not in DTYPES:
         raise ConversionError(f"{where}: activation dtype {dtype} is not supported (quint8 or qint8)")
     return QParams(s, z, DTYPES[dtype])
+
+
+def _one_number(value, where: str, what: str) -> float:
+    """A scale or zero point: one real number (a Python number or a one-element tensor), as a float."""
+    if isinstance(value, bool) or value is None:
+        raise ConversionError(f"{where}: {what} must be a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        t = torch.as_tensor(value)
+    except Exception as e:  # a string, an object, ...
+        raise ConversionError(f"{where}: cannot read the {what} ({type(value).__name__}: {e})") from None
+    if t.numel() != 1 or t.is_complex() or t.dtype == torch.bool or t.is_quantized:
+        raise ConversionError(f"{where}: {what} must be one real number, found a {t.dtype} tensor of shape "
+                              f"{tuple(t.shape)}")
+    return float(t.reshape(-1)[0])
+
+
+def _float_bias(name: str, bias, n: int):
+    """A layer's bias as float32 numbers (None: no bias), refusing what cannot be one."""
+    if bias is None:
+        return None
+    if not isinstance(bias, torch.Tensor) or bias.is_quantized or not bias.is_floating_point():
+        what = f"a {bias.dtype} tensor" if isinstance(bias, torch.Tensor) else f"{type(bias).__name__} {bias!r:.40}"
+        raise ConversionError(f"{name}: the bias must be a float tensor (or None), found {what}")
+    if tuple(bias.shape) != (n,):
+        raise ConversionError(f"{name}: bias has shape {tuple(bias.shape)}, expected ({n},) for {n} output channels")
+    return bias.detach().float().numpy().copy()
+
+
+def _check_weight_shape(name: str, weight: torch.Tensor) -> None:
+    if weight.numel() == 0:
+        raise ConversionError(f"{name}: weight has an empty shape {tuple(weight.shape)}")
 
 
 def linear_from_weight(name: str, weight: torch.Tensor, bias, out: QParams, relu: bool) -> Linear:
@@ -30,6 +62,7 @@ def linear_from_weight(name: str, weight: torch.Tensor, bias, out: QParams, relu
         raise ConversionError(f"{name}: weights must be qint8, found {weight.dtype}")
     if weight.dim() != 2:
         raise ConversionError(f"{name}: Linear weight must be 2-D, found shape {tuple(weight.shape)}")
+    _check_weight_shape(name, weight)
     n = weight.shape[0]
     scheme = weight.qscheme()
     if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
@@ -44,9 +77,7 @@ def linear_from_weight(name: str, weight: torch.Tensor, bias, out: QParams, relu
         per_channel = True
     else:
         raise ConversionError(f"{name}: unsupported weight quantization scheme {scheme}")
-    b = None
-    if bias is not None:
-        b = bias.detach().float().numpy().copy()
+    b = _float_bias(name, bias, n)
     return Linear(name, weight.int_repr().numpy().astype(np.int64), scales, zps, per_channel, b, out, relu)
 
 
@@ -72,9 +103,10 @@ def conv_from_weight(name: str, dim: int, weight: torch.Tensor, bias, stride, pa
                      out: QParams, relu: bool) -> Conv:
     """IR Conv from a quantized weight (O, I/groups, k) or (O, I/groups, kh, kw), a float bias and torch's
     per-axis stride / padding / dilation (`dim` numbers each, as a Conv1d/Conv2d module holds them)."""
-    scales, zps, per_channel = _weight_qparams(name, weight)
-    if weight.dim() != dim + 2:
+    if isinstance(weight, torch.Tensor) and weight.dim() != dim + 2:
         raise ConversionError(f"{name}: Conv{dim}d weight must be {dim + 2}-D, found shape {tuple(weight.shape)}")
+    scales, zps, per_channel = _weight_qparams(name, weight)
+    _check_weight_shape(name, weight)
     codes = weight.int_repr().numpy().astype(np.int64)
 
     def pair(t, fill):  # Conv1d runs as a 2-D conv of height 1
@@ -85,7 +117,7 @@ def conv_from_weight(name: str, dim: int, weight: torch.Tensor, bias, stride, pa
 
     if dim == 1:
         codes = codes[:, :, None, :]
-    b = None if bias is None else bias.detach().float().numpy().copy()
+    b = _float_bias(name, bias, int(weight.shape[0]))
     return Conv(name, dim, codes, scales, zps, per_channel, b, out, pair(stride, 1), pair(padding, 0),
                 pair(dilation, 1), int(groups), relu=relu)
 

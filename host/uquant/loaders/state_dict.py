@@ -36,8 +36,36 @@ def _input_quantizer(sd: Mapping, first: str):
     if stubs:
         p = stubs[0]
         return qparams(sd[p + ".scale"], sd[p + ".zero_point"], torch.quint8, p), [p + ".scale", p + ".zero_point"]
+    if all(_is_dynamic_layer(sd, p) for p in _layer_prefixes(sd)):
+        raise ConversionError(f"state_dict of a dynamically quantized model (torch.ao.quantization.quantize_dynamic): "
+                              f"layer '{first}' has packed qint8 weights but its output scale/zero point are the "
+                              "placeholders 1.0/0 and nothing quantizes the input (activations stay float at run "
+                              "time); uquant needs static quantization (prepare_fx/convert_fx or prepare/convert)")
     raise ConversionError(f"state_dict has no input quantizer (expected a key like '{first}_input_scale_0' "
                           "from FX or '<quant stub>.scale' from eager mode)")
+
+
+def _is_dynamic_layer(sd: Mapping, p: str) -> bool:
+    """quantize_dynamic's Linear stores scale 1.0 and zero point 0 (unused: its output is float)."""
+    try:
+        return float(sd.get(p + ".scale", 1.0)) == 1.0 and int(sd.get(p + ".zero_point", 0)) == 0
+    except Exception:  # not numbers: not a dynamic layer either
+        return False
+
+
+def _not_converted(sd: Mapping) -> None:
+    """A state_dict of a float, prepared (observers) or QAT (fake-quantize) model: say which, with a key."""
+    keys = [k for k in sd if isinstance(k, str)]
+    observers = [k for k in keys if "fake_quant" in k or "activation_post_process" in k]
+    if observers:
+        raise ConversionError(f"state_dict of a model that is prepared but not converted: it holds observer / "
+                              f"fake-quantize entries such as '{observers[0]}'; run convert_fx (FX) or "
+                              "torch.ao.quantization.convert (eager), then save the converted model's state_dict")
+    floats = [k for k in keys if k.endswith(".weight") and isinstance(sd[k], torch.Tensor)
+              and sd[k].is_floating_point()]
+    if floats:
+        raise ConversionError(f"state_dict of a float (unquantized) model: '{floats[0]}' is a float weight; quantize "
+                              "the model (prepare_fx, calibrate, convert_fx) and save the converted model's state_dict")
 
 
 def _relu_layers(relu, names: list[str]) -> set[str] | None:
@@ -62,6 +90,7 @@ def _relu_layers(relu, names: list[str]) -> set[str] | None:
 def from_state_dict(sd: Mapping, name: str, relu=None) -> Graph:
     prefixes = _layer_prefixes(sd)
     if not prefixes:
+        _not_converted(sd)
         raise ConversionError("state_dict has no quantized Linear layers (no '<layer>._packed_params._packed_params' "
                               "keys); is the model quantized and converted?")
     inp, used = _input_quantizer(sd, prefixes[0])

@@ -115,6 +115,15 @@ class _Walker:
         return self.resolve(v).unique() in self.static
 
     def value(self, v, node):
+        try:
+            return self._value(v, node)
+        except ConversionError:
+            raise
+        except (RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:  # a damaged module
+            raise ConversionError(f"{self.where(node)}: cannot read an argument from the module "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+    def _value(self, v, node):
         v = self.resolve(v)
         src = v.node()
         kind = src.kind()
