@@ -11,12 +11,13 @@ import numpy as np
 
 from . import engines
 from . import requant as rq
-from .ir import Add, Cat, ConversionError, Mul, QParams
+from .ir import Add, Cat, ConversionError, Mul, QParams, f32_normal
 from .plan import AddStep, CatStep, MulStep
 
 GRAIN = 32768  # ATen splits larger tensors between threads, which moves the SIMD/tail boundaries
 VEC_BLOCK = 64
 SMALL = 1 << 30
+INT32_SAFE = 2.0 ** 31 - 2.0 ** 10  # torch converts float results to int32 (as lower.INT32_SAFE)
 MAX_EXCEPTIONS = 4096
 
 QA, QB = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")  # every pair of codes
@@ -61,14 +62,24 @@ def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddSte
                                   "(torch cannot run it on qnnpack)")
     n_vec = n if qnnpack else n // VEC_BLOCK * VEC_BLOCK
     alpha, beta = float(np.float32(qa.scale) / np.float32(q.scale)), float(np.float32(qb.scale) / np.float32(q.scale))
+    if not np.isfinite(alpha + beta) or 255 * (alpha + beta) + 255 >= INT32_SAFE:
+        raise ConversionError(f"{op.name}: input scale / output scale ratios {alpha:.3g} and {beta:.3g} are so large "
+                              "that torch's float -> int32 conversion overflows; refusing")
     params = []
     for vectorized in (True, False):
         # every pair of stored codes (code - qmin); the fit works in stored codes throughout
         truth = engines.add("qnnpack" if qnnpack else "x86", QA + qa.qmin, qa.scale, qa.zero_point, QB + qb.qmin,
                             qb.scale, qb.zero_point, q.scale, q.zero_point, op.relu, vectorized, q.dtype) - q.qmin
         floor = q.zero_point - q.qmin if op.relu else 0  # a ReLU clips at the output zero point
-        params.append((truth, *fit_pairs(truth, alpha, beta, qa.zero_point - qa.qmin, qb.zero_point - qb.qmin,
-                                         q.zero_point - q.qmin, floor, 255)))
+        try:
+            params.append((truth, *fit_pairs(truth, alpha, beta, qa.zero_point - qa.qmin, qb.zero_point - qb.qmin,
+                                             q.zero_point - q.qmin, floor, 255)))
+        except ConversionError as e:
+            raise ConversionError(f"{op.name}: {e}") from None
+        Aa, Ab, D, _ = params[-1][1]
+        if 255 * (abs(Aa) + abs(Ab)) + abs(D) >= SMALL:
+            raise ConversionError(f"{op.name}: the add's integer form ({Aa}, {Ab}, {D}) leaves 31-bit ints "
+                                  f"(scale ratios {alpha:.3g}, {beta:.3g}); refusing")
     lo = int(min(p[0].min() for p in params))
     hi = int(max(p[0].max() for p in params))
     (_, vec, vec_fixes), (_, tail, tail_fixes) = params
@@ -86,6 +97,9 @@ def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -
             t = engines.quantize(engines.dequantize(real, q.scale, q.zero_point), op.out.scale, op.out.zero_point,
                                  op.out.dtype)
             table = bytes((t - op.out.qmin).astype(np.uint8).tolist())
+        if q != op.out and q.scale / op.out.scale * 255 + 255 >= INT32_SAFE:
+            raise ConversionError(f"{op.name}: an input's scale is {q.scale / op.out.scale:.3g} times the output's: "
+                                  "torch's requantization overflows int32 there; refusing")
         parts.append((int(np.prod(sh)), table))
     return CatStep("cat", op.name, list(op.inputs), op.name, op.out, shape, parts)
 
@@ -101,8 +115,11 @@ def lower_mul(op: Mul, q_in: list[QParams], shape: tuple) -> MulStep:
     def fn(c):  # stored output code as a function of c
         return engines.mul(c, qa.scale, qb.scale, q.scale, q.zero_point, lo, q.qmax) - q.qmin
 
-    ends = fn(np.stack([c_lo, c_hi]))
     M = float(np.float32(np.float32(qa.scale) * np.float32(qb.scale)) / np.float32(q.scale))
+    if not f32_normal(M) or M * 65025 >= INT32_SAFE:
+        raise ConversionError(f"{op.name}: mul multiplier s_a * s_b / s_y = {M:.6g} is outside what torch's float32 "
+                              "arithmetic computes reliably (zero, subnormal, or products beyond int32); refusing")
+    ends = fn(np.stack([c_lo, c_hi]))
     try:
         (ch,) = rq.fit_layer(fn, np.array([M]), c_lo, c_hi, int(ends.min()), int(ends.max()))
     except rq.RequantError as e:

@@ -110,6 +110,18 @@ class Requant:
         hi = np.asarray(acc_hi, np.int64) + self.bq
         return (lo >= -2 ** 31) & (hi < 2 ** 31)
 
+    def scaled(self, acc) -> np.ndarray:
+        """torch's float32 value for `acc` just before it is rounded (and, but for oneDNN, the zero point added).
+
+        Torch converts it to int32: where |value| reaches 2**31 the conversion overflows (to INT_MIN, which the
+        clip then turns into the lowest code), so the result stops being monotone; lowering refuses such layers.
+        """
+        acc = np.asarray(acc, np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.family == "onednn":
+                return f32(f32(f32(acc.astype(f32) * self.sc) + self.b) * self.yinv)
+            return self._scaled(acc)
+
     def __call__(self, acc) -> np.ndarray:
         acc = np.asarray(acc, np.int64)
         if self.family == "onednn":
@@ -117,6 +129,10 @@ class Requant:
             v = np.clip(v, -2.0 ** 40, 2.0 ** 40)
             y = np.rint(f32(v + f32(self.y_zp))).astype(np.int64)  # a ReLU is the clip at lo = zp
             return np.clip(y, self.lo, self.hi)
+        v = np.clip(self._scaled(acc), -2.0 ** 40, 2.0 ** 40)  # far beyond any clip bound; keeps int64 safe
+        return np.clip(np.rint(v).astype(np.int64) + self.y_zp, self.lo, self.hi)
+
+    def _scaled(self, acc) -> np.ndarray:
         if self.family == "fbgemm":
             accf = acc.astype(f32)
             if self.mode == "nobias":
@@ -129,8 +145,7 @@ class Requant:
             tot = acc + self.bq
             tot = ((tot + 2 ** 31) % 2 ** 32) - 2 ** 31  # the int32 accumulator wraps
             t = tot.astype(f32)
-        v = np.clip(f32(t * self.M), -2.0 ** 40, 2.0 ** 40)  # far beyond any clip bound; keeps int64 safe
-        return np.clip(np.rint(v).astype(np.int64) + self.y_zp, self.lo, self.hi)
+        return f32(t * self.M)
 
 
 def add(engine: str, qa, sa: float, za: int, qb, sb: float, zb: int, sy: float, zy: int, relu: bool,

@@ -24,7 +24,8 @@ from . import requant as rq
 from .engines import ENGINES, Requant
 from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_cat, lower_mul
 from .plan import AvgPoolStep, DenseStep, Plan, PoolStep, Step, TableStep
-from .ir import Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mul, QParams, Reshape, Table
+from .ir import (Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mul, QParams, Reshape, Table,
+                 f32_normal)
 
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
 
@@ -268,6 +269,7 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
         n = int(np.argmin(ok))
         raise ConversionError(f"{op.name}: channel {n}: accumulator plus quantized bias can overflow int32 "
                               "on qnnpack (torch itself would wrap around); refusing")
+    check_float_range(op, x, requant, np.stack([acc_lo, acc_hi]) - offset)
     table = compose_tables(tables, op.out)
     out = tables[-1].out if tables else op.out
 
@@ -304,6 +306,33 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
     return DenseStep(kind, op.name, [src], dst, out, out_shape, K, N, lo, hi, weights, words, fixes, table_bytes,
                      op, tables, x, x_lo, x_hi, acc_lo, acc_hi, fn, channels, geometry, family, step_requantize,
                      table)
+
+
+INT32_SAFE = 2.0 ** 31 - 2.0 ** 10  # torch's float -> int32 conversion overflows at 2**31 (margin: rounding)
+
+
+def check_float_range(op: Linear | Conv, x: QParams, requant: Requant, acc_ends: np.ndarray) -> None:
+    """Refuse a layer where torch's float32 requantization leaves the range where it is a monotone step function:
+    a multiplier s_x * s_w / s_y that is zero, subnormal or infinite in float32, or a value (accumulator plus
+    bias, times the multiplier) that reaches int32's limits, where torch's float -> int32 conversion overflows
+    (to the lowest code: measured with a bias of 1e20 on x86). Such layers have far-out scales or biases."""
+    M = np.asarray(requant.M, np.float64).reshape(-1)
+    ok = f32_normal(M)
+    if not ok.all():
+        n = int(np.argmin(ok))
+        raise ConversionError(f"{op.name}: output channel {n}: the requantization multiplier s_x * s_w / s_y = "
+                              f"{x.scale:.6g} * {op.w_scale[n]:.6g} / {op.out.scale:.6g} is {M[n]:.6g} in torch's "
+                              "float32 (zero, subnormal or infinite), where torch's result is not reliable; "
+                              "refusing (check the layer's scales)")
+    v = np.abs(requant.scaled(acc_ends)).max(axis=0)
+    ok = np.isfinite(v) & (v < INT32_SAFE)
+    if not ok.all():
+        n = int(np.argmin(ok))
+        bias = "no bias" if op.bias is None else f"bias {float(op.bias[n]):.6g}"
+        raise ConversionError(f"{op.name}: output channel {n}: torch's requantized value reaches {v[n]:.6g} "
+                              f"({bias}, multiplier {M[n]:.6g}), beyond int32, where torch's float -> int "
+                              "conversion overflows and its result is no longer a step function of the "
+                              "accumulator; refusing (the layer's bias or scales are far outside the usual range)")
 
 
 def lower_maxpool(op: MaxPool, src: str, dst: str, x: QParams, in_shape: tuple, out_shape: tuple) -> PoolStep:

@@ -143,6 +143,8 @@ def fit_channel(fn_one, M: float, T: list[int], acc_lo: int, acc_hi: int, lo: in
     # Try the one-multiply form at its finest resolution first, then the limb form from coarse to fine.
     # (|a * A| + |D| < 2**30 with a <= W, A ~ M * 2**S and D ~ y * 2**S bounds S for the one-multiply form)
     span = W * M + abs(y_lo) + abs(y_hi) + 2
+    if not math.isfinite(span) or not M > 0:
+        raise RequantError(f"multiplier {M:.6g} cannot be represented (window {W})")
     s_direct = max(0, min(29, int(math.floor(math.log2(SMALL / 2 / span))))) if M > 0 else 29
     best = None
     for S in [*range(max(0, s_direct - 3), s_direct + 1)[::-1], *range(30, MAX_SHIFT + 1)]:
