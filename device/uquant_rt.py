@@ -5,9 +5,9 @@
 #
 # A generated model module looks like:
 #     from uquant_rt import Model
-#     model = Model("name", 0x1234abcd, (2, 0, 255), (3, 7), (("dense", -1, 0, 2, 3, 0, 255, b"...", (...),
-#                   None, None), ...), (1, 7))
-#     run = model.run; predict = model.predict
+#     model = Model("name", 0x1234abcd, (2, 0, 255, (2,)), (3, 7), (("dense", -1, 0, 2, 3, 0, 255, b"...", (...),
+#                   None, None), ...), (1, 7, 0), scales=(0x3b7f9724, 0, 0x3fcc538f, 243))
+#     run, predict, INPUT_SCALE_BITS, INPUT_ZERO_POINT, OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT = model.exports()
 #
 # Memory: buffers are allocated once, when the model is built; run() allocates nothing. Every
 # intermediate stays within +-2**30, so 32-bit ports never create big ints during inference.
@@ -72,6 +72,10 @@ class CorruptModel(ValueError):
 
 
 _BYTES = (bytes, bytearray)  # built once: a tuple literal in run() would be a heap allocation per call
+try:  # what run() takes: a flat sequence of ints (memoryview is missing from a few minimal ports)
+    _SEQUENCES = (bytes, bytearray, list, tuple, array, memoryview)
+except NameError:
+    _SEQUENCES = (bytes, bytearray, list, tuple, array)
 
 
 def crc32(data, crc=0):
@@ -470,20 +474,25 @@ def _crc_of(obj, crc, word):
     return crc32(b")", crc)
 
 
-def spec_crc(name, inp, bufs, nodes, out):
-    return _crc_of((name, inp, bufs, nodes, out), 0, bytearray(4))
+def spec_crc(name, inp, bufs, nodes, out, scales=None):
+    # scales: the module's INPUT/OUTPUT scale bit patterns and zero points, covered too when the module gives them
+    spec = (name, inp, bufs, nodes, out) if scales is None else (name, inp, bufs, nodes, out, scales)
+    return _crc_of(spec, 0, bytearray(4))
 
 
 class Model:
-    def __init__(self, name, crc, inp, bufs, nodes, out, version=VERSION):
-        # inp: (input size, lowest code, highest code); bufs: buffer sizes in bytes; nodes: the steps in
-        # order (see Node); out: (buffer holding the result, its size, lowest output code).
+    def __init__(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None):
+        # inp: (input size, lowest code, highest code[, one sample's shape]); bufs: buffer sizes in bytes; nodes:
+        # the steps in order (see Node); out: (buffer holding the result, its size, lowest output code);
+        # scales: the module's scale constants, checked with the rest.
         if version != VERSION:
             raise CorruptModel("%s: made for runtime version %d, this is uquant_rt version %d" % (name, version, VERSION))
-        if spec_crc(name, inp, bufs, nodes, out) != crc:
+        if spec_crc(name, inp, bufs, nodes, out, scales) != crc:
             raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)
         self.name = name
-        self.n_in, self.qmin, self.qmax = inp
+        self.scales = scales  # the module's INPUT/OUTPUT_SCALE_BITS and _ZERO_POINT, checked above
+        self.n_in, self.qmin, self.qmax = inp[0], inp[1], inp[2]
+        self.shape = inp[3] if len(inp) > 3 else (inp[0],)
         self.bufs = [bytearray(n) for n in bufs]  # all activation memory, allocated once
         self.tier, modules = tier()
         self.layers = [Node(s, self.bufs, modules) for s in nodes]
@@ -495,16 +504,32 @@ class Model:
         self.stage = bytearray(self.n_in)
         self.result = array("b", bytes(self.n_out)) if self.out_qmin else None
 
+    def exports(self):
+        # What the generated module defines, in one statement: run, predict and the four scale constants.
+        return (self.run, self.predict) + tuple(self.scales or (None, None, None, None))
+
+    def expects(self):
+        # What run() takes, for error messages: "64 ints in [0, 255]: one sample of shape 1x8x8, flattened".
+        return "%d ints in [%d, %d]: one sample of shape %s, flattened" % (
+            self.n_in, self.qmin, self.qmax, "x".join([str(d) for d in self.shape]))
+
     def _check(self, x):
+        # Once per call and cheap: the type, the length, then (unless bytes for a quint8 input) every value.
+        if not isinstance(x, _SEQUENCES):
+            raise ValueError("%s: input must be bytes, bytearray or a list, tuple or array of ints, got %s "
+                             "(the model takes %s)"
+                             % (self.name, type(x).__name__, self.expects()))
         if len(x) != self.n_in:
-            raise ValueError("%s: expected %d input values, got %d" % (self.name, self.n_in, len(x)))
+            raise ValueError("%s: expected %d input values, got %d (the model takes %s)"
+                             % (self.name, self.n_in, len(x), self.expects()))
         if self.qmin == 0 and isinstance(x, _BYTES):
             return
         lo = self.qmin
         hi = self.qmax
         for v in x:
             if type(v) is not int or v < lo or v > hi:
-                raise ValueError("%s: inputs must be ints in [%d, %d], got %r" % (self.name, lo, hi, v))
+                raise ValueError("%s: inputs must be ints in [%d, %d], got %r (the model takes %s)"
+                                 % (self.name, lo, hi, v, self.expects()))
 
     def prepare(self, x):
         # Check the input; return what the first steps read (qint8 codes staged as code + 128).

@@ -39,12 +39,18 @@ def node_spec(plan: Plan, s: Step) -> tuple:
     return (s.kind, src, dst, s.geometry)
 
 
+def scale_constants(plan: Plan) -> tuple[int, int, int, int]:
+    """INPUT_SCALE_BITS, INPUT_ZERO_POINT, OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT as the module defines them."""
+    return f32_bits(plan.input.scale), plan.input.zero_point, f32_bits(plan.output.scale), plan.output.zero_point
+
+
 def model_args(plan: Plan) -> tuple:
-    """Everything Model() checks the CRC over: name, input spec, buffer sizes, nodes, output."""
+    """Everything Model() checks the CRC over: name, input spec (with one sample's shape), buffer sizes, nodes,
+    output, and the module's scale constants."""
     nodes = tuple(node_spec(plan, s) for s in plan.steps)
-    inp = (plan.n_in, plan.input.qmin, plan.input.qmax)
+    inp = (plan.n_in, plan.input.qmin, plan.input.qmax, tuple(int(d) for d in plan.input_shape))
     return (plan.name, inp, tuple(plan.buffers), nodes,
-            (plan.buffer_of[plan.output_value], plan.n_out, plan.output.qmin))
+            (plan.buffer_of[plan.output_value], plan.n_out, plan.output.qmin), scale_constants(plan))
 
 
 def checksum(plan: Plan) -> int:
@@ -131,11 +137,13 @@ def _words_lines(words: list[int], per: int, indent: str) -> list[str]:
 
 
 def generate(plan: Plan, module: str = "model_q", source: str = "a torch model") -> str:
-    name, inp, bufs, nodes, out = model_args(plan)
+    name, inp, bufs, nodes, out, scales = model_args(plan)
     lines = _header(plan, module, source)
     lines += [
         "from uquant_rt import Model",
         "",
+        "# The checksum covers everything passed to Model, the scale constants too: a changed or truncated file",
+        "# raises CorruptModel (or fails to parse) instead of computing something else.",
         "model = Model(",
         f"    {name!r}, {checksum(plan):#010x}, {inp}, {bufs},",
         "    (",
@@ -164,15 +172,12 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model")
     lines += [
         "    ),",
         f"    {out},",
+        f"    scales=({scales[0]:#010x}, {scales[1]}, {scales[2]:#010x}, {scales[3]}),  # input scale "
+        f"{plan.input.scale!r} (float32 bits), zero point; output scale {plan.output.scale!r}, zero point",
         ")",
-        "run = model.run",
-        "predict = model.predict",
-        "",
-        "# float32 bit patterns of the scales, for hosts that quantize inputs or dequantize outputs exactly",
-        f"INPUT_SCALE_BITS = {f32_bits(plan.input.scale):#010x}  # {plan.input.scale!r}",
-        f"INPUT_ZERO_POINT = {plan.input.zero_point}",
-        f"OUTPUT_SCALE_BITS = {f32_bits(plan.output.scale):#010x}  # {plan.output.scale!r}",
-        f"OUTPUT_ZERO_POINT = {plan.output.zero_point}",
+        "# run(codes) -> output codes; predict(codes) -> class index; the scales' float32 bit patterns, for hosts",
+        "# that quantize inputs or dequantize outputs exactly. One statement: a cut anywhere in it fails the import.",
+        "run, predict, INPUT_SCALE_BITS, INPUT_ZERO_POINT, OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT = model.exports()",
         "",
     ]
     return "\n".join(lines)
