@@ -81,6 +81,13 @@ def cmd_run(args) -> int:
         mod = runtime.load_file(path)
     except SyntaxError as e:
         raise ValueError(f"{path}: not a valid generated module ({e.msg}, line {e.lineno})") from None
+    except ValueError:  # CorruptModel: the checksum or the model's own checks, with their message
+        raise
+    except Exception as e:  # importing a damaged module can fail in any way (NameError, TypeError, ...)
+        raise ValueError(f"{path}: not a valid generated module ({type(e).__name__}: {e})") from None
+    if not hasattr(mod, "OUTPUT_ZERO_POINT") or not isinstance(getattr(mod, "model", None), runtime.rt.Model):
+        raise ValueError(f"{path}: not a complete generated module (no model, or its last line is missing: "
+                         "truncated?); convert the model again")
     n_in = mod.model.n_in
     if args.raw:
         codes = _ints(args.input)
@@ -316,6 +323,9 @@ def main(argv=None) -> int:
         return 2
     except (ValueError, RuntimeError) as e:  # e.g. the device runtime refusing an input; LinkError
         print(f"uquant: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. an output path that is a directory, or not writable
+        print(f"uquant: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2
 
 
