@@ -26,11 +26,20 @@ class Converted:
         self.module_name = module_name
         self.label = label  # where the model came from, for the module's header
         self._module = None
+        self.units = None  # uquant.units.Units: raw-integer input, fixed-point output, labels (set_units)
+
+    def set_units(self, input_unit=None, output_unit=None, labels=None, raw_range=None) -> "Converted":
+        """Add run_raw (raw integers x input_unit), dequantize (ints in output_unit) and labels to the module."""
+        from .units import Units
+        self.units = Units(self.plan, input_unit, output_unit, labels, raw_range)
+        self._module = None
+        return self
 
     @property
     def source(self) -> str:
         """The generated MicroPython module."""
-        return codegen.generate(self.plan, self.module_name, self.label)
+        src = codegen.generate(self.plan, self.module_name, self.label)
+        return src + self.units.source() if self.units is not None else src
 
     @property
     def device_module(self):
@@ -78,7 +87,8 @@ class Converted:
 
 
 def convert(model, example_input=None, *, engine: str | None = None, relu=None, allow_pickle: bool = False,
-            name: str | None = None, module_name: str = "model_q", input_shape=None) -> Converted:
+            name: str | None = None, module_name: str = "model_q", input_shape=None, input_unit=None,
+            output_unit=None, labels=None, raw_range=None) -> Converted:
     """Convert a quantized model (nn.Module, TorchScript module, state_dict, or file path).
 
     engine: the quantized engine the model was prepared for (x86, fbgemm or qnnpack); by default the
@@ -96,6 +106,8 @@ def convert(model, example_input=None, *, engine: str | None = None, relu=None, 
     plan = lower(graph, engine)
     label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
     converted = Converted(graph, plan, module_name, label)
+    if input_unit is not None or output_unit is not None or labels is not None:
+        converted.set_units(input_unit, output_unit, labels, raw_range)
     if example_input is not None and isinstance(model, torch.nn.Module):
         check_against_torch(converted, model, example_input)
     return converted
@@ -103,9 +115,14 @@ def convert(model, example_input=None, *, engine: str | None = None, relu=None, 
 
 def check_against_torch(converted: Converted, model, example_input) -> None:
     """Both torch and the device runtime run the example; the dequantized outputs must be identical floats."""
-    x = torch.as_tensor(example_input, dtype=torch.float32).reshape((-1,) + converted.plan.input_shape)
-    with torch.no_grad():  # one sample per call, as on the device (some torch kernels round by position)
-        want = np.concatenate([model(x[i:i + 1]).float().numpy().reshape(1, -1) for i in range(len(x))])
+    try:
+        x = torch.as_tensor(example_input, dtype=torch.float32).reshape((-1,) + converted.plan.input_shape)
+        with torch.no_grad():  # one sample per call, as on the device (some torch kernels round by position)
+            want = np.concatenate([model(x[i:i + 1]).float().numpy().reshape(1, -1) for i in range(len(x))])
+    except (RuntimeError, ValueError, TypeError) as e:  # torch refuses the example (shape, dtype)
+        raise ConversionError(f"the example input does not run through the model in torch "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); pass a batch of "
+                              f"samples of shape {converted.plan.input_shape}") from None
     out = converted.plan.output
     got = engines.dequantize(converted.run(x.reshape(len(x), -1).numpy()), out.scale, out.zero_point)
     if want.shape != got.shape or not np.array_equal(want, got):

@@ -38,7 +38,10 @@ def cmd_convert(args) -> int:
 
     out = Path(args.output)
     converted = convert(args.model, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
-                        name=args.name, module_name=out.stem, input_shape=parse_shape(args.input_shape))
+                        name=args.name, module_name=out.stem, input_shape=parse_shape(args.input_shape),
+                        input_unit=args.input_unit or args.input_units, output_unit=args.output_unit,
+                        labels=args.labels,
+                        raw_range=tuple(int(v) for v in args.raw_range.split(",")) if args.raw_range else None)
     converted.save(out)
     plan = converted.plan
     print(f"{out}: {plan.name}, engine {plan.engine}, {plan.n_in} inputs -> {plan.n_out} outputs")
@@ -251,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--allow-pickle", action="store_true",
                    help="allow loading a pickled Python object (runs code from the file: trusted files only)")
     c.add_argument("--name", help="model name inside the module (default: from the file name)")
+    c.add_argument("--input-unit", help="raw integer inputs: the real value of one raw step, e.g. 0.000244; the "
+                   "module gets run_raw(ints), exact against torch quantizing float32(raw) * float32(unit)")
+    c.add_argument("--input-units", help='the same, spelled "raw*0.000244"')
+    c.add_argument("--raw-range", help="raw values accepted by run_raw, LO,HI (default: -2**29,2**29)")
+    c.add_argument("--output-unit", help="fixed-point outputs: dequantize(codes) returns ints in this unit, e.g. "
+                   "0.001 for thousandths (rounded half away from zero)")
+    c.add_argument("--labels", help="comma-separated class names: label(codes) / label_raw(raws) return a name")
     c.set_defaults(func=cmd_convert)
 
     i = sub.add_parser("info", help="layers, shapes, MACs, bytes of weights and activations of a model")

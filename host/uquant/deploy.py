@@ -47,6 +47,8 @@ def compile_mpy(source: str, name: str, arch: str | None) -> bytes:
 def plan_files(module: Path, tier_files: tuple[str, ...], impl: dict) -> list[FilePlan]:
     """What to copy: .mpy for the board's own architecture when its firmware reads our .mpy version, else .py."""
     use_mpy = impl["name"] == "micropython" and impl["mpy_version"] == MPY_VERSION and impl["mpy_arch"] is not None
+    if "from uquant_units import" in module.read_text():  # converted with --input-unit/--output-unit/--labels
+        tier_files = (*tier_files, "uquant_units.py")
     sources = [(Path(f).stem, (DEVICE_DIR / f).read_text()) for f in tier_files] + [(module.stem, module.read_text())]
     out = []
     for name, text in sources:

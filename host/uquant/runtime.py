@@ -25,12 +25,34 @@ def _load_runtime():
 
 
 rt = _load_runtime()
+_units = None
+
+
+def units_module():
+    """device/uquant_units.py, imported against the device runtime (what `from uquant_units import Units` finds)."""
+    global _units
+    if _units is None:
+        previous = sys.modules.get("uquant_rt")
+        sys.modules["uquant_rt"] = rt
+        try:
+            spec = importlib.util.spec_from_file_location("uquant_units", DEVICE_DIR / "uquant_units.py")
+            _units = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(_units)
+        finally:
+            if previous is None:
+                sys.modules.pop("uquant_rt", None)
+            else:
+                sys.modules["uquant_rt"] = previous
+    return _units
 
 
 def load_source(source: str, name: str = "model_q"):
     """Execute a generated module's source against the device runtime; return the module namespace."""
     previous = sys.modules.get("uquant_rt")
     sys.modules["uquant_rt"] = rt  # what `from uquant_rt import Model` finds
+    previous_units = sys.modules.get("uquant_units")
+    if "uquant_units" in source:
+        sys.modules["uquant_units"] = units_module()
     try:
         module = type(sys)(f"{name}_{next(_counter)}")
         exec(compile(source, f"<{name}.py>", "exec"), module.__dict__)
@@ -39,6 +61,10 @@ def load_source(source: str, name: str = "model_q"):
             sys.modules.pop("uquant_rt", None)
         else:
             sys.modules["uquant_rt"] = previous
+        if previous_units is None:
+            sys.modules.pop("uquant_units", None)
+        else:
+            sys.modules["uquant_units"] = previous_units
     return module
 
 
