@@ -7,7 +7,9 @@ modules are the ordinary ones. Every output byte is compared with torch's int_re
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import time
 
 import numpy as np
@@ -21,7 +23,8 @@ from uquant.hosts import microbit
 from uquant.link import LinkError
 from uquant.runtime import DEVICE_DIR, load_source
 
-from randmodels import Chain, nnq, nniq
+from conftest import has_vnni, torch_engine
+from randmodels import Chain, nnq, nniq, random_chain, random_codes
 
 MICRO = DEVICE_DIR / "uquant_micro.py"
 # The largest MLP of the family below that imports and runs on the emulated micro:bit next to uquant_micro,
@@ -31,8 +34,8 @@ IN, OUT = 16, 10
 HIDDEN_LIMIT = 6
 
 
-@pytest.fixture(autouse=True)
-def _needs_board():
+@pytest.fixture
+def needs_board():
     reason = microbit.missing_reason()
     if reason is None:
         return
@@ -59,7 +62,7 @@ def mlp(hidden: int, seed: int = 0) -> Chain:
     return Chain(1 / 255, 0, layers).eval()
 
 
-def test_seed_on_the_microbit(report):
+def test_seed_on_the_microbit(needs_board, report):
     c = uquant.convert(seed_state_dict(), relu="hidden", engine="x86")
     codes = [list(map(int, row)) for row in uquant.quantize_input(SEED_INPUTS, c.plan.input)]
     torch_model = SeedTorchModel("x86")
@@ -71,6 +74,53 @@ def test_seed_on_the_microbit(report):
     report(f"micro:bit (MicroPython 1.9.2 under qemu): seed {r['predictions']}, every byte = torch; heap "
            f"{r['heap_free']} B free at boot, runtime (uquant_micro) {r['runtime_heap']} B, seed model "
            f"{r['model_heap']} B ({time.monotonic() - t:.1f} s)")
+
+
+def load_micro(source: str):
+    """A generated module under CPython with device/uquant_micro.py as its uquant_rt."""
+    spec = importlib.util.spec_from_file_location("uquant_micro", MICRO)
+    micro = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(micro)
+    saved = sys.modules.get("uquant_rt")
+    sys.modules["uquant_rt"] = micro
+    try:
+        module = type(sys)("model_q")
+        exec(compile(source, "<model_q.py>", "exec"), module.__dict__)
+        return module
+    finally:
+        if saved is None:
+            sys.modules.pop("uquant_rt", None)
+        else:
+            sys.modules["uquant_rt"] = saved
+
+
+# (engine, seed): (x86, 7) and (qnnpack, 4) have requantization exceptions, (x86, 3) has S > 30 (limb arithmetic)
+@pytest.mark.parametrize("engine,seed", [("x86", 7), ("qnnpack", 4), ("x86", 3), ("fbgemm", 2)])
+def test_micro_runtime_equals_torch_on_cpython(engine, seed):
+    # No board needed: uquant_micro's arithmetic against torch on random MLPs, every byte.
+    with torch_engine(engine):
+        torch.manual_seed(seed)
+        chain = random_chain(np.random.default_rng(seed), engine)
+        c = uquant.convert(chain, engine=engine, name=f"rand_{engine}_{seed}")
+        module = load_micro(codegen.generate(c.plan, "model_q"))
+        codes = random_codes(np.random.default_rng(seed), 200, c.plan.n_in)
+        if not has_vnni() and engine != "qnnpack":
+            codes = codes & 127
+        want = chain.layer_codes(codes)[-1]
+    got = np.array([list(module.run(bytes(map(int, x)))) for x in codes])
+    assert (got == want).all()
+    assert [module.predict(bytes(map(int, x))) for x in codes[:20]] == [int(np.argmax(w)) for w in want[:20]]
+
+
+def test_micro_runtime_refuses_what_it_cannot_run():
+    source = codegen.generate(uquant.convert(seed_state_dict(), relu="hidden", engine="x86").plan, "seed_q")
+    with pytest.raises(ValueError, match="checksum"):
+        load_micro(source.replace("128, -510,", "128, -511,"))
+    seed = load_micro(source)
+    with pytest.raises(ValueError, match="expected 2 input values"):
+        seed.run(b"\x00")
+    with pytest.raises(ValueError, match=r"inputs must be ints in \[0, 255\]"):
+        seed.run([0, 256])
 
 
 def _on_board(hidden: int, codes: np.ndarray):
@@ -88,7 +138,7 @@ def _on_board(hidden: int, codes: np.ndarray):
         return want, None
 
 
-def test_largest_mlp_that_fits(report):
+def test_largest_mlp_that_fits(needs_board, report):
     # Start at the recorded limit and step until the edge: H fits and H + 1 does not. A drift of up to two units
     # (the generated module changed a little) is tolerated and reported; more fails, so the README stays true.
     codes = np.random.default_rng(0).integers(0, 128, (4, IN))
