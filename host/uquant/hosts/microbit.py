@@ -124,7 +124,7 @@ class _Paced:
     """A serial port whose writes go out in small pieces: the firmware's UART receive buffer is small and drops
     what overflows it (mpremote sends 256 bytes at a time, since this firmware has no raw-paste flow control)."""
 
-    def __init__(self, serial, piece: int = 32, pause: float = 0.004):
+    def __init__(self, serial, piece: int = 32, pause: float = 0.008):
         self._serial, self._piece, self._pause = serial, piece, pause
 
     def write(self, data) -> int:
