@@ -22,6 +22,8 @@ $(PY):
 $(PY_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[test]'
+	# torchao (PT2E) does not pin torch: --no-deps keeps torch 2.13.0 (tests/test_pt2e.py skips without it)
+	$(PY) -m pip install --no-deps torchao==0.18.0
 	touch $@
 
 $(NODE_STAMP): package.json $(NODE_LOCK)

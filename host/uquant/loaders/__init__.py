@@ -21,6 +21,9 @@ PICKLE_HELP = ("it holds a pickled Python object (e.g. a whole model saved with 
 
 def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = False) -> Graph:
     """Read a quantized model (object, state_dict mapping, or file path) into the IR."""
+    if isinstance(source, (str, Path)) and Path(source).suffix == ".pt2":  # torch.export.save of a PT2E program
+        from .pt2e import from_pt2e
+        return from_pt2e(torch.export.load(source), name or _name_from(Path(source)))
     if isinstance(source, (str, Path)):
         path = Path(source)
         return load_file(path, name=name or _name_from(path), relu=relu, allow_pickle=allow_pickle)
@@ -28,6 +31,9 @@ def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = Fal
     if isinstance(source, torch.jit.ScriptModule):
         from .torchscript import from_script_module
         return from_script_module(source, name)
+    from .pt2e import from_pt2e, is_pt2e
+    if isinstance(source, torch.export.ExportedProgram) or (isinstance(source, torch.nn.Module) and is_pt2e(source)):
+        return from_pt2e(source, name)
     if isinstance(source, torch.nn.Module):
         return from_module(source, name)
     if isinstance(source, Mapping):
