@@ -101,3 +101,44 @@ def test_pt2e_unsupported_op_is_named():
     with pytest.raises(uquant.ConversionError if hasattr(uquant, "ConversionError") else Exception,
                        match="not supported"):
         uquant.convert(c)
+
+
+class _CNN(torch.nn.Module):
+    def __init__(self, c1, c2, n):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(1, c1, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(c1, c2, 3)
+        self.fc = torch.nn.Linear(c2 * 2 * 2, n)
+
+    def forward(self, x):
+        y = torch.nn.functional.max_pool2d(torch.relu(self.c1(x)), 2)
+        y = torch.relu(self.c2(y))
+        return self.fc(torch.flatten(y, 1))
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_pt2e_cnn_agreement(per_channel):
+    """conv2d+relu -> max_pool2d -> conv2d+relu -> flatten -> linear, on 8x8 inputs."""
+    stats = {e: [0, 0, 0] for e in ("x86", "qnnpack")}
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        c1, c2, n = (int(v) for v in rng.integers(1, 17, 3))
+        torch.manual_seed(seed)
+        m = _CNN(c1, c2, n).eval()
+        x = torch.randn(B, 1, 8, 8)
+        q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+        p = prepare_pt2e(torch.export.export(m, (x,)).module(), q)
+        p(x)
+        c = convert_pt2e(p)
+        g = from_pt2e(c)
+        assert g.input_shape == (1, 8, 8)
+        xt = torch.randn(B * 4, 1, 8, 8) * 1.5
+        want = _torch_codes(c, g, xt)
+        codes = _input_codes(g, xt).reshape(len(xt), -1)
+        for eng, s in stats.items():
+            d = np.abs(Converted(g, lower(g, eng)).run_codes(codes) - want)
+            s[0] += int((d == 0).sum()); s[1] += d.size; s[2] = max(s[2], int(d.max()))
+    for eng, (same, total, worst) in stats.items():
+        print(f"\nPT2E CNN ({'per-channel' if per_channel else 'per-tensor'}), engine {eng}: "
+              f"{same}/{total} = {same / total:.5f} exact, max diff {worst}")
+        assert worst <= 1

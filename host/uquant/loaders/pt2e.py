@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ir import ConversionError, Graph, Linear, QParams
+from ..ir import ConversionError, Graph, Linear, MaxPool, QParams, Reshape
 
 _DTYPES = {torch.int8: "qint8", torch.uint8: "quint8"}
 
@@ -67,8 +67,7 @@ def from_pt2e(model, name: str = "model") -> Graph:
             if graph is None:
                 graph = Graph(name, _qp(n.args))
             elif pending is not None:
-                w, ws, wzp, per_ch, bias, relu = pending
-                graph.ops.append(Linear(f"fc{len(graph.ops)}", w, ws, wzp, per_ch, bias, _qp(n.args), relu=relu))
+                graph.ops.append(pending[0](f"{pending[2]}{len(graph.ops)}", _qp(n.args), pending[1][0]))
                 pending = None
             else:
                 raise ConversionError(f"PT2E: unsupported quantize of {src} (only linear/relu chains so far)")
@@ -87,14 +86,68 @@ def from_pt2e(model, name: str = "model") -> Graph:
                 zps = np.full(wq.shape[0], int(wdq.args[2]), np.int64)
                 per_ch = False
             b = None if bias is None else tensor(bias).detach().float().numpy()
-            pending = [wq, scales, zps, per_ch, b, False]
+            pending = [lambda nm, q, relu, a=(wq, scales, zps, per_ch, b): Linear(nm, *a, q, relu=relu), [False], "fc"]
+        elif "aten.conv1d" in t or "aten.conv2d" in t:
+            dim = 1 if "conv1d" in t else 2
+            wdq = n.args[1]
+            w = _qweight(tensor(wdq.args[0]), wdq, tensor)
+            bias = n.args[2] if len(n.args) > 2 else None
+            b = None if bias is None else tensor(bias).detach().float()
+            rest = list(n.args[3:]) + [None] * 4
+            stride, padding, dilation, groups = rest[0] or [1] * dim, rest[1] or [0] * dim, rest[2] or [1] * dim, \
+                rest[3] or 1
+            if isinstance(padding, str):
+                raise ConversionError(f"PT2E: {n.name}: padding={padding!r} is not supported; give numbers")
+
+            def conv(nm, q, relu, a=(dim, w, b, stride, padding, dilation, groups)):
+                from .modules import conv_from_weight
+                return conv_from_weight(nm, a[0], a[1], a[2], a[3], a[4], a[5], a[6], q, relu)
+            pending = [conv, [False], "conv"]
+            if graph is not None and not graph.input_shape:
+                graph.input_shape = _shape(n.args[0])
+        elif "aten.max_pool" in t:
+            dim = 1 if "max_pool1d" in t else 2
+            a = list(n.args[1:]) + [None] * 5
+            k = tuple(a[0])
+            stride = tuple(a[1]) if a[1] else k
+            pad = tuple(a[2]) if a[2] else (0,) * dim
+            dil = tuple(a[3]) if a[3] else (1,) * dim
+            ceil = bool(a[4])
+            if dim == 1:
+                k, stride, pad, dil = (1, k[0]), (1, stride[0]), (0, pad[0]), (1, dil[0])
+            pending = [lambda nm, q, relu, a=(dim, k, stride, pad, dil, ceil): MaxPool(nm, *a, q), [False], "pool"]
+        elif "aten.flatten" in t:
+            pending = [lambda nm, q, relu: Reshape(nm, (-1,), q), [False], "flatten"]
         elif "aten.relu" in t and pending is not None:
-            pending[5] = True
-        elif "dequantize" in t or "flatten" in t or "view" in t or "_guards" in t:
+            pending[1][0] = True
+        elif "dequantize" in t or "_guards" in t:
             continue
         else:
-            raise ConversionError(f"PT2E: op {t} ({n.name}) is not supported yet (linear and relu chains)")
+            raise ConversionError(f"PT2E: op {t} ({n.name}) is not supported yet (chains of linear, conv1d/2d, "
+                                  "relu, max_pool1d/2d, flatten)")
     if graph is None or not graph.ops:
-        raise ConversionError("PT2E: no quantized linear layer found")
-    graph.in_features = int(graph.ops[0].weight.shape[1])
+        raise ConversionError("PT2E: no quantized layer found")
+    if not graph.input_shape:
+        graph.in_features = int(graph.ops[0].weight.shape[1])
     return graph
+
+
+def _shape(node) -> tuple[int, ...]:
+    """One sample's shape from the export metadata of a value (through its dequantize/quantize)."""
+    while node is not None:
+        v = node.meta.get("val") if hasattr(node, "meta") else None
+        if v is not None and hasattr(v, "shape"):
+            return tuple(int(d) for d in v.shape[1:])
+        node = node.args[0] if getattr(node, "args", None) else None
+    return ()
+
+
+def _qweight(codes: torch.Tensor, dq, tensor) -> torch.Tensor:
+    """The int8 weight codes and their dequantize node -> a torch quantized tensor (what conv_from_weight reads)."""
+    codes = codes.detach().to(torch.int8)
+    if "dequantize_per_channel" in str(dq.target):
+        if int(dq.args[3]) != 0:
+            raise ConversionError("PT2E: per-channel weights must be quantized along the output axis")
+        return torch._make_per_channel_quantized_tensor(codes, tensor(dq.args[1]).double(),
+                                                         tensor(dq.args[2]).long(), 0)
+    return torch._make_per_tensor_quantized_tensor(codes, float(dq.args[1]), int(dq.args[2]))
