@@ -142,3 +142,16 @@ def test_pt2e_cnn_agreement(per_channel):
         print(f"\nPT2E CNN ({'per-channel' if per_channel else 'per-tensor'}), engine {eng}: "
               f"{same}/{total} = {same / total:.5f} exact, max diff {worst}")
         assert worst <= 1
+
+
+def test_pt2e_x86_inductor_float_output_is_refused():
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)).eval()
+    x = torch.randn(B, 16)
+    q = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+    p = prepare_pt2e(torch.export.export(m, (x,)).module(), q)
+    p(x)
+    with pytest.raises(Exception, match="not quantized"):
+        from_pt2e(convert_pt2e(p))

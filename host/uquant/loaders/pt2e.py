@@ -125,6 +125,10 @@ def from_pt2e(model, name: str = "model") -> Graph:
         else:
             raise ConversionError(f"PT2E: op {t} ({n.name}) is not supported yet (chains of linear, conv1d/2d, "
                                   "relu, max_pool1d/2d, flatten)")
+    if pending is not None:
+        raise ConversionError(f"PT2E: the output of the last {pending[2]} is not quantized (X86InductorQuantizer, for "
+                              "one, leaves a final linear/conv in float): the device needs every layer's output "
+                              "quantized; end the model with a quantized op")
     if graph is None or not graph.ops:
         raise ConversionError("PT2E: no quantized layer found")
     if not graph.input_shape:
