@@ -155,3 +155,11 @@ def test_pt2e_x86_inductor_float_output_is_refused():
     p(x)
     with pytest.raises(Exception, match="not quantized"):
         from_pt2e(convert_pt2e(p))
+
+
+def test_pt2e_convert_with_example_input():
+    torch.manual_seed(1)
+    m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    c, x = _pt2e(m, 8, True, 1)
+    conv = uquant.convert(c, x[:3], engine="x86")  # no exact self-check for PT2E (float32 linear)
+    assert conv.plan.n_in == 8 and conv.plan.n_out == 4

@@ -108,7 +108,10 @@ def convert(model, example_input=None, *, engine: str | None = None, relu=None, 
     converted = Converted(graph, plan, module_name, label)
     if input_unit is not None or output_unit is not None or labels is not None:
         converted.set_units(input_unit, output_unit, labels, raw_range)
-    if example_input is not None and isinstance(model, torch.nn.Module):
+    from .loaders.pt2e import is_pt2e
+    # a PT2E program computes linear/conv in float32: agreement within one code, measured (tests/test_pt2e.py),
+    # not the exact self-check
+    if example_input is not None and isinstance(model, torch.nn.Module) and not is_pt2e(model):
         check_against_torch(converted, model, example_input)
     return converted
 

@@ -18,8 +18,10 @@ _DTYPES = {torch.int8: "qint8", torch.uint8: "quint8"}
 
 def is_pt2e(model) -> bool:
     gm = model.graph_module if isinstance(model, torch.export.ExportedProgram) else model
-    g = getattr(gm, "graph", None)
-    return g is not None and any("quantized_decomposed" in str(n.target) for n in g.nodes)
+    if not isinstance(gm, torch.fx.GraphModule):  # (a TorchScript module has a .graph too)
+        return False
+    g = gm.graph
+    return any("quantized_decomposed" in str(n.target) for n in g.nodes)
 
 
 def _qp(args) -> QParams:
