@@ -19,7 +19,7 @@ $(PY):
 
 # torch==2.13.0 first and on its own, so pip takes the CPU wheel on disk
 # and nothing else can pull in a CUDA build.
-$(PY_STAMP): pyproject.toml | $(PY)
+$(PY_STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[test]'
 	# torchao (PT2E) does not pin torch: --no-deps keeps torch 2.13.0 (tests/test_pt2e.py skips without it)
