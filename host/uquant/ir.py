@@ -436,5 +436,7 @@ def _check_qparams(q: QParams, where: str) -> None:
     if not f32_normal(q.scale):
         raise ConversionError(f"{where}: scale {q.scale!r} is outside float32's normal range [{F32_TINY:.4g}, "
                               f"{F32_MAX:.4g}], where torch's float32 arithmetic would divide by zero or overflow")
+    if q.scale * max(q.qmax - q.zero_point, q.zero_point - q.qmin) > F32_MAX:
+        raise ConversionError(f"{where}: scale {q.scale!r} is so large that codes dequantize to infinity in float32")
     if not q.qmin <= q.zero_point <= q.qmax:
         raise ConversionError(f"{where}: zero point {q.zero_point} is outside [{q.qmin}, {q.qmax}] for {q.dtype}")

@@ -83,6 +83,93 @@ def check_archive(path: Path, data: bytes) -> None:
     if bad is not None:
         raise ConversionError(f"{path}: not a readable {kind}: corrupted, the CRC-32 of its record '{bad}' does not "
                               "match its contents; save or copy the file again")
+    _check_storages(path, kind, data)
+
+
+# bytes per element of the storage types torch's pickles name (an unknown one is not checked)
+_STORAGE_BYTES = {"FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+                  "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+                  "QInt8Storage": 1, "QUInt8Storage": 1, "QInt32Storage": 4, "UntypedStorage": 1}
+
+
+class _Inert:
+    """Stands for every object a probed pickle builds: nothing from the file is imported or run."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return _Inert()
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, value):
+        pass
+
+    def extend(self, values):
+        pass
+
+
+class _StorageProbe(pickle.Unpickler):
+    """Reads a torch pickle only to list the tensor storages it refers to: (type name, record key, elements)."""
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data))
+        self.storages: list[tuple[str, str, int]] = []
+
+    def find_class(self, module, name):
+        return type(name, (_Inert,), {})
+
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            self.storages.append((getattr(pid[1], "__name__", ""), str(pid[2]), pid[4]))
+        return _Inert()
+
+
+def _check_storages(path: Path, kind: str, data: bytes) -> None:
+    """Every tensor storage a torch archive's pickles refer to must be a record at least as long as the tensor
+    needs: torch.jit.load of an archive whose storage record is short crashes the process (segmentation fault,
+    torch 2.13), so a crafted or inconsistent file is refused here instead."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        sizes = {i.filename: i.file_size for i in z.infolist()}
+        for pkl, folder in (("data.pkl", "data"), ("constants.pkl", "constants")):
+            records = [n for n in sizes if n.endswith("/" + pkl) and n.count("/") == 1]
+            for rec in records:
+                probe = _StorageProbe(z.read(rec))
+                try:
+                    probe.load()
+                except Exception as e:  # not a pickle torch wrote
+                    raise ConversionError(f"{path}: not a readable {kind}: its record '{rec}' does not parse "
+                                          f"({type(e).__name__}: {e})") from None
+                prefix = rec[: -len(pkl)]
+                for type_name, key, numel in probe.storages:
+                    name = f"{prefix}{folder}/{key}"
+                    need = _STORAGE_BYTES.get(type_name, 0) * numel if isinstance(numel, int) else 0
+                    if name not in sizes:
+                        raise ConversionError(f"{path}: not a readable {kind}: it refers to a tensor record '{name}' "
+                                              "that it does not hold")
+                    if sizes[name] < need:
+                        raise ConversionError(f"{path}: not a readable {kind}: record '{name}' holds "
+                                              f"{sizes[name]} bytes, its tensor needs {need}")
+
+
+def _missing_global(message: str) -> str | None:
+    """The global a weights-only load refused, if it cannot exist: a name cut short in a damaged file (only
+    modules already imported are looked at; nothing is imported for the file)."""
+    import re
+    import sys
+
+    m = re.search(r"GLOBAL ([\w.]+)", message)
+    if not m or "." not in m.group(1):
+        return None
+    module, _, attr = m.group(1).rpartition(".")
+    if module in sys.modules and not hasattr(sys.modules[module], attr):
+        return m.group(1)
+    return None
 
 
 def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -> Graph:
@@ -105,6 +192,10 @@ def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -
     except pickle.UnpicklingError as e:
         if "weights_only" not in str(e) and "Weights only" not in str(e):
             raise ConversionError(f"{path}: not a readable torch file ({e})") from None
+        missing = _missing_global(str(e))
+        if missing:
+            raise ConversionError(f"{path}: not a readable torch file: damaged or truncated (it names "
+                                  f"'{missing}', which does not exist)") from None
         if not allow_pickle:
             raise ConversionError(f"{path}: {PICKLE_HELP}") from None
         try:

@@ -102,8 +102,24 @@ class _Walker:
     def where(self, node) -> str:
         outs = [f"%{o.debugName()}" for o in node.outputs()]
         scope = node.scopeName().split("/")[-1].replace("__module.", "")
+        reads = [] if scope else self.attributes_read(node)  # a saved file keeps no scopes: name what it reads
         return (f"TorchScript node {self.pos} {node.kind()}" + (f" -> {outs[0]}" if outs else "")
-                + (f" in module '{scope}'" if scope else ""))
+                + (f" in module '{scope}'" if scope else "")
+                + (f" (reads {', '.join(repr(r) for r in reads)})" if reads else ""))
+
+    def attributes_read(self, node) -> list[str]:
+        """The module attributes (e.g. 'fc1.weight') a node takes as arguments."""
+        if not hasattr(self, "self_value"):
+            return []
+        paths = []
+        for v in node.inputs():
+            parts, v = [], self.resolve(v)
+            while v.node().kind() == "prim::GetAttr":
+                parts.append(v.node().s("name"))
+                v = v.node().input()
+            if parts and v.unique() == self.self_value.unique():
+                paths.append(".".join(reversed(parts)))
+        return paths
 
     # --- reading static arguments from the module --------------------------------------------------
     def resolve(self, v):
