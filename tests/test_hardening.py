@@ -189,6 +189,22 @@ def test_example_input_of_the_wrong_shape():
     refused(uquant.convert, cnn, torch.randn(2, 2, 6, 6), fragments=["conv: Conv2d expects 1 input channels"])
 
 
+def test_float_or_damaged_pt2_file(tmp_path, capsys):
+    """torch.export.save files: a float program is named as such; a damaged archive gets the CRC check too."""
+    torch.export.save(torch.export.export(MLP().eval(), (X[:1],)), tmp_path / "float.pt2")
+    clean_error(run_cli(capsys, "convert", tmp_path / "float.pt2", "-o", tmp_path / "a.py"),
+                "PT2E: node 'linear' (aten.linear) has a float weight", "not quantized", "convert_pt2e")
+    data = bytearray((tmp_path / "float.pt2").read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+        name = max(z.namelist(), key=lambda n: z.getinfo(n).file_size)  # the largest record
+    data[zip_record_offset(bytes(data), name) + 3] ^= 0x10
+    (tmp_path / "flip.pt2").write_bytes(data)
+    refused(uquant.convert, tmp_path / "flip.pt2", fragments=["flip.pt2", "CRC-32"])
+    (tmp_path / "cut.pt2").write_bytes(data[:len(data) // 3])
+    refused(uquant.convert, tmp_path / "cut.pt2", fragments=["cut.pt2", "damaged or truncated"])
+    refused(uquant.convert, tmp_path / "none.pt2", fragments=["no such file"])
+
+
 def test_cli_errors_in_a_real_process(tmp_path):
     """The console entry point itself: exit status 2 and one line on stderr, nothing else."""
     path = save(MLP().state_dict(), tmp_path / "float_sd.pt")

@@ -23,7 +23,7 @@ def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = Fal
     """Read a quantized model (object, state_dict mapping, or file path) into the IR."""
     if isinstance(source, (str, Path)) and Path(source).suffix == ".pt2":  # torch.export.save of a PT2E program
         from .pt2e import from_pt2e
-        return from_pt2e(torch.export.load(source), name or _name_from(Path(source)))
+        return from_pt2e(_export_load(Path(source)), name or _name_from(Path(source)))
     if isinstance(source, (str, Path)):
         path = Path(source)
         return load_file(path, name=name or _name_from(path), relu=relu, allow_pickle=allow_pickle)
@@ -40,6 +40,18 @@ def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = Fal
         return from_state_dict(source, name, relu=relu)
     raise ConversionError(f"cannot convert a {type(source).__name__}: pass a quantized nn.Module, a TorchScript "
                           "module, a state_dict, or a file path")
+
+
+def _export_load(path: Path):
+    """torch.export.load of a .pt2 file, after the same whole-file checks as every other archive."""
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file")
+    check_archive(path, path.read_bytes())
+    try:
+        return torch.export.load(str(path))
+    except Exception as e:  # a damaged or foreign archive fails in many ways inside torch.export
+        raise ConversionError(f"{path}: not a readable torch.export (.pt2) file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _name_from(path: Path) -> str:

@@ -76,6 +76,9 @@ def from_pt2e(model, name: str = "model") -> Graph:
         elif "aten.linear" in t:
             x, wdq = n.args[0], n.args[1]
             bias = n.args[2] if len(n.args) > 2 else None
+            if not (isinstance(wdq, torch.fx.Node) and "dequantize" in str(wdq.target)):
+                raise ConversionError(f"PT2E: node '{n.name}' (aten.linear) has a float weight: the program is not "
+                                      "quantized; run prepare_pt2e, calibrate and convert_pt2e before uquant")
             wq = tensor(wdq.args[0]).detach().numpy().astype(np.int64)
             if "dequantize_per_channel" in str(wdq.target):
                 scales = tensor(wdq.args[1]).detach().double().numpy()
