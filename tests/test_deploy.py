@@ -83,3 +83,23 @@ def test_circuitpython_deploys_source_onto_the_drive_atomically(tmp_path):
     assert deploy_to_drive(drive, module, board, log=lambda *a: None) == []  # unchanged: skipped
     with pytest.raises(LinkError, match="not a mounted drive"):
         deploy_to_drive(tmp_path / "nope", module, board)
+
+
+def test_deploy_refuses_a_model_too_big_for_the_board_before_copying(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    import uquant
+    from uquant.cli import main
+    from uquant.examples import seed_state_dict
+    from uquant.info import fit_report, module_memory
+
+    module = uquant.convert(seed_state_dict(), relu="hidden", engine="x86").save(tmp_path / "seed_q.py")
+    mem = module_memory(module)
+    assert mem["weights"] == 27 and mem["buffers"] >= 10
+    tiny = dataclasses.replace(boards.get("pico"), heap_bytes=5000)
+    text, fits = fit_report(mem, module.read_text(), "seed_q", tiny)
+    assert not fits and "DOES NOT FIT" in text
+    monkeypatch.setattr(boards, "get", lambda key: tiny)
+    assert main(["deploy", str(module), "--board", "pico", "--port", "/dev/null"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit pico" in err and "B over" in err and "--force" in err

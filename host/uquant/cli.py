@@ -132,6 +132,12 @@ def cmd_deploy(args) -> int:
     module = Path(args.module)
     if not module.is_file():
         raise ValueError(f"{module}: no such file (make one with `uquant convert`)")
+    if not args.force:  # refuse before copying, with the numbers, rather than a MemoryError on the board
+        from .info import fit_report, module_memory
+
+        text, fits = fit_report(module_memory(module), module.read_text(), module.stem, board)
+        if not fits:
+            raise ValueError(f"{module} does not fit {board.key} (--force to try anyway):\n{text}")
     if board.transport == "circuitpy" or args.drive:
         from .deploy import deploy_to_drive, find_drive
 
@@ -289,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--board", required=True, help="board profile (boards/*.toml), e.g. pico, esp32")
     d.add_argument("--port", default="auto", help="serial port, or 'auto' to find the board by its USB id")
     d.add_argument("--drive", help="CircuitPython: the mounted CIRCUITPY drive's folder (default: find it)")
+    d.add_argument("--force", action="store_true", help="deploy even if the board's profile says it does not fit")
     d.set_defaults(func=cmd_deploy)
 
     pr = sub.add_parser("predict", help="one inference on the board, over the serial REPL")

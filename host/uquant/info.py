@@ -67,10 +67,30 @@ RUNTIME_HEAP_PER_MPY_BYTE = 3 / 2
 
 def board_fit(converted, board) -> tuple[str, bool]:
     """Whether the converted model fits `board` (RAM and filesystem), with the numbers; and a yes/no."""
+    return fit_report(codegen.memory(converted.plan), converted.source, converted.module_name, board)
+
+
+def module_memory(path: Path) -> dict[str, int]:
+    """codegen.memory()'s figures for a generated module file (what `uquant deploy` has), read by loading it."""
+    from .runtime import load_file
+
+    mem = {"weights": 0, "params": 0, "buffers": 0, "scratch": 0}
+    model = load_file(path).model
+    mem["buffers"] = sum(len(b) for b in model.bufs)
+    for node in model.layers:
+        if node.kind in ("dense", "conv"):
+            W, P, F, T = node.args[4:8]
+            mem["weights"] += len(W)
+            mem["params"] += 4 * len(P) + 4 * len(F[0] if F else ()) + len(T or b"")
+            if node.kind == "conv":
+                mem["scratch"] += len(node.args[8])
+    return mem
+
+
+def fit_report(mem: dict, source: str, module_name: str, board) -> tuple[str, bool]:
     from .bench import mpy_size
     from .runtime import DEVICE_DIR
 
-    mem = codegen.memory(converted.plan)
     arch = board.mpy_arch or None
 
     sources = [((DEVICE_DIR / f).read_text(), Path(f).stem) for f in board.device_files]
@@ -78,7 +98,7 @@ def board_fit(converted, board) -> tuple[str, bool]:
     # flash: what is copied, .mpy for the board's arch or else the source.
     compiled = [mpy_size(src, name, arch) or len(src.encode()) for src, name in sources]
     shipped = compiled if arch else [len(src.encode()) for src, _ in sources]
-    model_file = (mpy_size(converted.source, converted.module_name, arch) if arch else None) or len(converted.source.encode())
+    model_file = (mpy_size(source, module_name, arch) if arch else None) or len(source.encode())
     copies = 1 if board.tier == "bytecode" else 2  # the fast kernels keep their own int32 copy of the parameters
     ram = (mem["weights"] + copies * mem["params"] + mem["buffers"] + mem["scratch"]
            + int(sum(compiled) * RUNTIME_HEAP_PER_MPY_BYTE))
