@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ warnings.filterwarnings("ignore", message=".*(quint8|qint8|qint32|TypedStorage).
 # How much fuzzing: 1 in CI (the promised minimum counts), more with UQUANT_FUZZ_SCALE=10 for long runs.
 FUZZ_SCALE = float(os.environ.get("UQUANT_FUZZ_SCALE", "1"))
 
+from uquant.api import torch_engine  # noqa: E402,F401 - tests set torch's engine for a block
 from uquant.lower import has_vnni  # noqa: E402,F401 - tests skip or narrow inputs on CPUs without VNNI
 
 _REPORT: list[str] = []
@@ -44,16 +44,3 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("uquant measurements")
         for line in _REPORT:
             terminalreporter.write_line(line)
-
-
-@contextmanager
-def torch_engine(engine: str):
-    """Set torch's quantized engine for the block (weights are packed for the engine current at packing)."""
-    import torch
-
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = old

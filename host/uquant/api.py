@@ -1,6 +1,7 @@
 """The Python API: convert a model, save the device module, run it on the host."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,17 @@ from . import codegen, engines, runtime
 from .ir import ConversionError, Graph, Linear, QParams
 from .loaders import load
 from .lower import Plan, lower
+
+
+@contextmanager
+def torch_engine(engine: str):
+    """Set torch's quantized engine for the block (weights are packed for the engine current at packing)."""
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = old
 
 
 def quantize_input(x, q: QParams) -> np.ndarray:

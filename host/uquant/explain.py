@@ -8,13 +8,13 @@ classic wrong attempts worked out for that input. Every number is computed here,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import engines
+from .api import torch_engine
 from .explain_doc import Doc, render, step_plot
 from .ir import Add, AvgPool, Cat, Conv, Linear, MaxPool, Mul, Reshape, Table
 from .plan import DenseStep, Plan
@@ -33,16 +33,6 @@ def codes_str(v, limit: int = MAX_CODES) -> str:
     v = [int(c) for c in np.asarray(v).reshape(-1)]
     more = f", ... ({len(v)} in all)" if len(v) > limit else ""
     return "[" + ", ".join(map(str, v[:limit])) + more + "]"
-
-
-@contextmanager
-def torch_engine(engine: str):
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = old
 
 
 # ---------------------------------------------------------------------------------------------------------
