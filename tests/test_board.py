@@ -153,3 +153,25 @@ def test_deploy_refuses_the_wrong_board_profile(board, seed_files):
 def test_no_board_on_the_port_is_a_clear_error(tmp_path):
     with pytest.raises(LinkError, match="no MicroPython raw REPL there"):
         Link(str(tmp_path / "no-such-tty"))
+
+
+def test_predict_raw_sensor_integers_on_the_board(board, seed_files, tmp_path):
+    # a units model: predict --input-raw runs the board's run_raw and prints what `uquant run` prints on the host
+    model, _ = seed_files
+    units_q = uquant.convert(model, relu="hidden", engine="x86", input_unit="0.000244", output_unit="0.001",
+                             labels="a,b,c,d,e,f,g").save(tmp_path / "units_q.py")
+    plain_q = uquant.convert(model, relu="hidden", engine="x86").save(tmp_path / "plain_q.py")
+    for m in (units_q, plain_q):
+        r = uquant_cli("deploy", m, "--board", "sim", "--port", board.device)
+        assert r.returncode == 0, r.stderr
+    assert (board.flash_dir / "uquant_units.mpy").is_file()
+    r = uquant_cli("predict", "--port", board.device, "--module", "units_q", "--input-raw", "-35,1843")
+    host = uquant_cli("run", units_q, "--input-raw", "-35,1843")  # tests/test_units_cli.py: run = run_raw = torch
+    assert r.returncode == 0 and host.returncode == 0, r.stderr + host.stderr
+    assert r.stdout.splitlines()[1:] == host.stdout.splitlines()[1:], r.stdout + host.stdout
+    assert "raw inputs   : [-35, 1843]" in r.stdout and " x 0.001" in r.stdout and "label        : " in r.stdout
+    r = uquant_cli("predict", "--port", board.device, "--module", "units_q", "--input-raw", "1,600000000")
+    assert r.returncode == 2 and "raw value 600000000 is outside" in r.stderr and "Traceback" not in r.stderr
+    r = uquant_cli("predict", "--port", board.device, "--module", "plain_q", "--input-raw", "1,2")
+    assert r.returncode == 2 and "plain_q has no run_raw" in r.stderr and "--input-unit" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -30,6 +30,64 @@ def _floats(text: str) -> list[float]:
         raise ValueError(f"--input takes comma-separated numbers, got {text!r}") from None
 
 
+def _raw_ints(text: str) -> list[int]:
+    vals = [v for v in text.replace(" ", "").split(",") if v != ""]
+    try:
+        return [int(v) for v in vals]
+    except ValueError:
+        raise ValueError(f"--input-raw takes comma-separated integers (raw sensor values), got {text!r}") from None
+
+
+def _check_raw(raws: list[int], units: dict | None, name: str, n_in: int) -> None:
+    """Refuse, with one line, what run_raw would refuse (or cannot do), before running anything."""
+    if units is None or units["raw"] is None:
+        raise ValueError(f"{name} has no run_raw (converted without --input-unit): convert the model again with "
+                         "--input-unit, e.g. --input-unit 0.000244, to give it raw sensor integers")
+    if len(raws) != n_in:
+        raise ValueError(f"{name} takes {n_in} input values, got {len(raws)}")
+    lo, hi = units["raw"]
+    bad = [r for r in raws if not lo <= r <= hi]
+    if bad:
+        raise ValueError(f"raw value {bad[0]} is outside {name}'s accepted raw range [{lo}, {hi}] "
+                         "(the range set by convert --raw-range)")
+
+
+def output_unit_text(spec: tuple, scale: float) -> str:
+    """The output unit behind a module's fixed-point spec, as a decimal: the shortest one whose values are the
+    module's for every output code (the unit itself is not stored in the module, only its A, S or table)."""
+    from fractions import Fraction
+
+    from .ir import QParams
+    from .units import fixed_point_targets
+
+    zp, lo, hi, A, S, table = spec
+    if table is not None:
+        want = list(table)
+    else:
+        want = [(d * A + 2**(S - 1)) >> S if d >= 0 else -(((-d) * A + 2**(S - 1)) >> S)
+                for d in range(lo - zp, hi - zp + 1)]
+    i = max(range(len(want)), key=lambda k: abs(want[k]))
+    if want[i] == 0:
+        return "?"
+    approx = float(np.float32(lo + i - zp) * np.float32(scale)) / want[i]
+    q = QParams(float(scale), zp, "qint8" if lo < 0 else "quint8")
+    for digits in range(1, 18):
+        cand = Fraction(f"{approx:.{digits}g}")
+        if cand > 0 and fixed_point_targets(q, cand) == want:
+            return repr(float(cand))
+    return f"~{approx:.6g}"
+
+
+def _print_outputs(values, fixed, pred: int, units: dict | None, out_scale: float) -> None:
+    """The lines after `output codes`, the same for run and predict."""
+    print(f"output values: {[float(f'{v:.6g}') for v in values]}")
+    if units is not None and units["out"] is not None:
+        print(f"fixed point  : {[int(v) for v in fixed]} x {output_unit_text(units['out'], out_scale)}")
+    print(f"class        : {pred}")
+    if units is not None and units["labels"]:
+        print(f"label        : {units['labels'][pred]}")
+
+
 def cmd_convert(args) -> int:
     from . import codegen
     from .api import convert
@@ -91,8 +149,18 @@ def cmd_run(args) -> int:
     if not hasattr(mod, "OUTPUT_ZERO_POINT") or not isinstance(getattr(mod, "model", None), runtime.rt.Model):
         raise ValueError(f"{path}: not a complete generated module (no model, or its last line is missing: "
                          "truncated?); convert the model again")
+    from .deploy import module_units
+
     n_in = mod.model.n_in
-    if args.raw:
+    units = module_units(mod)
+    raws = None
+    if args.input_raw is not None:
+        if args.raw:
+            raise ValueError("--raw marks --input as codes; --input-raw takes raw sensor integers: use one of them")
+        raws = _raw_ints(args.input_raw)
+        _check_raw(raws, units, path.name, n_in)
+        codes = [int(v) for v in mod.units.quantize_raw(raws)]  # the device's own step (what run_raw runs)
+    elif args.raw:
         codes = _ints(args.input)
     else:
         x = np.array(_floats(args.input), np.float32)
@@ -106,14 +174,20 @@ def cmd_run(args) -> int:
 
         ys, preds, _ = run_batch(path.read_text(), path.stem, np.array([codes]))
         y, pred, where = ys[0].tolist(), int(preds[0]), "MicroPython (wasm)"
+    elif raws is not None:
+        y, where = list(mod.run_raw(raws)), "CPython"
+        pred = mod.predict(codes)
     else:
         y, pred, where = list(mod.run(codes)), mod.predict(codes), "CPython"
-    values = engines.dequantize(np.array(y), codegen.bits_f32(mod.OUTPUT_SCALE_BITS), mod.OUTPUT_ZERO_POINT)
+    out_scale = codegen.bits_f32(mod.OUTPUT_SCALE_BITS)
+    values = engines.dequantize(np.array(y), out_scale, mod.OUTPUT_ZERO_POINT)
+    fixed = list(mod.dequantize(y)) if units is not None and units["out"] is not None else None
     print(f"runtime      : device runtime under {where}")
+    if raws is not None:
+        print(f"raw inputs   : {raws}")
     print(f"input codes  : {codes}")
     print(f"output codes : {y}")
-    print(f"output values: {[float(f'{v:.6g}') for v in values]}")
-    print(f"class        : {pred}")
+    _print_outputs(values, fixed, pred, units, out_scale)
     return 0
 
 
@@ -153,29 +227,42 @@ def cmd_deploy(args) -> int:
 
 def cmd_predict(args) -> int:
     from . import codegen, engines
-    from .deploy import board_model, run_batch
+    from .deploy import board_dequantize, board_model, board_run_raw, board_units, run_batch
 
+    raws = None
+    if args.input_raw is not None:
+        if args.raw:
+            raise ValueError("--raw marks --input as codes; --input-raw takes raw sensor integers: use one of them")
+        raws = _raw_ints(args.input_raw)
     with _open_link(args) as link:
         info = board_model(link, args.module)
-        vals = [v for v in args.input.split(",") if v.strip()]
-        if args.raw:
-            codes = [int(v) for v in vals]
+        units = board_units(link, args.module)
+        if raws is not None:
+            _check_raw(raws, units, args.module, info["n_in"])
+            codes, y, pred = board_run_raw(link, args.module, raws)
         else:
-            dtype = "qint8" if info["qmin"] < 0 else "quint8"
-            codes = engines.quantize(np.array([float(v) for v in vals], np.float32),
-                                     codegen.bits_f32(info["in_bits"]), info["in_zp"], dtype).tolist()
-        if len(codes) != info["n_in"]:
-            raise ValueError(f"{args.module} takes {info['n_in']} inputs, got {len(codes)}")
-        ys, preds = run_batch(link, args.module, np.array([codes]), info["qmin"])
-    y = ys[0]
-    if info["qmin"] < 0:  # qint8 results come back as raw bytes
-        y = np.where(y > 127, y - 256, y)
-    values = engines.dequantize(y, codegen.bits_f32(info["out_bits"]), info["out_zp"])
+            if args.raw:
+                codes = _ints(args.input)
+            else:
+                dtype = "qint8" if info["qmin"] < 0 else "quint8"
+                codes = engines.quantize(np.array(_floats(args.input), np.float32),
+                                         codegen.bits_f32(info["in_bits"]), info["in_zp"], dtype).tolist()
+            if len(codes) != info["n_in"]:
+                raise ValueError(f"{args.module} takes {info['n_in']} inputs, got {len(codes)}")
+            ys, preds = run_batch(link, args.module, np.array([codes]), info["qmin"])
+            y, pred = ys[0], int(preds[0])
+            if info["qmin"] < 0:  # qint8 results come back as raw bytes
+                y = np.where(y > 127, y - 256, y)
+            y = y.tolist()
+        fixed = board_dequantize(link, args.module, y) if units is not None and units["out"] is not None else None
+    out_scale = codegen.bits_f32(info["out_bits"])
+    values = engines.dequantize(np.array(y), out_scale, info["out_zp"])
     print(f"board        : {link.port} ({info['tier']} kernels)")
+    if raws is not None:
+        print(f"raw inputs   : {raws}")
     print(f"input codes  : {list(map(int, codes))}")
-    print(f"output codes : {y.tolist()}")
-    print(f"output values: {[float(f'{v:.6g}') for v in values]}")
-    print(f"class        : {int(preds[0])}")
+    print(f"output codes : {y}")
+    _print_outputs(values, fixed, pred, units, out_scale)
     return 0
 
 
@@ -283,9 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a generated module on one input, with the device runtime")
     r.add_argument("module", help="generated module, e.g. build/model_q.py")
-    r.add_argument("--input", required=True, help="comma-separated float inputs (quantized as torch does), "
-                   "or codes with --raw")
-    r.add_argument("--raw", action="store_true", help="--input holds already-quantized codes")
+    ri = r.add_mutually_exclusive_group(required=True)
+    ri.add_argument("--input", help="comma-separated float inputs (quantized as torch does), or codes with --raw")
+    ri.add_argument("--input-raw", metavar="INTS", help="comma-separated raw sensor integers, e.g. 1200,-35,4095, "
+                    "through the module's run_raw (converted with --input-unit)")
+    r.add_argument("--raw", action="store_true", help="--input holds already-quantized codes (not raw sensor "
+                   "values: those go in --input-raw)")
     r.add_argument("--micropython", action="store_true",
                    help="run inside a real MicroPython interpreter (WebAssembly port, needs `make setup`)")
     r.set_defaults(func=cmd_run)
@@ -301,8 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="one inference on the board, over the serial REPL")
     pr.add_argument("--port", default="auto", help="serial port, or 'auto'")
     pr.add_argument("--module", default="model_q", help="model module on the board (default: %(default)s)")
-    pr.add_argument("--input", required=True, help="comma-separated float inputs, or codes with --raw")
-    pr.add_argument("--raw", action="store_true", help="--input holds already-quantized codes")
+    pi = pr.add_mutually_exclusive_group(required=True)
+    pi.add_argument("--input", help="comma-separated float inputs, or codes with --raw")
+    pi.add_argument("--input-raw", metavar="INTS", help="comma-separated raw sensor integers, e.g. 1200,-35,4095, "
+                    "through the board module's run_raw (converted with --input-unit)")
+    pr.add_argument("--raw", action="store_true", help="--input holds already-quantized codes (not raw sensor "
+                    "values: those go in --input-raw)")
     pr.set_defaults(func=cmd_predict)
 
     v = sub.add_parser("verify", help="run many inputs on the board and compare every output byte with torch")
@@ -328,11 +422,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """`--input-raw -35,1200` -> `--input-raw=-35,1200` (also --input, --raw-range): argparse takes a value list
+    starting with '-' for an option (it knows only single negative numbers), so it would need the '=' spelling."""
+    import re
+
+    out = []
+    for a in argv:
+        if out and out[-1] in ("--input", "--input-raw", "--raw-range") and re.fullmatch(r"-\.?\d[\d.,eE+\- ]*", a):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
     _quiet_torch()
     from .ir import ConversionError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         return args.func(args)
     except ConversionError as e:

@@ -44,12 +44,22 @@ def compile_mpy(source: str, name: str, arch: str | None) -> bytes:
         return src.with_suffix(".mpy").read_bytes()
 
 
+def uses_units(module_source: str) -> bool:
+    """A module converted with --input-unit/--output-unit/--labels imports device/uquant_units.py."""
+    return "from uquant_units import" in module_source
+
+
+def device_files(module: Path, tier_files: tuple[str, ...]) -> tuple[str, ...]:
+    """The device/ files a module needs on the board (deploy) or in firmware (freeze): its tier's, and
+    uquant_units.py when the module uses integer units."""
+    return (*tier_files, "uquant_units.py") if uses_units(module.read_text()) else tuple(tier_files)
+
+
 def plan_files(module: Path, tier_files: tuple[str, ...], impl: dict) -> list[FilePlan]:
     """What to copy: .mpy for the board's own architecture when its firmware reads our .mpy version, else .py."""
     use_mpy = impl["name"] == "micropython" and impl["mpy_version"] == MPY_VERSION and impl["mpy_arch"] is not None
-    if "from uquant_units import" in module.read_text():  # converted with --input-unit/--output-unit/--labels
-        tier_files = (*tier_files, "uquant_units.py")
-    sources = [(Path(f).stem, (DEVICE_DIR / f).read_text()) for f in tier_files] + [(module.stem, module.read_text())]
+    sources = [(Path(f).stem, (DEVICE_DIR / f).read_text()) for f in device_files(module, tier_files)]
+    sources.append((module.stem, module.read_text()))
     out = []
     for name, text in sources:
         if use_mpy:
@@ -109,6 +119,34 @@ def board_model(link: Link, module: str) -> dict:
                      f"'out_zp': m.OUTPUT_ZERO_POINT}})(__import__({module!r}))")
 
 
+def board_units(link: Link, module: str) -> dict | None:
+    """What a module's integer units give (see module_units), read on the board; None for a plain module."""
+    got = link.eval(f"(lambda u: None if not hasattr(u, 'has_inp') else ((u.r_lo, u.r_hi) if u.has_inp else None, "
+                    f"u.out, u.labels))(getattr(__import__({module!r}), 'units', None))")
+    return None if got is None else {"raw": got[0], "out": got[1], "labels": got[2]}
+
+
+def module_units(mod) -> dict | None:
+    """The same for a module loaded on the host: {"raw": (lo, hi) of run_raw or None, "out": the fixed-point
+    spec of dequantize or None, "labels": names or None}; None for a module converted without units."""
+    u = getattr(mod, "units", None)
+    if not hasattr(u, "has_inp"):
+        return None
+    return {"raw": (u.r_lo, u.r_hi) if u.has_inp else None, "out": u.out, "labels": u.labels}
+
+
+def board_run_raw(link: Link, module: str, raws: list[int]) -> tuple[list[int], list[int], int]:
+    """Raw sensor integers -> (input codes, output codes, class), through the board's own run_raw."""
+    raws = [int(v) for v in raws]
+    return link.eval(f"(lambda m: (lambda y: (list(m.units.codes), y, m.model.predict(m.units.codes)))"
+                     f"(list(m.run_raw({raws!r}))))(__import__({module!r}))")
+
+
+def board_dequantize(link: Link, module: str, codes: list[int]) -> list[int]:
+    """Output codes -> the board's fixed-point ints (the module's dequantize, --output-unit)."""
+    return link.eval(f"list(__import__({module!r}).dequantize({[int(v) for v in codes]!r}))")
+
+
 def run_batch(link: Link, module: str, codes: np.ndarray, qmin: int) -> tuple[np.ndarray, np.ndarray]:
     """Input codes (batch, n_in) -> the board's output codes and predictions, in one raw-REPL exec."""
     blob = bytes((np.asarray(codes, np.int64) - qmin).astype(np.uint8).ravel().tolist())
@@ -140,8 +178,9 @@ def write_manifest(module: Path, board, out_dir: Path) -> Path:
     live in flash as frozen bytes. mpy-cross of the firmware build compiles them for the board.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = [*board.device_files, module.name]
-    for f in board.device_files:
+    files = device_files(module, board.device_files)
+    names = [*files, module.name]
+    for f in files:
         (out_dir / f).write_text((DEVICE_DIR / f).read_text())
     (out_dir / module.name).write_text(module.read_text())
     lines = [f"# Freeze uquant's runtime ({board.tier} kernels) and {module.stem} into {board.name} firmware.",

@@ -41,6 +41,8 @@ def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False
         chunks.append(f"x = X[:{n_in}]\nm.run(x)\n")  # warm up, then measure one call
         chunks.append(hostmod.heap_delta_snippet("m.run(x)"))
     kernels = ("uquant_rt", "uquant_viper") if host == "unix" else ("uquant_rt",)
+    if "from uquant_units import" in source:  # converted with --input-unit/--output-unit/--labels
+        kernels += ("uquant_units",)
     files = {f"/lib/{k}.py": (DEVICE_DIR / f"{k}.py").read_text() for k in kernels}
     out = hostmod.run_micropython(chunks, {**files, f"/lib/{module}.py": source}, timeout=timeout)
     rows = [line.split() for line in out.splitlines() if line.startswith("Y ")]
