@@ -25,7 +25,11 @@ def torch_engine(engine: str):
 
 
 def quantize_input(x, q: QParams) -> np.ndarray:
-    """Float input -> codes exactly as torch.quantize_per_tensor does on this engine's CPU."""
+    """Float input -> codes exactly as torch does: torch.quantize_per_tensor on this CPU, or for a PT2E program
+    its own quantize_per_tensor (another formula)."""
+    if q.formula == "pt2e":
+        from . import pt2e_ops
+        return pt2e_ops.quantize(x, q)
     return engines.quantize(np.asarray(x, np.float32), q.scale, q.zero_point, q.dtype)
 
 

@@ -166,7 +166,8 @@ def cmd_run(args) -> int:
         x = np.array(_floats(args.input), np.float32)
         if not np.all(np.isfinite(x)):
             raise ValueError(f"--input must be finite numbers, got {args.input!r}")
-        codes = engines.quantize(x, codegen.bits_f32(mod.INPUT_SCALE_BITS), mod.INPUT_ZERO_POINT).tolist()
+        codes = _quantize_floats(x, mod.INPUT_SCALE_BITS, mod.INPUT_ZERO_POINT, mod.model.qmin,
+                                 getattr(mod, "INPUT_QUANTIZE", "aten"))
     if len(codes) != n_in:
         raise ValueError(f"{path.name} takes {n_in} input values, got {len(codes)}")
     if args.micropython:
@@ -189,6 +190,18 @@ def cmd_run(args) -> int:
     print(f"output codes : {y}")
     _print_outputs(values, fixed, pred, units, out_scale)
     return 0
+
+
+def _quantize_floats(x, scale_bits: int, zero_point: int, qmin: int, formula: str) -> list[int]:
+    """Float inputs -> the codes torch gives them, with the module's scale (float32 bits) and quantize formula."""
+    from . import codegen
+    from .api import quantize_input
+    from .ir import QParams
+
+    if formula not in ("aten", "pt2e"):
+        raise ValueError(f"the module's INPUT_QUANTIZE is {formula!r}; expected 'pt2e' (the file is damaged?)")
+    q = QParams(codegen.bits_f32(scale_bits), zero_point, "qint8" if qmin < 0 else "quint8", formula)
+    return [int(v) for v in quantize_input(x, q)]
 
 
 def _open_link(args, board=None):
@@ -244,9 +257,8 @@ def cmd_predict(args) -> int:
             if args.raw:
                 codes = _ints(args.input)
             else:
-                dtype = "qint8" if info["qmin"] < 0 else "quint8"
-                codes = engines.quantize(np.array(_floats(args.input), np.float32),
-                                         codegen.bits_f32(info["in_bits"]), info["in_zp"], dtype).tolist()
+                codes = _quantize_floats(np.array(_floats(args.input), np.float32), info["in_bits"], info["in_zp"],
+                                         info["qmin"], info.get("in_formula", "aten"))
             if len(codes) != info["n_in"]:
                 raise ValueError(f"{args.module} takes {info['n_in']} inputs, got {len(codes)}")
             ys, preds = run_batch(link, args.module, np.array([codes]), info["qmin"])

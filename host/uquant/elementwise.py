@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import engines
+from . import engines, pt2e_ops
 from . import requant as rq
 from .ir import Add, Cat, ConversionError, Mul, QParams, f32_normal
 from .plan import AddStep, CatStep, MulStep
@@ -48,6 +48,8 @@ def fit_pairs(truth: np.ndarray, alpha: float, beta: float, za: int, zb: int, zy
 def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddStep:
     (qa, qb), q = q_in, op.out
     n = int(np.prod(shape))
+    if q.formula == "pt2e":
+        return lower_add_pt2e(op, qa, qb, shape, n)
     if n > GRAIN:
         raise ConversionError(f"{op.name}: add of {n} elements: torch splits tensors over {GRAIN} elements between "
                               "threads, which changes its rounding; not supported")
@@ -87,6 +89,27 @@ def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddSte
                    tail_fixes, "qnnpack q8add" if qnnpack else "aten add (SIMD blocks + tail)")
 
 
+def lower_add_pt2e(op: Add, qa: QParams, qb: QParams, shape: tuple, n: int) -> AddStep:
+    """A PT2E program's float32 add (+relu) between dequantize and quantize: one element-wise function of two codes,
+    the same at every position; torch's own ops on all 65,536 pairs are the truth to fit."""
+    q = op.out
+    relu = op.relu
+    truth = pt2e_ops.pairs(qa, qb, lambda a, b: (a + b).relu() if relu else a + b, q)
+    alpha, beta = qa.scale / q.scale, qb.scale / q.scale
+    if not np.isfinite(alpha + beta) or 255 * (alpha + beta) + 255 >= INT32_SAFE:
+        raise ConversionError(f"{op.name}: input scale / output scale ratios {alpha:.3g} and {beta:.3g} are too large")
+    try:
+        params, fixes = fit_pairs(truth, alpha, beta, qa.zero_point - qa.qmin, qb.zero_point - qb.qmin,
+                                  q.zero_point - q.qmin, q.zero_point - q.qmin if relu else 0, 255)
+    except ConversionError as e:
+        raise ConversionError(f"{op.name}: {e}") from None
+    Aa, Ab, D, _ = params
+    if 255 * (abs(Aa) + abs(Ab)) + abs(D) >= SMALL:
+        raise ConversionError(f"{op.name}: the add's integer form ({Aa}, {Ab}, {D}) leaves 31-bit ints; refusing")
+    return AddStep("add", op.name, list(op.inputs), op.name, q, shape, n, n, int(truth.min()), int(truth.max()),
+                   params, fixes, params, fixes, "PT2E float32 add")
+
+
 def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -> CatStep:
     parts = []
     codes = np.arange(256)
@@ -94,10 +117,13 @@ def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -
         table = None
         if q != op.out:  # torch requantizes: quantize(dequantize(x)), the same for every element
             real = codes + q.qmin  # buffers hold code - qmin
-            t = engines.quantize(engines.dequantize(real, q.scale, q.zero_point), op.out.scale, op.out.zero_point,
-                                 op.out.dtype)
+            if op.out.formula == "pt2e":
+                t = pt2e_ops.requantize(q, op.out)
+            else:
+                t = engines.quantize(engines.dequantize(real, q.scale, q.zero_point), op.out.scale,
+                                     op.out.zero_point, op.out.dtype)
             table = bytes((t - op.out.qmin).astype(np.uint8).tolist())
-        if q != op.out and q.scale / op.out.scale * 255 + 255 >= INT32_SAFE:
+        if q != op.out and op.out.formula != "pt2e" and q.scale / op.out.scale * 255 + 255 >= INT32_SAFE:
             raise ConversionError(f"{op.name}: an input's scale is {q.scale / op.out.scale:.3g} times the output's: "
                                   "torch's requantization overflows int32 there; refusing")
         parts.append((int(np.prod(sh)), table))
@@ -108,6 +134,8 @@ def lower_mul(op: Mul, q_in: list[QParams], shape: tuple) -> MulStep:
     """c = (a - za)(b - zb) is exact; torch's output is a monotone function of c, fitted and proven like a layer."""
     (qa, qb), q = q_in, op.out
     za, zb = qa.zero_point - qa.qmin, qb.zero_point - qb.qmin  # stored codes
+    if q.formula == "pt2e":
+        return lower_mul_pt2e(op, qa, qb, shape, za, zb)
     corners = [(a - za) * (b - zb) for a in (0, 255) for b in (0, 255)]
     c_lo, c_hi = np.array([min(corners)]), np.array([max(corners)])
     lo = q.zero_point if op.relu else q.qmin
@@ -127,3 +155,44 @@ def lower_mul(op: Mul, q_in: list[QParams], shape: tuple) -> MulStep:
     fixes = [v for a, y in sorted(ch.exceptions.items()) for v in (a, y)]
     return MulStep("mul", op.name, list(op.inputs), op.name, q, shape, int(np.prod(shape)), za, zb,
                    int(ends.min()), int(ends.max()), ch.words, fixes)
+
+
+def lower_mul_pt2e(op: Mul, qa: QParams, qb: QParams, shape: tuple, za: int, zb: int) -> MulStep:
+    """A PT2E program's float32 mul (+relu): torch's result on all 65,536 code pairs, which must be a function of
+    c = (a - za)(b - zb) (float32 rounds f32(dq(a)) * f32(dq(b)) per pair, so this is checked, not assumed);
+    the device's requantization of c is fitted to it and then checked on every pair."""
+    from .runtime import rt
+
+    q, relu = op.out, op.relu
+    truth = pt2e_ops.pairs(qa, qb, lambda a, b: (a * b).relu() if relu else a * b, q).ravel()
+    c = ((np.arange(256)[:, None] - za) * (np.arange(256)[None, :] - zb)).ravel()
+    values, first = np.unique(c, return_index=True)
+    y_of = truth[first]
+    split = np.count_nonzero(truth != y_of[np.searchsorted(values, c)])
+    if split:
+        raise ConversionError(f"{op.name}: torch's float32 mul gives different codes for {split} pairs of inputs "
+                              "with the same integer product; no integer form reproduces it, refusing")
+
+    zy, M_real = q.zero_point - q.qmin, float(np.float32(qa.scale)) * float(np.float32(qb.scale)) / q.scale
+
+    def fn(acc):  # between realizable products any value works: the ideal one, kept between its neighbours'
+        shape = np.shape(acc)
+        acc = np.asarray(acc, np.int64).ravel()
+        i = np.clip(np.searchsorted(values, acc, side="right") - 1, 0, values.size - 1)
+        j = np.minimum(i + 1, values.size - 1)
+        y = np.clip(np.rint(acc * M_real).astype(np.int64) + zy, y_of[i], np.maximum(y_of[i], y_of[j]))
+        return np.where(values[i] == acc, y_of[i], y).reshape(shape)
+
+    lo, hi = int(truth.min()), int(truth.max())
+    M = np.array([qa.scale * qb.scale / q.scale])
+    try:
+        (ch,) = rq.fit_layer(fn, M, values[:1], values[-1:], lo, hi)
+    except rq.RequantError as e:
+        raise ConversionError(f"{op.name}: {e}") from None
+    fixes = [v for a, y in sorted(ch.exceptions.items()) for v in (a, y)]
+    bad = [int(v) for v, y in zip(values, y_of) if rt.requant_one(int(v), ch.words, ch.exceptions, lo, hi) != y]
+    if bad:
+        raise ConversionError(f"{op.name}: the integer form of torch's float32 mul differs at {len(bad)} products "
+                              f"(first: {bad[0]}); refusing")
+    return MulStep("mul", op.name, list(op.inputs), op.name, q, shape, int(np.prod(shape)), za, zb, lo, hi,
+                   ch.words, fixes)

@@ -81,6 +81,14 @@ class Requant:
             self.sc = f32(xe * we)
             self.b = np.zeros(self.n, f32) if b is None else b
             self.M = f32(self.sc * self.yinv)
+        elif self.family == "pt2e":
+            # a PT2E program: dequantize, float32 aten.linear/conv, then quantize_per_tensor's rint(v * f32(1/s_y)).
+            # The float32 sum's order is unknown, so this is the exact real value instead; it agrees with torch
+            # except where float32 rounding moves the value across a rounding boundary (one code; measured).
+            self.real = f64(f32(x_scale)) * ws.astype(f32).astype(f64)
+            self.b64 = np.zeros(self.n, f64) if b is None else b.astype(f64)
+            self.yinv = f64(f32(1.0 / float(y_scale)))
+            self.M = self.real * self.yinv
         elif self.family == "fbgemm":
             ats = f32(f32(x_scale) * ws.astype(f32))
             self.M = f32(ats / f32(y_scale))
@@ -133,6 +141,8 @@ class Requant:
         return np.clip(np.rint(v).astype(np.int64) + self.y_zp, self.lo, self.hi)
 
     def _scaled(self, acc) -> np.ndarray:
+        if self.family == "pt2e":
+            return (acc * self.real + self.b64) * self.yinv
         if self.family == "fbgemm":
             accf = acc.astype(f32)
             if self.mode == "nobias":
@@ -225,6 +235,15 @@ def avgpool_p3(acc, kk, scale: float, zp: int) -> np.ndarray:
     """
     sc = f32(f32(scale) / f32(f32(scale) * np.asarray(kk, np.int64).astype(f32)))
     return _clip8(np.rint(f32(np.asarray(acc, np.int64).astype(f32) * sc)).astype(np.int64) + zp)
+
+
+def avgpool_pt2e(acc, div, x_scale: float, y_scale: float, y_zp: int) -> np.ndarray:
+    """A PT2E program's float32 avg_pool2d / adaptive_avg_pool2d / mean between dequantize and quantize, from the
+    window's integer sum: f32(f32(acc * s_x) / div), then PT2E's quantize. torch sums the dequantized floats in an
+    unknown order, so this agrees except by one code near a rounding boundary (measured: 99.88 % here against
+    99.77 % for the exact real mean, whose ties torch's float32 rounding breaks both ways)."""
+    v = f32(f32(np.asarray(acc, np.int64).astype(f32) * f32(x_scale)) / np.asarray(div, f32))
+    return _clip8(np.rint(f32(v * f32(1.0 / float(y_scale)))).astype(np.int64) + y_zp)
 
 
 def adaptive_p4(raw, kh, kw) -> np.ndarray:

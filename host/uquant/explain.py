@@ -16,7 +16,7 @@ import torch
 from . import engines
 from .api import torch_engine
 from .explain_doc import Doc, render, step_plot
-from .ir import Add, AvgPool, Cat, Conv, Linear, MaxPool, Mul, Reshape, Table
+from .ir import Add, AvgPool, Cat, Conv, ConversionError, Linear, MaxPool, Mul, Reshape, Table
 from .plan import DenseStep, Plan
 
 f32 = np.float32
@@ -402,6 +402,11 @@ def explain(model, x=None, *, engine: str | None = None, relu=None, allow_pickle
     if converted is None:
         converted = convert(model, engine=engine, relu=relu, allow_pickle=allow_pickle, input_shape=input_shape)
     plan, graph = converted.plan, converted.graph
+    if plan.input.formula == "pt2e":
+        raise ConversionError("uquant explain walks through torch's quantized kernels (FX, eager, TorchScript, "
+                              "state_dict models); a PT2E program computes in float32 between quantize and "
+                              "dequantize: see the README's 'PT2E (torchao) programs' for its arithmetic, and "
+                              "`uquant info` for its layers")
     names = [s.name for s in plan.steps]
     if layer is not None and layer not in names:
         raise ValueError(f"no layer {layer!r} in this model; its layers: {', '.join(names)}")

@@ -23,6 +23,9 @@ class QParams:
     scale: float
     zero_point: int
     dtype: str = "quint8"
+    # whose float <-> code formulas: "aten" (torch.quantize_per_tensor, quantized kernels) or "pt2e"
+    # (torch.ops.quantized_decomposed, what a convert_pt2e program runs; see uquant.pt2e_ops)
+    formula: str = "aten"
 
     @property
     def qmin(self) -> int:
@@ -33,7 +36,8 @@ class QParams:
         return DTYPE_RANGE[self.dtype][1]
 
     def __str__(self) -> str:
-        return f"{self.dtype}(scale={self.scale:.6g}, zero_point={self.zero_point})"
+        pt2e = ", PT2E" if self.formula == "pt2e" else ""
+        return f"{self.dtype}(scale={self.scale:.6g}, zero_point={self.zero_point}{pt2e})"
 
 
 @dataclass
@@ -153,7 +157,8 @@ class MaxPool:
 
 @dataclass
 class AvgPool:
-    """AvgPool1d/2d, or AdaptiveAvgPool1d/2d (output_size set), on codes; the output keeps the input's qparams.
+    """AvgPool1d/2d, or AdaptiveAvgPool1d/2d (output_size set), on codes; the output keeps the input's qparams
+    (but in a PT2E program, whose float pooling is quantized afresh).
 
     A 1-D pool works as a 2-D one of height 1 (kernel/stride/padding/output_size hold (1, k) etc.).
     """
@@ -273,6 +278,9 @@ class Graph:
     input: QParams
     input_shape: tuple[int, ...] = ()
     ops: list[Op] = field(default_factory=list)
+    # value name -> the name of the source-program node whose tensor it equals (PT2E: its quantize node), where
+    # the loader knows one: lets tests and tools compare every value with torch's own
+    origins: dict[str, str] = field(default_factory=dict)
 
     @property
     def in_features(self) -> int:

@@ -82,7 +82,8 @@ def lower(graph: Graph, engine: str) -> Plan:
             step = lower_compute(op, tables, src, dst, qp[src], *ranges[src], shapes[src], shapes[dst], engine)
             ranges[dst] = reachable_outputs(step)
         elif isinstance(op, MaxPool):
-            if engine == "qnnpack" and not op.ceil_mode and max(op.dilation) > 1 and any(op.padding):
+            if (engine == "qnnpack" and op.out.formula != "pt2e" and not op.ceil_mode and max(op.dilation) > 1
+                    and any(op.padding)):
                 raise ConversionError(f"{op.name}: on qnnpack, torch's MaxPool with both dilation and padding does "
                                       "not compute the maximum of the window (QNNPACK's kernel differs; measured); "
                                       "refusing rather than guessing")
@@ -106,7 +107,7 @@ def lower(graph: Graph, engine: str) -> Plan:
         elif isinstance(op, Add):
             step = lower_add(op, [qp[v] for v in op.inputs], shapes[op.name], engine)
             orders = {memory_order(v) for v in op.inputs}
-            if len(orders) > 1 and engine != "qnnpack":
+            if len(orders) > 1 and engine != "qnnpack" and op.out.formula != "pt2e":
                 raise ConversionError(f"{op.name}: adds a channels-last tensor (a conv's output) to a contiguous "
                                       "one; torch's rounding then depends on an element order uquant does not model")
             step.memory_order = orders.pop()
@@ -237,7 +238,8 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
         t_lo, t_hi = x_lo[tap_ch], x_hi[tap_ch]
         if any(op.padding):  # padded taps read the zero point
             t_lo, t_hi = np.minimum(t_lo, x.zero_point), np.maximum(t_hi, x.zero_point)
-        family = conv_family(engine, op, has_vnni())
+        # a PT2E program runs its convs in float32 whatever the engine (uquant.engines.Requant, family "pt2e")
+        family = "pt2e" if x.formula == "pt2e" else conv_family(engine, op, has_vnni())
         # fbgemm's depthwise fast path adds raw u8 x s8 products in row-major pairs, saturating each pair sum
         # to int16 (vpmaddubsw); the device then does the same (shared reference, "int16 saturation").
         sat = family == "fbgemm" and fbgemm_depthwise_fast_path(op, C)
@@ -248,7 +250,7 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
         kind = "conv"
     else:
         t_lo, t_hi = x_lo[None, :], x_hi[None, :]
-        family = "qnnpack" if engine == "qnnpack" else "fbgemm"
+        family = "pt2e" if x.formula == "pt2e" else "qnnpack" if engine == "qnnpack" else "fbgemm"
         geometry = ()
         kind = "dense"
         sat = False
@@ -354,7 +356,7 @@ def channels_last_values(graph: Graph, shapes: dict) -> dict[str, bool]:
     for op in graph.ops:
         src = cl.get(op.inputs[0], False)
         if isinstance(op, Conv):
-            cl[op.name] = True
+            cl[op.name] = op.out.formula != "pt2e"  # a PT2E program's float conv keeps contiguous order
         elif isinstance(op, (MaxPool, AvgPool)):
             cl[op.name] = src
         elif isinstance(op, (Table, Add, Cat)):
@@ -395,7 +397,16 @@ def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray,
     OH, OW = (1, out_shape[1]) if op.dim == 1 else out_shape[1:]
     nhwc = channels_last or C == 1 or H * W_ == 1
     kind = "AdaptiveAvgPool" if op.adaptive else "AvgPool"
-    if op.adaptive:
+    pt2e = x.formula == "pt2e"  # a PT2E program's float32 pooling: sum / divisor, then its quantize
+    if pt2e and op.adaptive:
+        (r0, r1, ey), (c0, c1, ex) = _adaptive_windows(H, OH), _adaptive_windows(W_, OW)
+        formula, kk = "PT2E", 0
+    elif pt2e:
+        kh, kw = op.kernel
+        (r0, r1, ey), (c0, c1, ex) = (_avg_windows(H, kh, op.stride[0], op.padding[0], OH),
+                                      _avg_windows(W_, kw, op.stride[1], op.padding[1], OW))
+        formula, kk = "PT2E", 0
+    elif op.adaptive:
         (r0, r1, ey), (c0, c1, ex) = _adaptive_windows(H, OH), _adaptive_windows(W_, OW)
         identity = (OH, OW) == (H, W_)
         if engine == "qnnpack" and H % OH == 0 and W_ % OW == 0 and not identity:
@@ -428,7 +439,7 @@ def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray,
                 key = (th, tw)
             elif formula == "P3":
                 key = (th * tw, kk)
-            elif formula == "P5":
+            elif formula == "P5" or (formula == "PT2E" and op.adaptive):
                 key = (th * tw, th * tw)
             else:
                 key = (th * tw, int(ey[i] * ex[j]) if op.count_include_pad else th * tw)
@@ -456,11 +467,15 @@ def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray,
                 out[..., n] = E.avgpool_p3(v, b, x.scale, zp)
             elif formula == "P4":
                 out[..., n] = E.adaptive_p4(v, a, b)
+            elif formula == "PT2E":
+                out[..., n] = E.avgpool_pt2e(v, b, x.scale, op.out.scale, op.out.zero_point)
             else:
                 out[..., n] = E.adaptive_p5(v, a, zp, blk)
         return out
 
     slope = np.array([1.0 / (c[0] * c[1] if formula == "P4" else c[1]) for c in classes])
+    if formula == "PT2E":
+        slope = slope * x.scale / op.out.scale
     ends = fn(np.stack([acc_lo, acc_hi]))
     lo, hi = int(ends.min()), int(ends.max())
     try:
@@ -476,7 +491,7 @@ def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray,
     cols = tuple(int(v) for ab in zip(c0, c1) for v in ab)
     geometry = (C, H, W_, OH, OW, zp, cv, K)
     desc = formula + (f", channels < {cv} in SIMD blocks" if cv else "")
-    return AvgPoolStep("avgpool", op.name, [src], dst, x, out_shape, geometry, rows, cols, bytes(cls), lo, hi,
+    return AvgPoolStep("avgpool", op.name, [src], dst, op.out, out_shape, geometry, rows, cols, bytes(cls), lo, hi,
                        words, fixes, classes, desc, acc_lo, acc_hi, fn, channels, op)
 
 

@@ -2,7 +2,8 @@
 
 Input (`--input-unit 0.000244`, or `--input-units "raw*0.000244"`): the float a raw integer r stands for is
 float32(float32(r) * float32(unit)) -- a float32 product, which is what `torch.tensor(raws).float() * unit` computes
-(torch casts the Python scalar to the tensor's float32) -- and torch.quantize_per_tensor turns it into the model's
+(torch casts the Python scalar to the tensor's float32) -- and torch.quantize_per_tensor (a PT2E program: its own
+quantize_per_tensor) turns it into the model's
 input code. That code is a non-decreasing step function of r (every step of it is monotone), so it is fixed by the
 raw values where it steps up. The host finds each of them with torch itself (bisection over the accepted raw
 range, all codes at once), checks each one again with single-value torch calls on both sides, and the device
@@ -54,6 +55,9 @@ def unit_f32(unit: Fraction) -> np.float32:
 def torch_codes_raw(raw, unit: Fraction, q: QParams) -> np.ndarray:
     """torch's input codes for raw integers: quantize_per_tensor(float32(raw) * float32(unit))."""
     x = torch.as_tensor(np.asarray(raw, np.int64)).to(torch.float32) * torch.tensor(unit_f32(unit))
+    if q.formula == "pt2e":  # a PT2E program quantizes its input with its own quantize_per_tensor
+        from . import pt2e_ops
+        return pt2e_ops.quantize(x, q)
     return torch.quantize_per_tensor(x, q.scale, q.zero_point, _TORCH_DTYPES[q.dtype]).int_repr().numpy().astype(
         np.int64)
 
