@@ -395,3 +395,19 @@ def test_pt2e_raw_units_and_cli_float_input(tmp_path, capsys):
     assert main(["run", str(path), "--input", ",".join(repr(float(v)) for v in xs)]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("input codes"))
     assert line.split(":", 1)[1].strip() == str(uquant.quantize_input(xs, conv.plan.input).tolist())
+
+
+def test_pt2e_verify_and_explain_refuse_cleanly(tmp_path, capsys):
+    """Byte-for-byte verify and explain are for torch's quantized kernels: a .pt2 gets one clear line each."""
+    from uquant.cli import main
+
+    r = np.random.default_rng(3)
+    m = MLP(r).eval()
+    c = convert_program(m, m.shape, QUANTIZERS["xnnpack int8, per-channel"](), 3)
+    path = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(c, (torch.randn(B, *m.shape),)), path)
+    for argv, words in ((["verify", str(path), "--port", "/dev/null", "--module", "m_q"], "within one code"),
+                        (["explain", str(path)], "PT2E")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("uquant: error: ") and words in err[0], err

@@ -288,6 +288,10 @@ def cmd_verify(args) -> int:
     converted = convert(path, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
                         input_shape=parse_shape(args.input_shape))
     plan = converted.plan
+    if plan.input.formula == "pt2e":
+        raise ValueError(f"{path.name}: verify compares every byte with torch's quantized kernels; a PT2E program "
+                         "computes linear/conv/pooling in float32 and agrees only within one code there (README, "
+                         "'PT2E (torchao) programs'), so verify does not take PT2E programs")
     want_fn = torch_codes_fn(load_torch_model(path, relu=args.relu, allow_pickle=args.allow_pickle), plan)
     rng = np.random.default_rng(args.seed)
     codes = rng.integers(plan.input.qmin, plan.input.qmax + 1, (args.samples, plan.n_in))
