@@ -78,8 +78,12 @@ def output_unit_text(spec: tuple, scale: float) -> str:
     return f"~{approx:.6g}"
 
 
-def _print_outputs(values, fixed, pred: int, units: dict | None, out_scale: float) -> None:
-    """The lines after `output codes`, the same for run and predict."""
+def _print_result(raws, codes, y, values, fixed, pred: int, units: dict | None, out_scale: float) -> None:
+    """The lines after the first (where it ran), the same for run and predict."""
+    if raws is not None:
+        print(f"raw inputs   : {raws}")
+    print(f"input codes  : {list(map(int, codes))}")
+    print(f"output codes : {y}")
     print(f"output values: {[float(f'{v:.6g}') for v in values]}")
     if units is not None and units["out"] is not None:
         print(f"fixed point  : {[int(v) for v in fixed]} x {output_unit_text(units['out'], out_scale)}")
@@ -184,11 +188,7 @@ def cmd_run(args) -> int:
     values = engines.dequantize(np.array(y), out_scale, mod.OUTPUT_ZERO_POINT)
     fixed = list(mod.dequantize(y)) if units is not None and units["out"] is not None else None
     print(f"runtime      : device runtime under {where}")
-    if raws is not None:
-        print(f"raw inputs   : {raws}")
-    print(f"input codes  : {codes}")
-    print(f"output codes : {y}")
-    _print_outputs(values, fixed, pred, units, out_scale)
+    _print_result(raws, codes, y, values, fixed, pred, units, out_scale)
     return 0
 
 
@@ -270,11 +270,7 @@ def cmd_predict(args) -> int:
     out_scale = codegen.bits_f32(info["out_bits"])
     values = engines.dequantize(np.array(y), out_scale, info["out_zp"])
     print(f"board        : {link.port} ({info['tier']} kernels)")
-    if raws is not None:
-        print(f"raw inputs   : {raws}")
-    print(f"input codes  : {list(map(int, codes))}")
-    print(f"output codes : {y}")
-    _print_outputs(values, fixed, pred, units, out_scale)
+    _print_result(raws, codes, y, values, fixed, pred, units, out_scale)
     return 0
 
 
