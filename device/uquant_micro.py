@@ -12,7 +12,7 @@
 
 from array import array
 
-VERSION = 2
+VERSION = 3  # version 2 modules (no platform, no saturating pairs) still load
 
 
 class CorruptModel(ValueError):
@@ -76,7 +76,22 @@ def requant(acc, c_lo, W, A, Dh, Dl, S):
     return (ah * Ah + Dh + (mid >> 15)) >> (S - 30)
 
 
-def dense(x, out, K, N, lo, hi, W, P, F, T):
+def _sat(x, W, K, S, n):
+    # what fbgemm's int16 saturation takes off channel n's sum, as uquant_rt.satfix (S: u16 n, count, taps ...)
+    d = 0
+    j = 0
+    while j < len(S):
+        c = S[j + 2] | S[j + 3] << 8
+        if S[j] | S[j + 1] << 8 == n:
+            for i in range(j + 4, j + 4 + 2 * c, 2):
+                k = S[i] | S[i + 1] << 8
+                s = x[k] * (W[n * K + k] - 128) + x[k + 1] * (W[n * K + k + 1] - 128)
+                d += s - 32767 if s > 32767 else s + 32768 if s < -32768 else 0
+        j += 4 + 2 * c
+    return d
+
+
+def dense(x, out, K, N, lo, hi, W, P, F, T, S):
     # out[n] = channel n of a Linear layer, as uquant_rt.dense: acc = sum x * (w + 128) - c_n * sum x
     sx = 0
     for k in range(K):
@@ -89,6 +104,8 @@ def dense(x, out, K, N, lo, hi, W, P, F, T):
             i += 1
         p = 7 * n
         acc -= P[p] * sx
+        if S:
+            acc -= _sat(x, W, K, S, n)
         y = requant(acc, P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5], P[p + 6])
         if F is not None:  # exceptions: flat (channel, a, code) triples
             a = acc - P[p + 1]
@@ -107,11 +124,12 @@ def _layers(name, b, nodes):
     for s in nodes:
         if s[0] != "dense":
             raise CorruptModel("%s: layer kind %r needs uquant_rt.py (uquant_micro runs dense layers only)" % (name, s[0]))
-        src, dst, K, N, lo, hi, W, P, F, T = s[1:]
+        src, dst, K, N, lo, hi, W, P, F, T = s[1:11]
+        S = s[11] if len(s) > 11 else None  # saturating pairs (uquant_rt.satfix)
         if (not -1 <= src < len(b) or len(W) != K * N or len(P) != 7 * N or len(b[dst]) < N
-                or (T is not None and len(T) != 256)):
+                or (T is not None and len(T) != 256) or (S and len(S) % 2)):
             raise CorruptModel("dense: sizes do not match its data")
-        layers.append((None if src < 0 else b[src], b[dst], K, N, lo, hi, W, P, F, T))
+        layers.append((None if src < 0 else b[src], b[dst], K, N, lo, hi, W, P, F, T, S))
     return layers
 
 
@@ -120,7 +138,7 @@ def _layers(name, b, nodes):
 
 def _init(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None):
     # the same arguments as uquant_rt.Model
-    if version != VERSION:
+    if version > VERSION:
         raise CorruptModel("%s: made for runtime version %d, this is uquant_micro version %d" % (name, version, VERSION))
     spec = (name, inp, bufs, nodes, out) if scales is None else (name, inp, bufs, nodes, out, scales)
     if _crc_of(spec, 0, bytearray(4)) != crc:
@@ -149,8 +167,8 @@ def _run(self, x):
         for i in range(self.n_in):
             self.stage[i] = x[i] - lo
         x = self.stage
-    for s, o, K, N, l, h, W, P, F, T in self.layers:
-        dense(x if s is None else s, o, K, N, l, h, W, P, F, T)
+    for s, o, K, N, l, h, W, P, F, T, S in self.layers:
+        dense(x if s is None else s, o, K, N, l, h, W, P, F, T, S)
     res = self.result
     if res is None:
         return self.out
@@ -171,7 +189,7 @@ def _predict(self, x):
 
 
 def _exports(self):
-    # what a generated module binds: run, predict and its four scale constants
+    # what a generated module binds: run, predict and its constants (uquant_rt.Model)
     return (self.run, self.predict) + tuple(self.scales or (None, None, None, None))
 
 

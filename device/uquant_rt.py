@@ -19,7 +19,7 @@ try:
 except ImportError:  # some ports lack binascii.crc32: same result, slower (only used at import)
     _crc32 = None
 
-VERSION = 2
+VERSION = 3  # modules made for version 2 (no platform, no saturating pairs) still load
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
 # none of them provides runs on the bytecode kernels below. uquant_thumb (asm_thumb) only imports on ARM
@@ -165,6 +165,52 @@ def channel_sat(x, W, i, K, sx, P, n, F, lo, hi, T):
     return y if T is None else T[y]
 
 
+def satfix(x, W, K, P, S, B):
+    # fbgemm on CPUs without VNNI adds pairs of products x[k]*w[k] + x[k+1]*w[k+1] in int16, saturating. The
+    # host lists the pairs whose sum can leave int16 (the rest cannot saturate): S holds, per such channel,
+    # little-endian u16s n, count, then count taps k. The exact dot product is kept; instead the channel's
+    # c_lo word P[7n+1] is moved by what saturation takes off its sum (B: each listed channel's own c_lo), so
+    # the requantization that follows sees torch's accumulator. Runs before the layer, on every input.
+    j = 0
+    m = 0
+    while j < len(S):
+        n = S[j] | S[j + 1] << 8
+        c = S[j + 2] | S[j + 3] << 8
+        j += 4
+        lo = B[m]
+        m += 1
+        row = n * K
+        for _ in range(c):
+            k = S[j] | S[j + 1] << 8
+            j += 2
+            i = row + k
+            s = x[k] * (W[i] - 128) + x[k + 1] * (W[i + 1] - 128)
+            if s > 32767:
+                lo += s - 32767
+            elif s < -32768:
+                lo += s + 32768
+        P[7 * n + 1] = lo
+
+
+def sat_channels(S, N, K, P):
+    # Check the saturating-pair list S of a dense layer (see satfix); return each listed channel's c_lo.
+    B = []
+    j = 0
+    while j + 4 <= len(S):
+        n = S[j] | S[j + 1] << 8
+        c = S[j + 2] | S[j + 3] << 8
+        j += 4 + 2 * c
+        if n >= N or j > len(S):
+            raise CorruptModel("dense: bad saturating pairs")
+        for i in range(j - 2 * c, j, 2):
+            if (S[i] | S[i + 1] << 8) + 1 >= K:
+                raise CorruptModel("dense: bad saturating pairs")
+        B.append(P[7 * n + 1])
+    if j != len(S):
+        raise CorruptModel("dense: bad saturating pairs")
+    return array("i", B)
+
+
 def dense(x, out, K, N, lo, hi, W, P, F, T):
     # out[n] = channel n of a Linear layer. x holds raw codes; W holds weights + 128 (offset binary); zero
     # points and offsets are folded into c_n = P[7n] and the requantization words P[7n+1 : 7n+7] by the host.
@@ -181,27 +227,45 @@ def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
     # (C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT). For each output position the window of each
     # group is gathered into `win` (padding reads as the input zero point, which adds nothing to torch's
     # accumulator), then every output channel of the group is a dense dot product over the window.
+    # SAT: 0 exact; 1 fbgemm's depthwise fast path, 2 its im2col GEMM without VNNI: raw products added in
+    # int16-saturating pairs along the window, which SAT 2 gathers (and the host stores W) in im2col order, taps
+    # row-major and the group's channels innermost.
     C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT = g
     dot = channel_sat if SAT else channel
     cg = C // G
     ng = N // G
     kk = cg * KH * KW
+    HW = H * Wd
     for grp in range(G):
         for oy in range(OH):
             for ox in range(OW):
                 j = 0
                 sx = 0
-                for c in range(grp * cg, grp * cg + cg):
+                if SAT == 2:
                     for ky in range(KH):
                         iy = oy * SH - PH + ky * DH
-                        inside = 0 <= iy < H  # per row, not per tap
-                        row = (c * H + iy) * Wd
                         for kx in range(KW):
                             ix = ox * SW - PW + kx * DW
-                            v = x[row + ix] if inside and 0 <= ix < Wd else xzp
-                            win[j] = v
-                            sx += v
-                            j += 1
+                            inside = 0 <= iy < H and 0 <= ix < Wd
+                            i = (grp * cg * H + iy) * Wd + ix
+                            for c in range(cg):
+                                v = x[i] if inside else xzp
+                                win[j] = v
+                                sx += v
+                                j += 1
+                                i += HW
+                else:
+                    for c in range(grp * cg, grp * cg + cg):
+                        for ky in range(KH):
+                            iy = oy * SH - PH + ky * DH
+                            inside = 0 <= iy < H  # per row, not per tap
+                            row = (c * H + iy) * Wd
+                            for kx in range(KW):
+                                ix = ox * SW - PW + kx * DW
+                                v = x[row + ix] if inside and 0 <= ix < Wd else xzp
+                                win[j] = v
+                                sx += v
+                                j += 1
                 pos = oy * OW + ox
                 for n in range(grp * ng, grp * ng + ng):
                     out[n * OH * OW + pos] = dot(win, W, n * kk, kk, sx, P, n, F, lo, hi, T)
@@ -325,6 +389,8 @@ class Node:
         kind = spec[0]
         self.kind = kind
         self.fast = None  # a faster tier's kernel for this node: fast(src, out, handle)
+        self.sat = None  # saturating pairs: satfix(src, *sat) before the layer (or a faster tier's satfix(src, sat))
+        self.satfix = None
         srcs = spec[1] if isinstance(spec[1], tuple) else (spec[1],)
         for i in srcs:
             if i >= len(bufs) or i < -1:
@@ -334,12 +400,20 @@ class Node:
         self.out = bufs[spec[2]]
         a = spec[3:]
         if kind == "dense":
-            K, N, lo, hi, W, P, F, T = a
+            K, N, lo, hi, W, P, F, T = a[:8]
+            S = a[8] if len(a) > 8 else None  # saturating pairs (platforms without VNNI), see satfix
             if len(W) != K * N or len(P) != 7 * N or (T is not None and len(T) != 256) or len(self.out) < N:
                 raise CorruptModel("dense: sizes do not match its data")
+            if S:
+                P = array("i", P)  # satfix moves c_lo words per input: the kernels read this copy
+                self.sat = (W, K, P, S, sat_channels(S, N, K, P))
+                m = fast_kernel(modules, "satfix")
+                if m is not None:
+                    self.satfix, self.sat = m.satfix, m.prepare_satfix(*self.sat)
             m = fast_kernel(modules, "dense")
             if m is not None:
-                self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, array("i", P), array("i", F or ()), T)
+                Pa = P if S else array("i", P)  # with S, the array satfix writes
+                self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, Pa, array("i", F or ()), T)
             else:
                 self.args = (K, N, lo, hi, W, P, _fixes(F), T)
         elif kind == "conv":
@@ -396,6 +470,11 @@ class Node:
 
     def run(self, x):
         src = x if self.src is None else self.src
+        if self.sat is not None:
+            if self.satfix is not None:
+                self.satfix(src, self.sat)
+            else:
+                satfix(src, self.sat[0], self.sat[1], self.sat[2], self.sat[3], self.sat[4])
         if self.fast is not None:
             self.fast(src, self.out, self.handle)
             return self.out
@@ -475,7 +554,7 @@ def _crc_of(obj, crc, word):
 
 
 def spec_crc(name, inp, bufs, nodes, out, scales=None):
-    # scales: the module's INPUT/OUTPUT scale bit patterns and zero points, covered too when the module gives them
+    # scales: the module's constants (see Model), covered too when the module gives them
     spec = (name, inp, bufs, nodes, out) if scales is None else (name, inp, bufs, nodes, out, scales)
     return _crc_of(spec, 0, bytearray(4))
 
@@ -484,13 +563,16 @@ class Model:
     def __init__(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None):
         # inp: (input size, lowest code, highest code[, one sample's shape]); bufs: buffer sizes in bytes; nodes:
         # the steps in order (see Node); out: (buffer holding the result, its size, lowest output code);
-        # scales: the module's scale constants, checked with the rest.
-        if version != VERSION:
+        # scales: the module's constants, checked with the rest: INPUT_SCALE_BITS, INPUT_ZERO_POINT,
+        # OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT and (version 3) PLATFORM, the name of the platform whose torch
+        # bytes the module reproduces (uquant.platforms).
+        if version not in (2, VERSION):
             raise CorruptModel("%s: made for runtime version %d, this is uquant_rt version %d" % (name, version, VERSION))
         if spec_crc(name, inp, bufs, nodes, out, scales) != crc:
             raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)
         self.name = name
-        self.scales = scales  # the module's INPUT/OUTPUT_SCALE_BITS and _ZERO_POINT, checked above
+        self.scales = scales
+        self.platform = scales[4] if scales is not None and len(scales) > 4 else None
         self.n_in, self.qmin, self.qmax = inp[0], inp[1], inp[2]
         self.shape = inp[3] if len(inp) > 3 else (inp[0],)
         self.bufs = [bytearray(n) for n in bufs]  # all activation memory, allocated once
@@ -505,7 +587,7 @@ class Model:
         self.result = array("b", bytes(self.n_out)) if self.out_qmin else None
 
     def exports(self):
-        # What the generated module defines, in one statement: run, predict and the four scale constants.
+        # What the generated module defines, in one statement: run, predict and its constants (see __init__).
         return (self.run, self.predict) + tuple(self.scales or (None, None, None, None))
 
     def expects(self):

@@ -161,6 +161,43 @@ def dense(x, out, h):
     _dense(0, x, h[1], out, h[0], h[2], h[3], h[4])
 
 
+# --------------------------------------------------------------------------------------------------- satfix
+
+@micropython.viper
+def _satfix(lo: int, x: ptr8, w: ptr8, P: ptr32, S: ptr8, B: ptr32, h: ptr32):
+    # uquant_rt.satfix. lo: the c_lo being moved; x, w: what each pair reads (inputs, the layer's weights).
+    K = h[0]
+    ns = h[1]
+    j = 0
+    m = 0
+    while j < ns:
+        n = S[j] | (S[j + 1] << 8)
+        end = j + 4 + 2 * (S[j + 2] | (S[j + 3] << 8))
+        j += 4
+        lo = B[m]
+        m += 1
+        row = n * K
+        while j < end:
+            k = S[j] | (S[j + 1] << 8)
+            j += 2
+            i = row + k
+            s = x[k] * (w[i] - 128) + x[k + 1] * (w[i + 1] - 128)
+            if s > 32767:
+                lo += s - 32767
+            elif s < -32768:
+                lo += s + 32768
+        P[7 * n + 1] = lo
+
+
+def prepare_satfix(W, K, P, S, B):
+    # Handle for satfix(): the arguments of uquant_rt.satfix after x, checked there (P and B are arrays).
+    return (array("i", (K, len(S))), W, P, S, B)
+
+
+def satfix(x, h):
+    _satfix(0, x, h[1], h[2], h[3], h[4], h[0])
+
+
 # ----------------------------------------------------------------------------------------------------- conv
 
 @micropython.viper
@@ -190,6 +227,7 @@ def _conv(acc: int, v: ptr8, w: ptr8, x: ptr8, out: ptr8, h: ptr32, P: ptr32, E:
     ng = h[22]
     kk = h[23]
     OHW = OH * OW
+    HWd = H * Wd
     v0 = uint(v)
     v2 = v0 + kk - 1  # pairs (SAT) run while v < v2
     v4 = v0 + kk - 3  # the unrolled loop runs while v < v4, the tail while v < vK
@@ -207,25 +245,44 @@ def _conv(acc: int, v: ptr8, w: ptr8, x: ptr8, out: ptr8, h: ptr32, P: ptr32, E:
                 v = ptr8(v0)
                 j = 0
                 sx = 0
-                for c in range(grp * cg, grp * cg + cg):
+                if SAT == 2:  # im2col order: taps row-major, the group's channels innermost
                     for ky in range(KH):
                         iy = oy * SH - PH + ky * DH
-                        if iy >= 0 and iy < H:  # per row, not per tap
-                            row = (c * H + iy) * Wd
-                            for kx in range(KW):
-                                ix = ox * SW - PW + kx * DW
-                                if ix >= 0 and ix < Wd:
-                                    t = x[row + ix]
-                                else:
-                                    t = xzp
-                                v[j] = t
-                                sx += t
-                                j += 1
-                        else:
-                            for kx in range(KW):
-                                v[j] = xzp
-                                j += 1
-                            sx += KW * xzp
+                        for kx in range(KW):
+                            ix = ox * SW - PW + kx * DW
+                            if iy >= 0 and iy < H and ix >= 0 and ix < Wd:
+                                i = (grp * cg * H + iy) * Wd + ix
+                                for c in range(cg):
+                                    t = x[i]
+                                    v[j] = t
+                                    sx += t
+                                    j += 1
+                                    i += HWd
+                            else:
+                                for c in range(cg):
+                                    v[j] = xzp
+                                    j += 1
+                                sx += cg * xzp
+                else:
+                    for c in range(grp * cg, grp * cg + cg):
+                        for ky in range(KH):
+                            iy = oy * SH - PH + ky * DH
+                            if iy >= 0 and iy < H:  # per row, not per tap
+                                row = (c * H + iy) * Wd
+                                for kx in range(KW):
+                                    ix = ox * SW - PW + kx * DW
+                                    if ix >= 0 and ix < Wd:
+                                        t = x[row + ix]
+                                    else:
+                                        t = xzp
+                                    v[j] = t
+                                    sx += t
+                                    j += 1
+                            else:
+                                for kx in range(KW):
+                                    v[j] = xzp
+                                    j += 1
+                                sx += KW * xzp
                 pos = oy * OW + ox
                 e = eg
                 for n in range(grp * ng, grp * ng + ng):

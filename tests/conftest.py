@@ -18,7 +18,7 @@ warnings.filterwarnings("ignore", message=".*(quint8|qint8|qint32|TypedStorage).
 FUZZ_SCALE = float(os.environ.get("UQUANT_FUZZ_SCALE", "1"))
 
 from uquant.api import torch_engine  # noqa: E402,F401 - tests set torch's engine for a block
-from uquant.lower import has_vnni  # noqa: E402,F401 - tests skip or narrow inputs on CPUs without VNNI
+from uquant.platforms import here as platform_here  # noqa: E402,F401 - the platform torch runs on here
 
 _REPORT: list[str] = []
 

@@ -11,7 +11,7 @@ import torch
 
 import randmodels
 import uquant
-from conftest import FUZZ_SCALE, has_vnni
+from conftest import FUZZ_SCALE, platform_here
 
 ENGINES = ["x86", "fbgemm", "qnnpack"]
 MIN_FINAL_OUTPUTS = int(100_000 * FUZZ_SCALE)
@@ -33,14 +33,11 @@ def compare_chain(chain, converted, codes) -> tuple[int, int]:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_random_mlps_match_torch(engine, report):
     rng = np.random.default_rng(1000 + ENGINES.index(engine))
-    vnni = has_vnni() or engine == "qnnpack"
     final = total = models = exceptions = channels = 0
     while final < MIN_FINAL_OUTPUTS:
         chain = randmodels.random_chain(rng, engine)
         converted = uquant.convert(chain, engine=engine)
         codes = randmodels.random_codes(rng, 60, converted.plan.n_in)
-        if not vnni:
-            codes = codes % 128  # see README: without VNNI torch saturates int16 pair sums for codes > 127
         f, t = compare_chain(chain, converted, codes)
         final += f
         total += t
@@ -49,8 +46,7 @@ def test_random_mlps_match_torch(engine, report):
         channels += sum(s.N for s in converted.plan.steps)
     report(f"conformance {engine:<8}: {models} random MLPs, {final} final outputs ({total} outputs of all layers) "
            f"equal to torch, 0 mismatches; {exceptions} exception entries over {channels} channels"
-           + ("; CPU has VNNI: torch's fbgemm sums int8 products exactly, as uquant does" if has_vnni() else
-              "; CPU lacks VNNI: x86/fbgemm inputs limited to codes 0..127 (torch saturates int16 pairs above)"))
+           + f"; platform {platform_here().name}, input codes 0..255")
 
 
 def single_layer(rng, engine, K, N, tie: bool):
@@ -85,8 +81,6 @@ def test_every_input_of_small_layers(engine, report):
     compared = 0
     grid1 = np.arange(256)[:, None]
     grid2 = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1).reshape(-1, 2)
-    if not (has_vnni() or engine == "qnnpack"):
-        grid2 = grid2[(grid2 < 128).all(1)]
     for tie in (True, False):
         for K, grid, n_models in ((1, grid1, 6), (2, grid2, 1)):
             for _ in range(n_models):
@@ -119,3 +113,68 @@ def test_fx_calibrated_models(engine):
         out = converted.plan.output
         got = uquant.engines.dequantize(converted.run(xt.numpy()), out.scale, out.zero_point)
         assert np.array_equal(got, want)
+
+
+def full_range_qconfig(engine: str):
+    """The engine's default qconfig with full-range activations (reduce_range=False): codes up to 255 inside the
+    calibrated range, where fbgemm without VNNI can saturate its int16 pair sums."""
+    from torch.ao.quantization import QConfig, QConfigMapping, get_default_qconfig
+    from torch.ao.quantization.observer import HistogramObserver
+
+    base = get_default_qconfig("qnnpack" if engine == "qnnpack" else "x86")
+    act = HistogramObserver.with_args(reduce_range=False)
+    return QConfigMapping().set_global(QConfig(activation=act, weight=base.weight))
+
+
+def fx_full_range_model(rng, engine: str, cnn: bool):
+    """A random FX MLP (6-W-W-O) or CNN (conv-relu-pool-conv-relu-flatten-linear on 1x8x8), calibrated on data
+    of scale 1; its inputs are then drawn up to 10x the calibration range."""
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    nn = torch.nn
+    torch.manual_seed(int(rng.integers(2 ** 31)))
+    if cnn:
+        c1, c2 = int(rng.choice([4, 8])), int(rng.choice([8, 16]))
+        model = nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(c1, c2, 3),
+                              nn.ReLU(), nn.Flatten(), nn.Linear(c2 * 4, 16))
+        shape = (1, 8, 8)
+    else:
+        w = int(rng.choice([16, 32, 64]))
+        model = nn.Sequential(nn.Linear(6, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 32))
+        shape = (6,)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(float(rng.uniform(1, 4)))  # larger weights than the default init: more pairs can saturate
+    model.eval()
+    torch.backends.quantized.engine = engine
+    x = torch.rand((256,) + shape) * 2 - 0.5
+    prepared = prepare_fx(model, full_range_qconfig(engine), (x[:1],))
+    prepared(x)
+    return convert_fx(prepared), shape
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fx_full_range_models_match_torch(engine, report):
+    """Issue 13's acceptance: random FX MLPs and CNNs with full-range activations, inputs up to 10x the calibration
+    range, converted for this machine's platform: every output byte equals torch's here."""
+    rng = np.random.default_rng(77 + ENGINES.index(engine))
+    outputs = models = saturating = 0
+    cnns = 0
+    while outputs < MIN_FINAL_OUTPUTS or cnns < 2:
+        cnn = models % 3 == 2
+        qmodel, shape = fx_full_range_model(rng, engine, cnn)
+        converted = uquant.convert(qmodel, torch.rand((4,) + shape), engine=engine)
+        saturating += any(s.platform_saturation for s in converted.plan.compute_steps)
+        n = 400 if cnn else 600
+        cnns += cnn
+        xt = (torch.rand((n,) + shape) * 2 - 0.5) * torch.from_numpy(10 ** rng.uniform(0, 1, (n,) + (1,) * len(shape)))
+        with torch.no_grad():
+            want = qmodel(xt.float()).numpy().reshape(n, -1)
+        out = converted.plan.output
+        got = uquant.engines.dequantize(converted.run(xt.numpy().reshape(n, -1)), out.scale, out.zero_point)
+        assert np.array_equal(got, want), f"model {models} ({'CNN' if cnn else 'MLP'})"
+        outputs += got.size
+        models += 1
+    report(f"FX full range {engine:<8}: {models} models ({cnns} CNNs, reduce_range=False, inputs up to 10x the "
+           f"calibration range), {outputs} outputs equal to torch's, 0 mismatches; platform "
+           f"{platform_here().name}, {saturating} models with saturating pairs")

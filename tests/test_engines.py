@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import platform_here
 from uquant import engines
 
 f32 = np.float32
@@ -58,6 +59,6 @@ def test_linear_requant_matches_torch(engine, per_channel):
         packed = torch.ops.quantized.linear_prepack(w, None if bias is None else torch.from_numpy(bias))
         op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
         want = op(qtensor(xq, xs, xzp), packed, ys, yzp).int_repr().numpy()
-        acc = (xq - xzp) @ wq.T
+        acc = engines.fbgemm_acc(xq, xzp, wq, 0, engine != "qnnpack" and platform_here().saturates)
         fn = engines.Requant(engine, xs, ws, bias, ys, yzp, yzp if relu else 0, 255, per_channel)
         assert np.array_equal(fn(acc), want), (t, K, N)

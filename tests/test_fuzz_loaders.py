@@ -25,7 +25,7 @@ from torch.ao.quantization import DeQuantStub, QuantStub, get_default_qconfig, g
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 import uquant
-from conftest import FUZZ_SCALE, has_vnni, torch_engine
+from conftest import FUZZ_SCALE, torch_engine
 from uquant.examples import seed_state_dict
 from uquant.ir import ConversionError
 from uquant.oracle import state_dict_chain
@@ -247,8 +247,7 @@ def test_random_state_dicts_are_refused_or_exact(sd, engine, relu):
             event("refused")
             return
         event("converted, compared with torch")
-        # without VNNI, torch's x86/fbgemm kernels saturate int16 pair sums for codes > 127 (README): not exact there
-        hi = 255 if has_vnni() or engine == "qnnpack" else 127
+        hi = 255
         codes = np.random.default_rng(0).integers(0, hi + 1, (48, converted.plan.n_in))
         codes[:2] = [[0], [hi]]
         assert np.array_equal(converted.run_codes(codes), torch_layers_codes(sd, relu, codes))

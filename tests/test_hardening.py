@@ -485,7 +485,8 @@ def test_run_checks_its_input_under_micropython():
         assert fragment in line, (line, fragment)
 
 
-PUBLIC = ("model", "run", "predict", "INPUT_SCALE_BITS", "INPUT_ZERO_POINT", "OUTPUT_SCALE_BITS", "OUTPUT_ZERO_POINT")
+PUBLIC = ("model", "run", "predict", "INPUT_SCALE_BITS", "INPUT_ZERO_POINT", "OUTPUT_SCALE_BITS", "OUTPUT_ZERO_POINT",
+          "PLATFORM")
 
 
 def mutations(src: str, positions, rng):

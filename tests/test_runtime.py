@@ -20,27 +20,18 @@ import torch
 
 import uquant
 from uquant import codegen
-from uquant.examples import SEED_EXPECTED, SEED_INPUTS, SeedTorchModel, seed_state_dict
+from uquant.examples import SEED_INPUTS, SeedTorchModel, seed_state_dict
 from uquant.hosts import wasm
 from uquant.hosts.mpmodule import run_batch
 from uquant.runtime import RUNTIME_FILE, load_source, rt
 
-from conftest import has_vnni, torch_engine
+from conftest import torch_engine
 from randmodels import random_chain, random_codes
 
 ENGINES = ("x86", "fbgemm", "qnnpack")
 # (engine, seed) for random_chain with torch.manual_seed(seed): the first two have requantization
 # exceptions in their first layer (13 and 9), the third one in a hidden layer and S > 30 there.
 RANDOM_MODELS = [("x86", 4), ("qnnpack", 33), ("fbgemm", 4)]  # seeds whose first layer has several exceptions
-# Without VNNI, torch's fbgemm kernels (x86, fbgemm) saturate int16 pair sums for input codes > 127 (see
-# README): torch is then not the exact reference there, so those inputs are left out on such CPUs.
-VNNI = has_vnni()
-
-
-def code_limit(engine: str) -> int:
-    return 255 if VNNI or engine == "qnnpack" else 127
-
-
 def require_micropython():
     reason = wasm.missing_reason()
     if reason is None:
@@ -83,11 +74,10 @@ ALL_PAIRS = np.array([(a, b) for a in range(256) for b in range(256)], np.int64)
 
 @pytest.fixture(scope="module")
 def seed_cases() -> dict[str, Case]:
-    """The seed model on every engine, with torch's codes for all 65536 possible inputs (0..127 each for
-    x86/fbgemm on a CPU without VNNI)."""
+    """The seed model on every engine, with torch's codes for all 65536 possible inputs."""
     cases = {}
     for e in ENGINES:
-        codes = ALL_PAIRS[(ALL_PAIRS <= code_limit(e)).all(1)]
+        codes = ALL_PAIRS
         conv = uquant.convert(seed_state_dict(), engine=e, relu="hidden", name="seedling")
         cases[e] = Case(f"seed_{e}", conv, codes, seed_torch_layers(e, codes))
     return cases
@@ -142,9 +132,7 @@ def random_cases() -> list[Case]:
             chain = random_chain(np.random.default_rng(seed), engine)
             conv = uquant.convert(chain, engine=engine, name=f"rand_{engine}_{seed}")
             rng = np.random.default_rng(1000 + seed)
-            hi = code_limit(engine)
-            codes = np.concatenate([random_codes(rng, 150, conv.plan.n_in) % (hi + 1),
-                                    exception_inputs(conv, rng, hi)])
+            codes = np.concatenate([random_codes(rng, 150, conv.plan.n_in), exception_inputs(conv, rng, 255)])
             layers = chain.layer_codes(codes)
         cases.append(Case(f"rand_{engine}_{seed}", conv, codes, layers))
     return cases
@@ -185,17 +173,13 @@ def test_seed_inputs(seed_cases, engine):
     # the host quantizes float inputs exactly as torch does
     assert np.array_equal(uquant.quantize_input(SEED_INPUTS, case.converted.plan.input), inputs)
     for x, y in zip(inputs, want):
-        if x.max() > code_limit(engine):
-            continue
         forms = [bytes(x.tolist()), bytearray(x.tolist()), [int(v) for v in x], tuple(int(v) for v in x),
                  array("B", x.tolist())]
         results = [bytes(case.module.run(f)) for f in forms]
         assert results == [bytes(y.tolist())] * len(forms)
     preds = [case.module.predict([int(v) for v in x]) for x in inputs]
-    assert preds == SEED_EXPECTED
-    exact = (inputs <= code_limit(engine)).all(1)
-    assert preds == torch.argmax(torch.from_numpy(want), 1).tolist() or not exact.all()
-    assert np.array_equal(case.converted.run(SEED_INPUTS)[exact], want[exact])
+    assert preds == torch.argmax(torch.from_numpy(want), 1).tolist()
+    assert np.array_equal(case.converted.run(SEED_INPUTS), want)
 
 
 def test_run_returns_the_models_own_buffer(seed_cases):
@@ -234,7 +218,7 @@ def test_exception_inputs_hit_the_exceptions(random_cases):
                     assert case.torch_layers[0][r, n] == y
                     assert rt.requant(int(acc[r, n]), *[int(v) for v in P[n, 1:]]) != y
                     hit += 1
-    assert hit >= (15 if VNNI else 9), f"only {hit} exception inputs constructed"
+    assert hit >= 9, f"only {hit} exception inputs constructed"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -459,8 +443,8 @@ def test_corrupted_modules_refuse_to_import(seed_cases, random_cases):
 
 def test_version_mismatch_is_refused(seed_cases):
     src = seed_cases["x86"].converted.source
-    assert src.count("\n)\n# run(codes)") == 1
-    src = src.replace("\n)\n# run(codes)", f"\n    version={rt.VERSION + 1},\n)\n# run(codes)")
+    assert src.count(f"\n    version={rt.VERSION},\n") == 1
+    src = src.replace(f"\n    version={rt.VERSION},\n", f"\n    version={rt.VERSION + 1},\n")
     with pytest.raises(rt.CorruptModel, match="made for runtime version"):
         load_source(src)
 

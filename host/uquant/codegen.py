@@ -20,7 +20,8 @@ def node_spec(plan: Plan, s: Step) -> tuple:
     srcs = tuple(plan.buffer_of[v] for v in s.srcs)
     src, dst = (srcs[0] if len(srcs) == 1 else srcs), plan.buffer_of[s.dst]
     if s.kind == "dense":
-        return ("dense", src, dst, s.K, s.N, s.lo, s.hi, s.weights, tuple(s.words), tuple(s.fixes) or None, s.table)
+        spec = ("dense", src, dst, s.K, s.N, s.lo, s.hi, s.weights, tuple(s.words), tuple(s.fixes) or None, s.table)
+        return spec + (sat_pairs_bytes(s.sat_pairs),) if s.sat_pairs else spec
     if s.kind == "conv":
         return ("conv", src, dst, s.geometry, s.x.zero_point, s.lo, s.hi, s.weights, tuple(s.words),
                 tuple(s.fixes) or None, s.table)
@@ -39,9 +40,22 @@ def node_spec(plan: Plan, s: Step) -> tuple:
     return (s.kind, src, dst, s.geometry)
 
 
-def scale_constants(plan: Plan) -> tuple[int, int, int, int]:
-    """INPUT_SCALE_BITS, INPUT_ZERO_POINT, OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT as the module defines them."""
-    return f32_bits(plan.input.scale), plan.input.zero_point, f32_bits(plan.output.scale), plan.output.zero_point
+def sat_pairs_bytes(pairs: tuple) -> bytes:
+    """Flat (channel, k) pairs, sorted by channel -> per channel the u16s n, count, k... (uquant_rt.satfix)."""
+    by = {}
+    for n, k in zip(pairs[0::2], pairs[1::2]):
+        by.setdefault(n, []).append(k)
+    words = [v for n, ks in sorted(by.items()) for v in (n, len(ks), *ks)]
+    if max(words) > 0xFFFF:
+        raise ValueError("saturating pairs: a channel or tap number does not fit 16 bits")
+    return np.array(words, "<u2").tobytes()
+
+
+def module_constants(plan: Plan) -> tuple[int, int, int, int, str]:
+    """INPUT_SCALE_BITS, INPUT_ZERO_POINT, OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT, PLATFORM as the module defines
+    them (Model's `scales`, covered by the checksum)."""
+    return (f32_bits(plan.input.scale), plan.input.zero_point, f32_bits(plan.output.scale), plan.output.zero_point,
+            plan.platform.name)
 
 
 def model_args(plan: Plan) -> tuple:
@@ -50,7 +64,7 @@ def model_args(plan: Plan) -> tuple:
     nodes = tuple(node_spec(plan, s) for s in plan.steps)
     inp = (plan.n_in, plan.input.qmin, plan.input.qmax, tuple(int(d) for d in plan.input_shape))
     return (plan.name, inp, tuple(plan.buffers), nodes,
-            (plan.buffer_of[plan.output_value], plan.n_out, plan.output.qmin), scale_constants(plan))
+            (plan.buffer_of[plan.output_value], plan.n_out, plan.output.qmin), module_constants(plan))
 
 
 def checksum(plan: Plan) -> int:
@@ -62,6 +76,8 @@ def memory(plan: Plan) -> dict[str, int]:
     dense = plan.compute_steps
     weights = sum(len(s.weights) for s in dense)
     params = sum(4 * len(s.words) + 12 * (len(s.fixes) // 3) + len(s.table or b"") for s in dense)
+    sat = [s for s in dense if s.sat_pairs]  # the pair list, each listed channel's c_lo, and the words' array copy
+    params += sum(len(sat_pairs_bytes(s.sat_pairs)) + 4 * len(set(s.sat_pairs[0::2])) + 4 * len(s.words) for s in sat)
     scratch = sum(s.K for s in dense if s.kind == "conv")
     return {"weights": weights, "params": params, "exceptions": sum(len(s.fixes) // 3 for s in dense),
             "buffers": sum(plan.buffers), "scratch": scratch}
@@ -142,6 +158,7 @@ def _words_lines(words: list[int], per: int, indent: str) -> list[str]:
 
 def generate(plan: Plan, module: str = "model_q", source: str = "a torch model") -> str:
     name, inp, bufs, nodes, out, scales = model_args(plan)
+    platform = scales[4]
     lines = _header(plan, module, source)
     lines += [
         "from uquant_rt import Model",
@@ -174,16 +191,24 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model")
             lines[-1] += ","
         else:
             lines.append("            None,")
+        if s.sat_pairs:
+            lines.append(f"            # {len(s.sat_pairs) // 2} pairs that int16 saturation can change on {platform}: "
+                         "u16 channel, count, taps")
+            lines += _bytes_lines(node[-1], " " * 12)
+            lines[-1] += ","
         lines.append("        ),")
     lines += [
         "    ),",
         f"    {out},",
-        f"    scales=({scales[0]:#010x}, {scales[1]}, {scales[2]:#010x}, {scales[3]}),  # input scale "
-        f"{plan.input.scale!r} (float32 bits), zero point; output scale {plan.output.scale!r}, zero point",
+        f"    version={rt.VERSION},",
+        f"    # input scale {plan.input.scale!r} (float32 bits), zero point; output scale {plan.output.scale!r}, zero",
+        f"    # point; the platform whose torch bytes this module reproduces (uquant.platforms)",
+        f"    scales=({scales[0]:#010x}, {scales[1]}, {scales[2]:#010x}, {scales[3]}, {platform!r}),",
         ")",
         "# run(codes) -> output codes; predict(codes) -> class index; the scales' float32 bit patterns, for hosts",
         "# that quantize inputs or dequantize outputs exactly. One statement: a cut anywhere in it fails the import.",
-        "run, predict, INPUT_SCALE_BITS, INPUT_ZERO_POINT, OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT = model.exports()",
+        "run, predict, INPUT_SCALE_BITS, INPUT_ZERO_POINT, OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT, PLATFORM = "
+        "model.exports()",
         "",
     ]
     return "\n".join(lines)

@@ -56,6 +56,24 @@ def dequantize(q, scale: float, zero_point: int) -> np.ndarray:
     return f32(f32(scale) * f32(np.asarray(q, np.int64) - zero_point))
 
 
+def fbgemm_acc(x, x_zp: int, w, w_zp, saturate: bool) -> np.ndarray:
+    """fbgemm's int8 GEMM accumulator for raw u8 codes x (..., K) and raw int8 weights w (N, K), zero points per
+    tensor or per row of w. Without VNNI (saturate=True) consecutive pairs of raw products are added in int16 by
+    vpmaddubsw, saturating; the zero points' terms are exact: sum_pairs sat16(.) - x_zp*sum(w) - w_zp*sum(x) +
+    K*x_zp*w_zp. With VNNI it is the exact sum of (x - x_zp)(w - w_zp). (Conv: the same along im2col's axis.)"""
+    x = np.asarray(x, np.int64)
+    w = np.asarray(w, np.int64)
+    w_zp = np.broadcast_to(np.asarray(w_zp, np.int64), (w.shape[0],))
+    K = w.shape[1]
+    if not saturate:
+        return (x - x_zp) @ (w - w_zp[:, None]).T
+    prod = x[..., None, :] * w  # (..., N, K)
+    if K % 2:
+        prod = np.concatenate([prod, np.zeros(prod.shape[:-1] + (1,), np.int64)], -1)
+    pairs = np.clip(prod[..., 0::2] + prod[..., 1::2], -32768, 32767).sum(-1)
+    return pairs - x_zp * w.sum(1) - w_zp * x.sum(-1, keepdims=True) + K * x_zp * w_zp
+
+
 class Requant:
     """One layer's requantization: accumulator (exact int) -> output code, per output channel.
 
@@ -259,7 +277,7 @@ def adaptive_p5(acc, size, zp: int, block: bool = False) -> np.ndarray:
     """P5: ATen's NHWC adaptive_avg_pool2d. m = f32(f32(s_x/s_y) / size), inv = f32(1/f32(1/m)).
 
     Remaining (scalar) channels: rint(f32(f32(acc * inv) + zp)). Channels inside full blocks of 8 (block=True,
-    see simd_channel_block) round once: rint(fma(acc, inv, zp)) -- established for this project by fuzzing
+    see uquant.platforms.simd_channel_block) round once: rint(fma(acc, inv, zp)) -- established for this project by fuzzing
     channels_last inputs with C in 8..47 (the shared reference leaves C >= 8 uncharacterised).
     """
     m = f32(f32(1) / np.asarray(size, np.int64).astype(f32))
@@ -268,20 +286,6 @@ def adaptive_p5(acc, size, zp: int, block: bool = False) -> np.ndarray:
     if block:
         return _clip8(np.rint(fma32(accf, inv, f32(zp))))
     return _clip8(np.rint(f32(f32(accf * inv) + f32(zp))))
-
-
-def simd_channel_block(adaptive: bool = False) -> int:
-    """Channels per SIMD block in ATen's NHWC pooling kernels on this CPU (0: no SIMD blocks).
-
-    avg_pool2d: Vectorized<quint8>::size() / 4 (16 on AVX512, 8 on AVX2). adaptive_avg_pool2d: blocks of 8
-    (measured on AVX512; assumed the same on AVX2).
-    """
-    import torch
-
-    cap = torch.backends.cpu.get_cpu_capability()
-    if cap not in ("AVX512", "AVX2"):
-        return 0
-    return 8 if adaptive else {"AVX512": 16, "AVX2": 8}[cap]
 
 
 def mul(c, sa: float, sb: float, sy: float, zy: int, lo: int, hi: int) -> np.ndarray:

@@ -16,10 +16,9 @@ them are no longer needed; flatten/reshape share their input's buffer.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
+from . import platforms
 from . import requant as rq
 from .engines import ENGINES, Requant
 from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_cat, lower_mul
@@ -30,9 +29,14 @@ from .ir import (Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPoo
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
 
 
-def lower(graph: Graph, engine: str) -> Plan:
+def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None = None) -> Plan:
+    """platform: the CPU-dependent paths torch takes (uquant.platforms); None or "here": this machine's."""
     if engine not in ENGINES:
         raise ConversionError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    platform = platforms.parse(platform)
+    if not platform.supports(engine):
+        raise ConversionError(f"engine {engine} does not exist on platform {platform.name} (torch has no fbgemm "
+                              "there): quantize for qnnpack")
     graph.validate()
     shapes = graph.shapes()
     # Buffers hold codes - qmin (qint8 codes offset by 128). torch's Linear, Conv and average pooling take only
@@ -79,7 +83,8 @@ def lower(graph: Graph, engine: str) -> Plan:
                 tables.append(nxt)
                 dst = nxt.name
             folded |= {t.name for t in tables}
-            step = lower_compute(op, tables, src, dst, qp[src], *ranges[src], shapes[src], shapes[dst], engine)
+            step = lower_compute(op, tables, src, dst, qp[src], *ranges[src], shapes[src], shapes[dst], engine,
+                                 platform)
             ranges[dst] = reachable_outputs(step)
         elif isinstance(op, MaxPool):
             if (engine == "qnnpack" and op.out.formula != "pt2e" and not op.ceil_mode and max(op.dilation) > 1
@@ -91,7 +96,7 @@ def lower(graph: Graph, engine: str) -> Plan:
             ranges[op.name] = ranges[src]
         elif isinstance(op, AvgPool):
             step = lower_avgpool(op, src, op.name, qp[src], *ranges[src], shapes[src], shapes[op.name], engine,
-                                 channels_last[src])
+                                 channels_last[src], platform)
             ranges[op.name] = tuple(np.full(shapes[op.name][0], v, np.int64) for v in (step.lo, step.hi))
         elif isinstance(op, Reshape):
             lo, hi = ranges[src]
@@ -146,7 +151,7 @@ def lower(graph: Graph, engine: str) -> Plan:
     output = graph.output
     buffer_of, buffers = plan_buffers(steps, alias, sizes, output)
     return Plan(graph.name, engine, graph.input, graph.input_shape, steps, sizes, buffer_of, buffers, output,
-                qp[output])
+                qp[output], platform)
 
 
 def plan_buffers(steps: list[Step], alias: dict[str, str], sizes: dict[str, int], output: str):
@@ -190,13 +195,18 @@ def plan_buffers(steps: list[Step], alias: dict[str, str], sizes: dict[str, int]
     return buffer_of, buffers
 
 
-def conv_family(engine: str, op: Conv, vnni: bool) -> str:
+def conv_family(engine: str, op: Conv, platform: platforms.Platform) -> str:
     """Which requantization torch uses for this Conv (see shared reference: F, Q, D)."""
     if engine == "qnnpack":
         return "qnnpack"
-    if engine == "x86" and not np.any(op.w_zero_point) and op.groups <= 100 and vnni:
+    if engine == "x86" and onednn_eligible(op) and platform.x86_conv == "onednn":
         return "onednn"
     return "fbgemm"
+
+
+def onednn_eligible(op: Conv) -> bool:
+    """The x86 engine hands a Conv to oneDNN (on platforms that use it) for symmetric weights and groups <= 100."""
+    return not np.any(op.w_zero_point) and op.groups <= 100
 
 
 def fbgemm_depthwise_fast_path(op: Conv, in_channels: int) -> bool:
@@ -207,27 +217,57 @@ def fbgemm_depthwise_fast_path(op: Conv, in_channels: int) -> bool:
             and op.padding == (kh // 2, kh // 2))
 
 
-@functools.lru_cache(maxsize=None)
-def has_vnni() -> bool:
-    """fbgemm's int8 GEMM sums exactly only with VNNI; without it, int16 pair sums saturate (see README)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
+def fbgemm_groupwise_path(op: Conv, in_channels: int) -> bool:
+    """fbgemm's groupwise conv kernel (fbgemmOptimizedGConv; measured, see uquant.platforms): 2-D 3x3, padding 1,
+    dilation 1, stride 1 or 2 both ways, 2/4/8/16 channels per group in and out, and at least G_together groups
+    (64-byte vectors: only AVX512 hardware runs the kernel with other arithmetic than fbgemm's GEMM)."""
+    C, G, N = in_channels, op.groups, op.out_channels
+    cg = C // G
+    if not (op.dim == 2 and tuple(op.weight.shape[2:]) == (3, 3) and op.padding == (1, 1) and op.dilation == (1, 1)
+            and op.stride in ((1, 1), (2, 2)) and cg == N // G and cg in (2, 4, 8, 16)):
         return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return G >= max(64 // (N // G) // max(cg, 4), 1)
+
+
+def conv_saturates(op: Conv, in_channels: int, platform: platforms.Platform) -> bool:
+    """Does fbgemm add int16-saturating pairs for this (non-depthwise-fast-path) Conv on this platform?"""
+    if fbgemm_groupwise_path(op, in_channels):
+        return platform.groupwise == "sat16"
+    return platform.gemm == "sat16"
+
+
+SAT_DEPTHWISE, SAT_IM2COL = 1, 2  # a conv's geometry[15]: how its windows' pairs saturate (0: they do not)
+
+
+def im2col_order(cg: int, kh: int, kw: int) -> np.ndarray:
+    """fbgemm's im2col K axis for one group: taps row-major, the group's channels innermost (NHWC), as indices
+    into torch's (channel, ky, kx) weight order. Its consecutive pairs are what vpmaddubsw adds."""
+    return np.arange(cg * kh * kw).reshape(cg, kh * kw).T.reshape(-1)
+
+
+def pair_risk(w: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray) -> np.ndarray:
+    """(N, ceil(K/2)) bool: can the pair sum x[2p]*w[2p] + x[2p+1]*w[2p+1] (raw u8 codes x in [t_lo, t_hi], raw
+    int8 weights w) leave int16? Only such pairs can saturate in vpmaddubsw."""
+    p_lo, p_hi = np.minimum(w * t_lo, w * t_hi), np.maximum(w * t_lo, w * t_hi)
+    if w.shape[1] % 2:
+        p_lo, p_hi = np.pad(p_lo, ((0, 0), (0, 1))), np.pad(p_hi, ((0, 0), (0, 1)))
+    return (p_lo[:, 0::2] + p_lo[:, 1::2] < -32768) | (p_hi[:, 0::2] + p_hi[:, 1::2] > 32767)
 
 
 def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x: QParams, x_lo: np.ndarray,
-                  x_hi: np.ndarray, in_shape: tuple, out_shape: tuple, engine: str) -> DenseStep:
+                  x_hi: np.ndarray, in_shape: tuple, out_shape: tuple, engine: str,
+                  platform: platforms.Platform) -> DenseStep:
     w = op.weight.astype(np.int64)
     wzp = op.w_zero_point.astype(np.int64)
     N = int(w.shape[0])
     v = (w - wzp.reshape((N,) + (1,) * (w.ndim - 1))).reshape(N, -1)  # (N, K): what each tap's code multiplies
     K = int(v.shape[1])
+    raw = w.reshape(N, -1)
     if K * 255 * 255 >= DOT_LIMIT:
         raise ConversionError(f"{op.name}: {K} inputs per output is too many for a 32-bit accumulator on the "
                               f"device (at most {(DOT_LIMIT - 1) // (255 * 255)})")
+    order = np.arange(K)  # the device's tap order: weights are stored, and windows gathered, in this order
+    notes = []  # (platform attribute, why torch's bytes for this step depend on it)
     if isinstance(op, Conv):
         C = in_shape[0]
         G = op.groups
@@ -239,26 +279,46 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
         if any(op.padding):  # padded taps read the zero point
             t_lo, t_hi = np.minimum(t_lo, x.zero_point), np.maximum(t_hi, x.zero_point)
         # a PT2E program runs its convs in float32 whatever the engine (uquant.engines.Requant, family "pt2e")
-        family = "pt2e" if x.formula == "pt2e" else conv_family(engine, op, has_vnni())
+        family = "pt2e" if x.formula == "pt2e" else conv_family(engine, op, platform)
         # fbgemm's depthwise fast path adds raw u8 x s8 products in row-major pairs, saturating each pair sum
-        # to int16 (vpmaddubsw); the device then does the same (shared reference, "int16 saturation").
-        sat = family == "fbgemm" and fbgemm_depthwise_fast_path(op, C)
+        # to int16 (vpmaddubsw) on every CPU; its other convs (im2col + GEMM) do so on platforms without VNNI.
+        sat = 0
+        if family == "fbgemm" and fbgemm_depthwise_fast_path(op, C):
+            sat = SAT_DEPTHWISE
+        elif family == "fbgemm" or (family == "onednn" and engine == "x86"):
+            im2col = im2col_order(cg, *w.shape[2:])
+            risky = pair_risk(raw[:, im2col], t_lo[:, im2col], t_hi[:, im2col])
+            if risky.any():
+                notes.append(("gemm", saturation_note(risky)))
+                if family == "fbgemm" and conv_saturates(op, C, platform):
+                    sat, order = SAT_IM2COL, im2col
+        if engine == "x86" and family != "pt2e" and onednn_eligible(op):
+            notes.append(("x86_conv", "the x86 engine runs it on oneDNN on x86-vnni and on fbgemm elsewhere, which "
+                                      "round differently"))
         H, W_ = (1, in_shape[1]) if op.dim == 1 else in_shape[1:]
         OH, OW = (1, out_shape[1]) if op.dim == 1 else out_shape[1:]
         kh, kw = w.shape[2:]
-        geometry = (C, H, W_, N, kh, kw, *op.stride, *op.padding, *op.dilation, G, OH, OW, int(sat))
+        geometry = (C, H, W_, N, kh, kw, *op.stride, *op.padding, *op.dilation, G, OH, OW, sat)
         kind = "conv"
+        sat_pairs = ()
     else:
-        t_lo, t_hi = x_lo[None, :], x_hi[None, :]
+        t_lo, t_hi = np.broadcast_to(x_lo[None, :], (N, K)), np.broadcast_to(x_hi[None, :], (N, K))
         family = "pt2e" if x.formula == "pt2e" else "qnnpack" if engine == "qnnpack" else "fbgemm"
         geometry = ()
         kind = "dense"
-        sat = False
+        sat = 0
+        sat_pairs = ()
+        if family == "fbgemm":  # fbgemm's GEMM pairs consecutive inputs
+            risky = pair_risk(raw, t_lo, t_hi)
+            if risky.any():
+                notes.append(("gemm", saturation_note(risky)))
+                if platform.saturates:
+                    sat_pairs = tuple(int(v) for n, p in np.argwhere(risky) for v in (n, 2 * p))
     acc_lo = np.minimum(v * t_lo, v * t_hi).sum(1)
     acc_hi = np.maximum(v * t_lo, v * t_hi).sum(1)
     offset = x.zero_point * v.sum(1)  # acc' = acc + offset
-    if isinstance(op, Conv) and sat:  # device acc' = sum of saturated pair sums - w_zp * sum(x): bound it
-        acc_lo, acc_hi = saturated_pair_bounds(w.reshape(N, -1), wzp, t_lo, t_hi)
+    if sat or sat_pairs:  # device acc' = sum of saturated pair sums - w_zp * sum(x): bound it
+        acc_lo, acc_hi = saturated_pair_bounds(raw[:, order], wzp, t_lo[:, order], t_hi[:, order])
     lo = max(op.out.qmin, op.out.zero_point) if op.relu else op.out.qmin
 
     def make_requant(lo, hi):
@@ -303,11 +363,28 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
         words += [128 + int(wzp[n]), *ch.words]
         for a, y in sorted(ch.exceptions.items()):
             fixes += [n, a, y]
-    weights = (v + wzp[:, None] + 128).astype(np.uint8).tobytes()
+    weights = (raw[:, order] + 128).astype(np.uint8).tobytes()
+    if sat_pairs:
+        check_sat_corrections(op, channels, sat_pairs)
     table_bytes = None if table is None else bytes((table - out.qmin).astype(np.uint8).tolist())
     return DenseStep(kind, op.name, [src], dst, out, out_shape, K, N, lo, hi, weights, words, fixes, table_bytes,
                      op, tables, x, x_lo, x_hi, acc_lo, acc_hi, fn, channels, geometry, family, step_requantize,
-                     table)
+                     table, sat_pairs, tuple(notes))
+
+
+def saturation_note(risky: np.ndarray) -> str:
+    return (f"{int(risky.any(1).sum())} of {len(risky)} channels can saturate int16 pair sums on platforms without "
+            "VNNI (x86-avx2, x86-avx512)")
+
+
+def check_sat_corrections(op: Linear, channels: list, sat_pairs: tuple) -> None:
+    """The device corrects a saturating pair by moving the channel's c_lo by (pair - clamp16(pair)), at most
+    65280 - 32767 per pair: c_lo must stay a small int on 32-bit ports."""
+    count = np.bincount(np.asarray(sat_pairs[0::2], np.int64), minlength=len(channels))
+    for n, ch in enumerate(channels):
+        if abs(ch.c_lo) + int(count[n]) * (65280 - 32767) >= rq.SMALL:
+            raise ConversionError(f"{op.name}: output channel {n}: {int(count[n])} saturating pairs move the "
+                                  "accumulator window beyond 31-bit ints on the device; refusing")
 
 
 INT32_SAFE = 2.0 ** 31 - 2.0 ** 10  # torch's float -> int32 conversion overflows at 2**31 (margin: rounding)
@@ -381,7 +458,8 @@ def _adaptive_windows(n: int, out: int):
 
 
 def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray, x_hi: np.ndarray,
-                  in_shape: tuple, out_shape: tuple, engine: str, channels_last: bool) -> AvgPoolStep:
+                  in_shape: tuple, out_shape: tuple, engine: str, channels_last: bool,
+                  platform: platforms.Platform) -> AvgPoolStep:
     """Average pooling: each window's code is a monotone function of its integer sum, one per divisor class.
 
     Which of torch's formulas applies (shared reference, "Pooling"): qnnpack with ceil_mode=False runs QNNPACK
@@ -428,7 +506,7 @@ def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray,
         raise ConversionError(f"{op.name}: {kind} of a 1x1 input with {C} channels to {OH}x{OW} outputs: torch "
                               "writes that output in channels_last order into a contiguous tensor (scrambled "
                               "codes); not reproduced")
-    block = E.simd_channel_block(adaptive=op.adaptive) if formula in ("P2", "P5") else 0
+    block = platforms.simd_channel_block(platform, op.adaptive) if formula in ("P2", "P5") else 0
     cv = C // block * block if block else 0
     # divisor classes: positions whose windows have the same (taps, divisor) -- or (kh, kw) for P4
     keys, cls = {}, []
@@ -491,8 +569,14 @@ def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray,
     cols = tuple(int(v) for ab in zip(c0, c1) for v in ab)
     geometry = (C, H, W_, OH, OW, zp, cv, K)
     desc = formula + (f", channels < {cv} in SIMD blocks" if cv else "")
+    notes = ()
+    if formula == "P2" and C > 8:  # AVX512's blocks are 16 channels, AVX2's 8: channels 8.. move between paths
+        acc = np.arange(taps.min() * (in_lo - zp), taps.max() * (in_hi - zp) + 1)
+        if any(not np.array_equal(E.avgpool_p2(acc, b, zp, True), E.avgpool_p2(acc, b, zp, False)) for _, b in base):
+            notes = (("simd", "ATen's SIMD blocks span 16 channels on AVX512 and 8 on AVX2, and round differently "
+                              "from the rest"),)
     return AvgPoolStep("avgpool", op.name, [src], dst, op.out, out_shape, geometry, rows, cols, bytes(cls), lo, hi,
-                       words, fixes, classes, desc, acc_lo, acc_hi, fn, channels, op)
+                       words, fixes, classes, desc, acc_lo, acc_hi, fn, channels, op, notes)
 
 
 def saturated_pair_bounds(w: np.ndarray, wzp: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray):

@@ -46,11 +46,23 @@ class DenseStep(Step):
     family: str = ""  # which of torch's requantization formulas this step reproduces
     requantize: object = None  # torch's code before any table, as a function of acc' (monotone)
     table_codes: np.ndarray | None = None  # the composed code table, indexed by code - qmin
+    # fbgemm's int16-saturating pair sums (platforms without VNNI), for the pairs that can leave int16: flat
+    # (channel, k) with k the first tap of the pair, the device corrects the exact sum for just those (dense);
+    # a conv with any such pair saturates every pair of its windows (geometry's SAT).
+    sat_pairs: tuple = ()
+    # (platform attribute, why torch's bytes for this step depend on it) for each one they depend on
+    platform_notes: tuple = ()
 
     @property
     def macs(self) -> int:
         positions = int(np.prod(self.out_shape[1:])) if self.kind == "conv" else 1
         return self.K * self.N * positions
+
+    @property
+    def platform_saturation(self) -> bool:
+        """Does the device reproduce the platform's int16 pair saturation here (not fbgemm's depthwise fast path,
+        which saturates on every platform)?"""
+        return bool(self.sat_pairs) or (self.kind == "conv" and self.geometry[-1] == 2)
 
 
 @dataclass
@@ -82,6 +94,8 @@ class AvgPoolStep(Step):
     fn: object = None  # torch's output code per class as a function of acc (shape (..., classes))
     channels: list[rq.ChannelRequant] = field(default_factory=list)
     source: object = None
+    # (platform attribute, why torch's bytes for this step depend on it) for each one they depend on
+    platform_notes: tuple = ()
     macs = 0
 
 
@@ -106,6 +120,18 @@ class Plan:
         return self.sizes[self.output_value]
 
     output_q: QParams | None = None  # the result's quantization (a final scalar mul changes only the scale)
+    platform: object = None  # uquant.platforms.Platform: the CPU-dependent paths of torch reproduced
+
+    @property
+    def platform_dependent(self) -> list[tuple[str, str]]:
+        """(step, why) for each step whose torch bytes can differ between platforms (see uquant.platforms)."""
+        notes = [(s.name, getattr(s, "platform_notes", ())) for s in self.steps]
+        return [(name, "; ".join(why for _, why in n)) for name, n in notes if n]
+
+    @property
+    def platform_attributes(self) -> set[str]:
+        """The Platform attributes (gemm, x86_conv, simd) that this model's torch bytes depend on."""
+        return {a for s in self.steps for a, _ in getattr(s, "platform_notes", ())}
 
     @property
     def output(self) -> QParams:
