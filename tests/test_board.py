@@ -15,9 +15,10 @@ import pytest
 import torch
 
 import uquant
+from conftest import platform_here
 from uquant import boards
 from uquant.deploy import deploy
-from uquant.examples import SEED_EXPECTED, SEED_INPUTS, SeedTorchModel, seed_state_dict
+from uquant.examples import SEED_INPUTS, SeedTorchModel, seed_expected, seed_state_dict
 from uquant.link import Link, LinkError
 from uquant.sim import Sim, missing_reason
 
@@ -71,9 +72,15 @@ def test_deploy_predict_verify_and_skip(board, seed_files, seed_codes, report):
 
     r = uquant_cli("verify", model, "--relu", "hidden", "--port", board.device, "--module", "seed_q",
                    "--samples", 300)
-    assert r.returncode == 0 and "300 inputs, 2100 output bytes, 0 mismatches" in r.stdout, r.stdout + r.stderr
-    report("board (uquant sim, unix port): deploy 3 files, re-deploy skips 3, predict = torch, "
-           "verify 300 inputs / 2100 output bytes against torch: 0 mismatches")
+    here = platform_here().name
+    assert r.returncode == 0 and f"platform {here}) against torch (x86) on this machine" in r.stdout, r.stdout
+    assert "300 random input codes 0..127 (the calibrated range" in r.stdout, r.stdout
+    assert "2100 output bytes, 0 mismatches" in r.stdout, r.stdout + r.stderr
+    r = uquant_cli("verify", model, "--relu", "hidden", "--port", board.device, "--module", "seed_q",
+                   "--samples", 300, "--full-range")
+    assert r.returncode == 0 and "300 random input codes 0..255, 2100 output bytes, 0 mismatches" in r.stdout, r.stdout
+    report(f"board (uquant sim, unix port): deploy 3 files, re-deploy skips 3, predict = torch, verify 300 inputs "
+           f"(codes 0..127, then 0..255) / 2100 output bytes against torch on platform {here}: 0 mismatches")
 
 
 def test_verify_names_the_first_layer_that_differs(board, seed_files, tmp_path):
@@ -88,6 +95,48 @@ def test_verify_names_the_first_layer_that_differs(board, seed_files, tmp_path):
                    "--samples", 100)
     assert r.returncode == 1 and "first difference" in r.stdout and "step out " in r.stdout, r.stdout + r.stderr
     assert " 0 mismatches" not in r.stdout
+
+
+def fx_mlp_file(path: Path) -> Path:
+    """A user's own MLP: FX-quantized with the x86 default qconfig (per-channel weights, reduce_range), calibrated
+    on its training-like data, saved as TorchScript."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 4)).eval()
+    x = torch.rand(256, 8) * 2
+    with torch.no_grad():
+        for w in (model[0].weight, model[2].weight):  # large weights, so that int16 pairs can saturate
+            w.mul_(4)
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (x[:1],))
+    prepared(x)
+    q = convert_fx(prepared)
+    torch.jit.save(torch.jit.trace(q, x[:1]), str(path))
+    return path
+
+
+def test_verify_a_users_fx_mlp_on_this_platform_and_another(board, tmp_path, report):
+    model = fx_mlp_file(tmp_path / "mlp.pt")
+    here = platform_here()
+    other = "x86-avx2" if here.gemm == "exact" else "x86-vnni"
+    mine = uquant.convert(model, engine="x86")
+    assert mine.plan.platform_dependent, "the test model should be able to saturate"
+    for platform in ("here", other):
+        module = uquant.convert(model, engine="x86", platform=platform).save(tmp_path / "mlp_q.py")
+        assert uquant_cli("deploy", module, "--board", "sim", "--port", board.device).returncode == 0
+        r = uquant_cli("verify", model, "--port", board.device, "--module", "mlp_q", "--samples", 500, "--full-range")
+        assert r.returncode == 0 and "500 random input codes 0..255, 2000 output bytes, 0 mismatches" in r.stdout, \
+            r.stdout + r.stderr
+        if platform == "here":
+            assert f"against torch (x86) on this machine (platform {here.name})" in r.stdout
+        else:
+            assert f"against uquant's emulation of platform {other}, which the board's module was made for (this " \
+                   f"machine's torch is {here.name}, and this model's bytes differ between the two)" in r.stdout
+    report(f"verify (uquant sim): a user's FX MLP (x86 default qconfig) converted here ({here.name}): 0 of 2000 "
+           f"output bytes differ from torch; converted for {other}: 0 differ from uquant's emulation of it, labelled")
 
 
 class PulledCable(Exception):
@@ -117,7 +166,8 @@ def test_a_pulled_cable_leaves_the_previous_model_working(board, seed_files, see
             deploy(link, other, boards.get("sim"), log=lambda *a: None)
     assert (board.flash_dir / "seed_q.mpy.part").exists()
     with Link(board.device) as link:  # a fresh session (soft reset): the old model imports and answers
-        assert link.eval(f"[__import__('seed_q').predict(x) for x in {seed_codes!r}]") == SEED_EXPECTED
+        assert link.eval(f"[__import__('seed_q').predict(x) for x in {seed_codes!r}]") == seed_expected(
+            "x86", platform_here())
     r = uquant_cli("deploy", other, "--board", "sim", "--port", board.device)  # plugged back in: completes
     assert r.returncode == 0 and "seed_q.mpy" in r.stdout and not (board.flash_dir / "seed_q.mpy.part").exists()
 
@@ -128,12 +178,12 @@ def test_the_real_clients_run_the_deployed_model(board, seed_files, seed_codes, 
     code = f"import seed_q; print([seed_q.predict(x) for x in {seed_codes!r}])"
     r = subprocess.run([str(BIN / "mpremote"), "connect", board.device, "exec", code], capture_output=True,
                        text=True, timeout=60)
-    assert r.stdout.strip() == "[0, 1, 2, 3, 4, 5, 1]", r.stdout + r.stderr
+    assert r.stdout.strip() == str(seed_expected("x86", platform_here())), r.stdout + r.stderr
     script = tmp_path / "infer.py"
     script.write_text(code + "\n")
     r = subprocess.run([str(BIN / "ampy"), "--port", board.device, "run", str(script)], capture_output=True,
                        text=True, timeout=60)
-    assert r.stdout.strip() == "[0, 1, 2, 3, 4, 5, 1]", r.stdout + r.stderr
+    assert r.stdout.strip() == str(seed_expected("x86", platform_here())), r.stdout + r.stderr
 
 
 def test_mip_installs_the_runtime_from_device_package_json(board):

@@ -18,12 +18,11 @@ from uquant.examples import SeedTorchModel, seed_state_dict
 from uquant.hosts import wasm
 from uquant.runtime import DEVICE_DIR, load_file
 
-from conftest import has_vnni
 from test_cli import assert_clean_error, main_inproc, parse_report
 
 UNIT = "0.000244"
 LABELS = "a,b,c,d,e,f,g"
-# raw pairs whose input codes stay below 128 (torch's x86 kernel without VNNI saturates above: README), the ends
+# raw pairs, the ends of the range among them
 RAWS = [[0, 0], [1200, 1843], [1000, -5], [-35, 2000], [2047, 1]]
 
 
@@ -64,8 +63,7 @@ def test_run_input_raw_matches_run_raw_and_torch(modules, capsys, raws):
     assert r["input codes"] == str(want_in)
     t_in, t_out = torch_raw_codes(raws)
     assert t_in == want_in
-    if has_vnni() or max(want_in) < 128:
-        assert y == t_out
+    assert y == t_out
     assert r["fixed point"] == f"{list(mod.dequantize(y))} x 0.001"
     assert r["class"] == str(mod.predict(want_in)) and r["label"] == mod.label_raw(raws)
 

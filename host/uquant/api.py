@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import codegen, engines, runtime
+from . import codegen, engines, platforms, runtime
 from .ir import ConversionError, Graph, Linear, QParams
 from .loaders import load
 from .lower import Plan, lower
@@ -72,6 +72,12 @@ class Converted:
         path.write_text(self.source)
         return path
 
+    def portability(self, codes=None, what: str = "example inputs"):
+        """Does this model give the same bytes on every platform? (uquant.portability.Portability; `codes`: input
+        codes to count how often it matters, by default random ones.)"""
+        from . import portability
+        return portability.check(self, codes, what)
+
     def run_codes(self, codes) -> np.ndarray:
         """Quantized input codes (one sample, or a batch as rows) -> output codes from the device runtime."""
         codes = np.asarray(codes, np.int64)
@@ -102,14 +108,16 @@ class Converted:
         return y.argmax(-1) if y.ndim > 1 else int(y.argmax())
 
 
-def convert(model, example_input=None, *, engine: str | None = None, relu=None, allow_pickle: bool = False,
-            name: str | None = None, module_name: str = "model_q", input_shape=None, input_unit=None,
-            output_unit=None, labels=None, raw_range=None) -> Converted:
+def convert(model, example_input=None, *, engine: str | None = None, platform="here", relu=None,
+            allow_pickle: bool = False, name: str | None = None, module_name: str = "model_q", input_shape=None,
+            input_unit=None, output_unit=None, labels=None, raw_range=None) -> Converted:
     """Convert a quantized model (nn.Module, TorchScript module, state_dict, or file path).
 
     engine: the quantized engine the model was prepared for (x86, fbgemm or qnnpack); by default the
-    engine torch is set to now (torch.backends.quantized.engine). With `example_input`, torch and the
-    device runtime both run it and must agree byte for byte.
+    engine torch is set to now (torch.backends.quantized.engine). platform: whose torch bytes to reproduce
+    where they depend on the CPU (uquant.platforms): "here" (this machine's torch, the default), or a name
+    such as "x86-vnni" or "x86-avx2". With `example_input`, torch and the device runtime both run it and must
+    agree byte for byte (when the platform is this machine's, or the model's bytes do not depend on it).
     """
     engine = engine or torch.backends.quantized.engine
     if engine not in engines.ENGINES:
@@ -119,7 +127,7 @@ def convert(model, example_input=None, *, engine: str | None = None, relu=None, 
         graph.input_shape = tuple(int(d) for d in input_shape)
     elif example_input is not None and not any(isinstance(op, Linear) for op in graph.ops[:1]):
         graph.input_shape = tuple(torch.as_tensor(example_input).shape[1:])  # (batch, ...) -> one sample
-    plan = lower(graph, engine)
+    plan = lower(graph, engine, platform)
     label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
     converted = Converted(graph, plan, module_name, label)
     if input_unit is not None or output_unit is not None or labels is not None:
@@ -128,7 +136,8 @@ def convert(model, example_input=None, *, engine: str | None = None, relu=None, 
     # a PT2E program computes linear/conv in float32: agreement within one code, measured (tests/test_pt2e.py),
     # not the exact self-check
     if example_input is not None and isinstance(model, torch.nn.Module) and not is_pt2e(model):
-        check_against_torch(converted, model, example_input)
+        if plan.platform == platforms.here() or not plan.platform_dependent:
+            check_against_torch(converted, model, example_input)
     return converted
 
 
@@ -142,8 +151,14 @@ def check_against_torch(converted: Converted, model, example_input) -> None:
         raise ConversionError(f"the example input does not run through the model in torch "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); pass a batch of "
                               f"samples of shape {converted.plan.input_shape}") from None
-    out = converted.plan.output
-    got = engines.dequantize(converted.run(x.reshape(len(x), -1).numpy()), out.scale, out.zero_point)
+    plan = converted.plan
+    got = engines.dequantize(converted.run(x.reshape(len(x), -1).numpy()), plan.output.scale, plan.output.zero_point)
     if want.shape != got.shape or not np.array_equal(want, got):
-        raise ConversionError("self-check failed: torch and uquant disagree on the example input -- was the "
-                              f"model quantized for engine '{converted.plan.engine}'? (pass engine=...)")
+        bad = np.argwhere(want.reshape(got.shape) != got) if want.size == got.size else np.zeros((1, 2), int)
+        i, j = (int(v) for v in bad[0])
+        raise ConversionError(
+            f"self-check failed: torch and uquant disagree on {len(bad)} of {got.size} example outputs (first: "
+            f"sample {i}, output {j}: torch {want.reshape(got.shape)[i, j]:.6g}, uquant {got[i, j]:.6g}). uquant "
+            f"reproduced engine '{plan.engine}' on platform {plan.platform.name}, this machine's torch; if the "
+            "model was quantized for another engine, pass engine=...; otherwise this is a uquant bug: please "
+            "report it with the model")

@@ -202,6 +202,63 @@ def build_models():
     return models
 
 
+def saturation_section() -> None:
+    """What reproducing fbgemm's int16 saturation (platforms without VNNI) costs on the device, per tier: the bench
+    MLP converted for x86-vnni (nothing to correct) and for x86-avx2 (its pairs that can saturate corrected per
+    inference), on an input whose codes are all 255 (the most pairs saturate)."""
+    from . import codegen, convert
+
+    q, x = mlp()
+    print("\nSaturating pairs (fbgemm without VNNI), bench MLP 64-256-256-10, input codes all 255")
+    print(f"{'platform':<12}{'pairs':>7}{'params B':>10}{'bytecode unix us':>18}{'viper unix us':>15}"
+          f"{'thumb cycles':>14}{'satfix lines':>14}")
+    base = None
+    for name in ("x86-vnni", "x86-avx2"):
+        c = convert(q, engine="fbgemm", name="mlp", platform=name)
+        codes = np.full(c.plan.n_in, 255)
+        pairs = sum(len(s.sat_pairs) // 2 for s in c.plan.compute_steps)
+        unix = unix_figures(c, codes)
+        th = thumb_figures(c, codes)
+        lines = sat_lines(c, codes)
+        print(f"{name:<12}{pairs:>7}{codegen.memory(c.plan)['params']:>10}{unix['bytecode']['us']:>18.0f}"
+              f"{unix['viper']['us']:>15.1f}{th['cycles'] if th else 0:>14}{lines:>14}")
+        if base is None:
+            base = (unix, th)
+        else:
+            print(f"  cost of saturation: bytecode x{unix['bytecode']['us'] / base[0]['bytecode']['us']:.2f}, viper "
+                  f"x{unix['viper']['us'] / base[0]['viper']['us']:.2f}, thumb tier "
+                  f"x{th['cycles'] / base[1]['cycles']:.2f} (its satfix runs on viper on a board; costed here as "
+                  f"{lines} bytecode lines, an upper bound); heap per inference: bytecode "
+                  f"{unix['bytecode']['heap']} B, viper {unix['viper']['heap']} B")
+            print(f"sat_bytecode_cost_ratio={unix['bytecode']['us'] / base[0]['bytecode']['us']:.2f}")
+            print(f"sat_viper_cost_ratio={unix['viper']['us'] / base[0]['viper']['us']:.2f}")
+
+
+def sat_lines(converted, codes: np.ndarray) -> int:
+    """Traced CPython line events of uquant_rt.satfix in one inference (0 without saturating pairs)."""
+    from .runtime import RUNTIME_FILE
+
+    module = converted.device_module
+    x = bytes(map(int, codes))
+    module.run(x)
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if frame.f_code.co_filename != str(RUNTIME_FILE) or frame.f_code.co_name != "satfix":
+            return tracer if frame.f_code.co_filename == str(RUNTIME_FILE) else None
+        if event == "line":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        module.run(x)
+    finally:
+        sys.settrace(None)
+    return count
+
+
 def main() -> int:
     warnings.filterwarnings("ignore")
     from . import codegen
@@ -253,6 +310,8 @@ def main() -> int:
             t = r["thumb"]
             print(f"  {r['label']}: {t['kernel_cycles']} kernel cycles ({t['instructions']} instructions) + "
                   f"{t['python_lines']} Python lines per inference")
+
+    saturation_section()
 
     m = next(r for r in rows if r["label"].startswith("MLP"))
     print(f"\narmv6m_cycles_per_mac={m['thumb']['cycles'] / m['macs']:.2f}")

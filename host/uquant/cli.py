@@ -99,8 +99,9 @@ def cmd_convert(args) -> int:
     from .info import parse_shape
 
     out = Path(args.output)
-    converted = convert(args.model, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
-                        name=args.name, module_name=out.stem, input_shape=parse_shape(args.input_shape),
+    converted = convert(args.model, engine=args.engine, platform=args.platform, relu=args.relu,
+                        allow_pickle=args.allow_pickle, name=args.name, module_name=out.stem,
+                        input_shape=parse_shape(args.input_shape),
                         input_unit=args.input_unit or args.input_units, output_unit=args.output_unit,
                         labels=args.labels,
                         raw_range=tuple(int(v) for v in args.raw_range.split(",")) if args.raw_range else None)
@@ -113,8 +114,24 @@ def cmd_convert(args) -> int:
     mem = codegen.memory(plan)
     print(f"  board memory: weights {mem['weights']} B, parameters {mem['params']} B, activations {mem['buffers']} B "
           f"in buffers {plan.buffers}")
+    print(f"  {platform_line(plan.platform)}")
+    codes, what = None, ""
+    if args.data:
+        from .data import load_samples
+        codes, what = load_samples(args.data, plan)
+    port = converted.portability(codes, what)
+    print(f"  {port.line()}")
+    if not port.portable:
+        print(f"  hint: {port.HINT}")
     print(f"  copy {out} and device/uquant_rt.py to the board, then: import {out.stem}; {out.stem}.predict(codes)")
     return 0
+
+
+def platform_line(p) -> str:
+    from . import platforms
+
+    here = platforms.here()
+    return f"platform: {p.name} ({'this machine' if p == here else 'this machine is ' + here.name})"
 
 
 def cmd_info(args) -> int:
@@ -124,8 +141,15 @@ def cmd_info(args) -> int:
     from . import boards
 
     board = boards.get(args.board) if args.board else None  # an unknown board fails before the conversion
-    converted = convert(args.model, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
-                        input_shape=parse_shape(args.input_shape))
+    if args.model is None:  # the machine: which of torch's CPU-dependent paths this torch takes, and why
+        from . import platforms
+
+        print(platforms.report())
+        if board is None:
+            return 0
+        raise ValueError("--board needs a model: uquant info MODEL --board NAME")
+    converted = convert(args.model, engine=args.engine, platform=args.platform, relu=args.relu,
+                        allow_pickle=args.allow_pickle, input_shape=parse_shape(args.input_shape))
     print(summary(converted.plan))
     if board:
         from .info import board_fit
@@ -188,6 +212,8 @@ def cmd_run(args) -> int:
     values = engines.dequantize(np.array(y), out_scale, mod.OUTPUT_ZERO_POINT)
     fixed = list(mod.dequantize(y)) if units is not None and units["out"] is not None else None
     print(f"runtime      : device runtime under {where}")
+    print(f"platform     : {getattr(mod.model, 'platform', None) or 'not recorded'} (whose torch bytes the module "
+          "reproduces)")
     _print_result(raws, codes, y, values, fixed, pred, units, out_scale)
     return 0
 
@@ -270,33 +296,66 @@ def cmd_predict(args) -> int:
     out_scale = codegen.bits_f32(info["out_bits"])
     values = engines.dequantize(np.array(y), out_scale, info["out_zp"])
     print(f"board        : {link.port} ({info['tier']} kernels)")
+    print(f"platform     : {info.get('platform') or 'not recorded (a module from before uquant recorded it)'} "
+          "(whose torch bytes the module reproduces)")
     _print_result(raws, codes, y, values, fixed, pred, units, out_scale)
     return 0
 
 
+def verify_inputs(args, plan) -> tuple[np.ndarray, str]:
+    """The input codes verify sends: --data samples, else random codes in the range a default calibration of the
+    model's engine fills (x86/fbgemm's default qconfig uses reduce_range: codes up to qmin + 127), or with
+    --full-range every code; the two ends first. Returns the codes and what they are."""
+    if args.data:
+        from .data import load_samples
+
+        codes, what = load_samples(args.data, plan)
+        return codes[:args.samples], f"{min(len(codes), args.samples)} {what}"
+    q = plan.input
+    hi = q.qmax if args.full_range or plan.engine == "qnnpack" else q.qmin + 127
+    codes = np.random.default_rng(args.seed).integers(q.qmin, hi + 1, (args.samples, plan.n_in))
+    codes[:2] = [[q.qmin], [hi]]
+    what = (f"random input codes {q.qmin}..{hi}" + ("" if hi == q.qmax else
+            f" (the calibrated range of {plan.engine}'s default qconfig, reduce_range; --full-range for every code)"))
+    return codes, f"{len(codes)} {what}"
+
+
 def cmd_verify(args) -> int:
+    from . import platforms
     from .api import convert
     from .deploy import board_layer_codes, board_model, run_batch
     from .info import parse_shape
     from .oracle import load_torch_model, torch_codes_fn
 
     path = Path(args.model)
-    converted = convert(path, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
-                        input_shape=parse_shape(args.input_shape))
-    plan = converted.plan
-    if plan.input.formula == "pt2e":
+
+    def conversion(platform):
+        return convert(path, engine=args.engine, platform=platform, relu=args.relu, allow_pickle=args.allow_pickle,
+                       input_shape=parse_shape(args.input_shape))
+
+    converted = conversion("here")
+    if converted.plan.input.formula == "pt2e":
         raise ValueError(f"{path.name}: verify compares every byte with torch's quantized kernels; a PT2E program "
                          "computes linear/conv/pooling in float32 and agrees only within one code there (README, "
                          "'PT2E (torchao) programs'), so verify does not take PT2E programs")
-    want_fn = torch_codes_fn(load_torch_model(path, relu=args.relu, allow_pickle=args.allow_pickle), plan)
-    rng = np.random.default_rng(args.seed)
-    codes = rng.integers(plan.input.qmin, plan.input.qmax + 1, (args.samples, plan.n_in))
-    codes[:2] = [[plan.input.qmin], [plan.input.qmax]]  # the two ends of the range first
     with _open_link(args) as link:
         info = board_model(link, args.module)
+        # the board's module says which platform's torch it reproduces: compare with the model converted for it
+        if info.get("platform") and info["platform"] != converted.plan.platform.name:
+            converted = conversion(info["platform"])
+        plan = converted.plan
         if (info["n_in"], info["n_out"]) != (plan.n_in, plan.n_out):
             raise ValueError(f"the board's {args.module} takes {info['n_in']} -> {info['n_out']} values, "
                              f"{path} is {plan.n_in} -> {plan.n_out}: deploy it first")
+        here = platforms.here()
+        if plan.platform == here or not plan.platform_dependent:
+            want_fn = torch_codes_fn(load_torch_model(path, relu=args.relu, allow_pickle=args.allow_pickle), plan)
+            against = f"torch ({plan.engine}) on this machine (platform {here.name})"
+        else:  # torch here computes other bytes: compare with uquant's proven emulation of the module's platform
+            want_fn = converted.run_codes
+            against = (f"uquant's emulation of platform {plan.platform.name}, which the board's module was made for "
+                       f"(this machine's torch is {here.name}, and this model's bytes differ between the two)")
+        codes, source = verify_inputs(args, plan)
         mismatches, first = 0, None
         for i in range(0, len(codes), args.batch):
             batch = codes[i:i + args.batch]
@@ -306,8 +365,8 @@ def cmd_verify(args) -> int:
             mismatches += len(bad)
             if len(bad) and first is None:
                 first = i + int(bad[0][0])
-        print(f"verify {args.module} on {link.port} ({info['tier']} kernels) against torch ({plan.engine}): "
-              f"{len(codes)} inputs, {codes.shape[0] * plan.n_out} output bytes, {mismatches} mismatches")
+        print(f"verify {args.module} on {link.port} ({info['tier']} kernels, platform {plan.platform.name}) against "
+              f"{against}: {source}, {codes.shape[0] * plan.n_out} output bytes, {mismatches} mismatches")
         if first is None:
             return 0
         board = board_layer_codes(link, args.module, codes[first], plan.input.qmin)
@@ -315,8 +374,15 @@ def cmd_verify(args) -> int:
     for step, b, h in zip(plan.steps, board, host):
         h = bytes(((h[0] - step.out.qmin) % 256).astype(np.uint8).tolist())
         if b[:len(h)] != h:
-            print(f"first difference: input #{first}, step {step.name} ({codegen_describe(step)})")
-            break
+            print(f"first difference: input #{first}, step {step.name} ({codegen_describe(step)}): the board computes "
+                  f"it differently from this conversion of {path.name} (engine {plan.engine}, platform "
+                  f"{plan.platform.name}): the board holds another model or another conversion (deploy it again), "
+                  f"or its {info['tier']} kernels differ (please report it)")
+            return 1
+    print(f"first difference: input #{first}: the board equals uquant's host runtime at every step, and differs from "
+          f"{against.split(' (')[0]}: likely causes: the model was quantized for another engine than {plan.engine} "
+          "(--engine)" + (", or a ReLU the state_dict does not record (--relu)" if args.relu is not None else "")
+          + "; otherwise a uquant bug: please report it with the model")
     return 1
 
 
@@ -337,6 +403,12 @@ def codegen_describe(step) -> str:
     from .codegen import describe_step
 
     return describe_step(step)
+
+
+def add_platform_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--platform", default="here", help="whose torch bytes to reproduce where they depend on the CPU: "
+                   "'here' (this machine's torch, the default; `uquant info` shows it), x86-vnni, x86-avx512, "
+                   "x86-avx2 or arm")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,10 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output-unit", help="fixed-point outputs: dequantize(codes) returns ints in this unit, e.g. "
                    "0.001 for thousandths (rounded half away from zero)")
     c.add_argument("--labels", help="comma-separated class names: label(codes) / label_raw(raws) return a name")
+    c.add_argument("--data", help="samples (.npy or .csv, one per row, floats) to measure on how many inputs the "
+                   "model's bytes differ between platforms (default: random input codes)")
     c.set_defaults(func=cmd_convert)
 
-    i = sub.add_parser("info", help="layers, shapes, MACs, bytes of weights and activations of a model")
-    i.add_argument("model", help="a model file, as for convert")
+    i = sub.add_parser("info", help="layers, shapes, MACs, bytes of weights and activations of a model; without a "
+                       "model, this machine's platform")
+    i.add_argument("model", nargs="?", help="a model file, as for convert")
     i.add_argument("--board", help="check the model fits this board's RAM and flash (profiles in boards/); exit 1 if not")
     i.set_defaults(func=cmd_info)
     for q in (c, i):
@@ -379,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled model (see convert)")
         q.add_argument("--input-shape", help="one sample's input shape, e.g. 1,8,8, for models whose first layer is "
                        "a convolution (a file does not record it)")
+        add_platform_option(q)
 
     r = sub.add_parser("run", help="run a generated module on one input, with the device runtime")
     r.add_argument("module", help="generated module, e.g. build/model_q.py")
@@ -422,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--relu", help="state_dict only: layers with a fused ReLU (see convert)")
     v.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled model (see convert)")
     v.add_argument("--input-shape", help="one sample's input shape (see info)")
+    v.add_argument("--data", help="samples to send (.npy or .csv, one float sample per row), instead of random codes")
+    v.add_argument("--full-range", action="store_true", help="random codes over the input's whole code range (default "
+                   "for x86/fbgemm: codes up to qmin + 127, what their default qconfig calibrates to)")
     v.set_defaults(func=cmd_verify)
 
     f = sub.add_parser("freeze", help="write a manifest.py to freeze the runtime and a model into firmware")

@@ -11,8 +11,8 @@ import torch
 
 def main(build: str = "build") -> int:
     warnings.filterwarnings("ignore")
-    from . import convert, engines
-    from .examples import SEED_EXPECTED, SEED_INPUTS, SeedTorchModel, seed_state_dict
+    from . import convert, engines, platforms
+    from .examples import SEED_INPUTS, SeedTorchModel, seed_expected, seed_state_dict
     from .hosts.mpmodule import run_batch
 
     build_dir = Path(build)
@@ -20,12 +20,14 @@ def main(build: str = "build") -> int:
     sd_path = build_dir / "seed_state_dict.pt"
     torch.save(seed_state_dict(), sd_path)
     engine = "x86"
+    here = platforms.here()
     converted = convert(sd_path, engine=engine, relu="hidden", name="seed")
     module_path = converted.save(build_dir / "seed_q.py")
     plan = converted.plan
     print("uquant demo: the 2-3-7 MLP from the question, rebuilt from its printed state_dict")
     print(f"  {sd_path} -> {module_path} (engine {engine}; requantization proven for "
-          f"{sum(s.N for s in plan.compute_steps)} output channels)\n")
+          f"{sum(s.N for s in plan.compute_steps)} output channels)")
+    print(f"  platform {here.name}: this machine's torch, probed (`uquant info` says why)\n")
 
     torch_model = SeedTorchModel(engine)
     torch_codes = torch_model.layer_codes(SEED_INPUTS)
@@ -43,13 +45,30 @@ def main(build: str = "build") -> int:
         shown = "[" + ", ".join(f"{v:g}" for v in x) + "]"
         print(f"  {shown:<12} {str(c.tolist()):<11} {a:>5} {b:>8} {m:>12}")
     print(f"\n  torch       : {torch_pred}\n  CPython     : {cpy_pred}\n  MicroPython : {mp_pred}")
-    same = (np.array_equal(cpy_out, torch_codes[-1]) and np.array_equal(mp_out, torch_codes[-1])
-            and np.array_equal(codes, torch_codes[0]))
-    print(f"  every input and output code equals torch's int_repr(): {'yes' if same else 'NO'} "
-          f"({codes.size + cpy_out.size} codes)")
+    differ = (int((codes != torch_codes[0]).sum()) + int((cpy_out != torch_codes[-1]).sum())
+              + int((mp_out != torch_codes[-1]).sum()))
+    compared = codes.size + cpy_out.size + mp_out.size
+    print(f"  every input and output code equals torch's int_repr(): {'yes' if not differ else 'NO'} "
+          f"({differ} of {compared} codes differ)")
+
+    print("\n  torch's bytes for this model depend on the CPU (uquant.platforms); the same model converted for each,")
+    print("  through the same device runtime:")
+    for name, label in (("x86-vnni", "x86 with VNNI: exact int32 sums"),
+                        ("x86-avx512", "x86 AVX512 without VNNI: int16 pairs"),
+                        ("x86-avx2", "x86 AVX2 (no VNNI): int16 pairs"),
+                        ("arm", "ARM, or any CPU with qnnpack")):
+        p = platforms.NAMED[name]
+        other = convert(sd_path, engine="qnnpack" if name == "arm" else engine, relu="hidden", name="seed",
+                        platform=p)
+        preds = [other.device_module.predict(list(map(int, c))) for c in codes]
+        alike = all(getattr(p, a) == getattr(here, a) for a in plan.platform_attributes)
+        mark = "  <- this machine" if p == here else "  <- as this machine" if alike and name != "arm" else ""
+        note = "  the question's answer" if preds == seed_expected("qnnpack", p) else \
+            "  [1, 1]: 255*-56 + 255*-128 = -46920 saturates to -32768"
+        print(f"    {name:<11} {label:<38} {str(preds):<22}{note}{mark}")
     print(f"\n  what the board runs: {module_path} + device/uquant_rt.py, e.g.\n"
           f"    .venv/bin/uquant run {module_path} --input 0,0.75 --micropython")
-    ok = same and torch_pred == cpy_pred == mp_pred == SEED_EXPECTED
+    ok = not differ and torch_pred == cpy_pred == mp_pred == seed_expected(engine, here)
     return 0 if ok else 1
 
 

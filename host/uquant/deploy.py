@@ -116,7 +116,8 @@ def board_model(link: Link, module: str) -> dict:
     return link.eval(f"(lambda m: {{'n_in': m.model.n_in, 'qmin': m.model.qmin, 'qmax': m.model.qmax, "
                      f"'n_out': m.model.n_out, 'tier': m.model.tier, 'in_bits': m.INPUT_SCALE_BITS, "
                      f"'in_zp': m.INPUT_ZERO_POINT, 'out_bits': m.OUTPUT_SCALE_BITS, "
-                     f"'out_zp': m.OUTPUT_ZERO_POINT, 'in_formula': getattr(m, 'INPUT_QUANTIZE', 'aten')}})"
+                     f"'out_zp': m.OUTPUT_ZERO_POINT, 'in_formula': getattr(m, 'INPUT_QUANTIZE', 'aten'), "
+                     f"'platform': getattr(m.model, 'platform', None)}})"
                      f"(__import__({module!r}))")
 
 

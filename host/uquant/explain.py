@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import engines
+from . import engines, platforms
 from .api import torch_engine
 from .explain_doc import Doc, render, step_plot
 from .ir import Add, AvgPool, Cat, Conv, ConversionError, Linear, MaxPool, Mul, Reshape, Table
@@ -268,6 +268,12 @@ class Layer:
                       f"t_n   = f32(f32(f32(acc_n) * f32(x' * w')) + b_n)      x'*w' = {one(r.sc)}",
                       f"y_n   = clip(rint(f32(f32(t_n * yi) + z_y)), {clip_lo}, {op.out.qmax})      yi = "
                       f"{g(r.yinv, 8)}, z_y = {zy}   (oneDNN: the best model known, not proven bit-exact)"]
+        if s.sat_pairs or (s.kind == "conv" and s.geometry[-1]):
+            pairs = (f"{len(s.sat_pairs) // 2} pair(s) of inputs can leave int16 here, so the device corrects just "
+                     "those" if s.sat_pairs else "the device saturates every pair of each window too")
+            lines.insert(1, "acc_n on this platform: sum over pairs k, k+1 of sat16(x_k * w_nk + x_k+1 * w_nk+1) "
+                         "(raw codes and raw int8 weights; the zero points' terms are exact), as fbgemm's vpmaddubsw "
+                         f"adds them{' without VNNI' if s.sat_pairs or s.geometry[-1] == 2 else ''}: {pairs}")
         lines.append(f"in real numbers: y = z_y + (s_x * s_w / s_y) * (acc + b / (s_x * s_w)), rounded and clipped;"
                      f" {n} output channel(s)")
         return "\n".join(lines)
@@ -388,19 +394,21 @@ def is_linear_chain(plan: Plan) -> bool:
 # ---------------------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------------------
-def explain(model, x=None, *, engine: str | None = None, relu=None, allow_pickle: bool = False, input_shape=None,
-            layer: str | None = None, got=None, converted=None, torch_model=None,
+def explain(model, x=None, *, engine: str | None = None, platform="here", relu=None, allow_pickle: bool = False,
+            input_shape=None, layer: str | None = None, got=None, converted=None, torch_model=None,
             pictures: bool = False) -> tuple[Doc, bool]:
     """Build the report for `model` (anything `uquant.convert` takes). Returns (doc, every code equal to torch's).
 
     x: one float input (its trace and the mistakes section); layer: only this step's sections; got: codes the
     user computed by hand, to be recognised among the classic mistakes; pictures: draw each layer's
-    requantization as SVG (for the HTML page).
+    requantization as SVG (for the HTML page). platform: as for convert; torch's columns always come from this
+    machine's torch, so with another platform they may differ where the platforms do (and that is no failure).
     """
     from .api import convert, quantize_input
 
     if converted is None:
-        converted = convert(model, engine=engine, relu=relu, allow_pickle=allow_pickle, input_shape=input_shape)
+        converted = convert(model, engine=engine, platform=platform, relu=relu, allow_pickle=allow_pickle,
+                            input_shape=input_shape)
     plan, graph = converted.plan, converted.graph
     if plan.input.formula == "pt2e":
         raise ConversionError("uquant explain walks through torch's quantized kernels (FX, eager, TorchScript, "
@@ -415,11 +423,17 @@ def explain(model, x=None, *, engine: str | None = None, relu=None, allow_pickle
             torch_model = torch_model_for(model, relu, allow_pickle)
     keys = input_keys(model, allow_pickle)
     engine = plan.engine
-    doc = Doc(f"uquant explain: {plan.name} (engine {engine})")
+    doc = Doc(f"uquant explain: {plan.name} (engine {engine}, platform {plan.platform.name})")
     layers = {s.name: Layer(s, engine) for s in plan.compute_steps}
     ops = {op.name: op for op in graph.ops}
     shown = [s for s in plan.steps if layer is None or s.name == layer]
 
+    here = platforms.here()
+    foreign = plan.platform != here and bool(plan.platform_dependent)
+    if foreign:
+        doc.p(f"Converted for platform {plan.platform.name}; this machine's torch runs {here.name}, and this model's "
+              f"bytes differ between them ({'; '.join(f'{n}: {w}' for n, w in plan.platform_dependent)}). The "
+              "torch columns below come from this machine, so they can differ from the device's there.")
     _overview(doc, plan, ops, keys)
     readers = {}
     for s in plan.steps:
@@ -454,7 +468,7 @@ def explain(model, x=None, *, engine: str | None = None, relu=None, allow_pickle
         doc.h(1, "Common mistakes")
         doc.p("Pass one input (--input 1,0.5) to see what each classic wrong attempt gives for it, next to torch.")
     _pictures(doc, layers, pictures)
-    return doc, all_equal
+    return doc, all_equal or foreign
 
 
 def _where_input(keys) -> str:
@@ -579,12 +593,28 @@ def _other_step(s, plan: Plan, ops: dict) -> str:
     return describe_step(s)
 
 
+def saturated_pairs(L: Layer, xin: np.ndarray, n: int) -> list[tuple[int, int, int, int]]:
+    """Channel n's pairs that saturate for these input codes (dense steps made for a saturating platform):
+    (k, pair sum x[k]*w[k] + x[k+1]*w[k+1] of raw codes and raw weights, its int16 value, what that changes)."""
+    s, out = L.step, []
+    w = L.op.weight.astype(np.int64).reshape(s.N, -1)
+    x = np.asarray(xin, np.int64)
+    for m, k in zip(s.sat_pairs[0::2], s.sat_pairs[1::2]):
+        if m == n:
+            p = int(x[k] * w[n, k] + x[k + 1] * w[n, k + 1])
+            q = min(max(p, -32768), 32767)
+            if q != p:
+                out.append((k, p, q, q - p))
+    return out
+
+
 def _acc(L: Layer, xin: np.ndarray) -> np.ndarray:
     """torch's exact accumulators (N, positions) for this layer's input codes."""
     s, op = L.step, L.op
     xz = np.asarray(xin, np.int64) - s.x.zero_point
     if s.kind == "dense":
-        return (L.v @ xz)[:, None]
+        return (L.v @ xz)[:, None] + np.array([sum(d for _, _, _, d in saturated_pairs(L, xin, n))
+                                               for n in range(s.N)])[:, None]
     import torch.nn.functional as F
 
     C = op.weight.shape[1] * op.groups
@@ -640,6 +670,15 @@ def _trace(doc: Doc, plan: Plan, layers: dict, shown, x, codes, dev, tv, final, 
             doc.p(f"Input codes {codes_str(xin)}; acc = sum (x - {s.x.zero_point}) * (w - z_w); torch then forms t "
                   "(acc with the bias) and v (t * M) in float32 and rounds; the device clamps acc' to its window "
                   "and uses its integer line.")
+            sat = [(n, *p) for n in range(s.N) for p in saturated_pairs(L, xin, n)]
+            if sat:
+                doc.p(f"Saturation (platform {plan.platform.name}: fbgemm without VNNI adds raw code x weight "
+                      "products in pairs, in int16): " + "; ".join(
+                          f"channel {n}, inputs {k} and {k + 1}: {xin[k]}*{int(L.op.weight.reshape(s.N, -1)[n, k])} "
+                          f"+ {xin[k + 1]}*{int(L.op.weight.reshape(s.N, -1)[n, k + 1])} = {p} becomes {q}, so acc "
+                          f"moves by {d}" for n, k, p, q, d in sat[:MAX_ROWS])
+                      + ". The device keeps the exact sum and moves the channel's c_lo by the same amount for the "
+                      "pairs the host listed as able to saturate; the acc column includes it.")
             doc.table(["ch", "acc", "t (torch f32)", "v = t*M" if L.rq.family != "onednn" else "v (with z_y)",
                        "torch (formula)", "device acc'", "a", "line", "exception", "device code", "torch int_repr",
                        "equal"], rows,
@@ -769,8 +808,9 @@ def cmd_explain(args) -> int:
             raise ValueError(f"--got takes comma-separated integer codes, got {args.got!r}") from None
         if x is None:
             raise ValueError("--got needs --input: the codes you computed for that input")
-    text, ok = report(args.model, x, args.format, engine=args.engine, relu=args.relu, allow_pickle=args.allow_pickle,
-                      input_shape=parse_shape(args.input_shape), layer=args.layer, got=got)
+    text, ok = report(args.model, x, args.format, engine=args.engine, platform=args.platform, relu=args.relu,
+                      allow_pickle=args.allow_pickle, input_shape=parse_shape(args.input_shape), layer=args.layer,
+                      got=got)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -800,4 +840,6 @@ def add_explain_parser(sub) -> None:
     e.add_argument("--relu", help="state_dict only: layers with a fused ReLU (see convert)")
     e.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled model (see convert)")
     e.add_argument("--input-shape", help="one sample's input shape (see info)")
+    from .cli import add_platform_option
+    add_platform_option(e)
     e.set_defaults(func=cmd_explain)

@@ -14,6 +14,9 @@ def summary(plan: Plan) -> str:
     shape = "x".join(map(str, plan.input_shape))
     lines = [f"model {plan.name} (engine {plan.engine}): input {shape} {plan.input.dtype} ({plan.n_in} codes) -> "
              f"{plan.n_out} output codes",
+             f"platform {plan.platform.name}: "
+             + ("the same bytes on every platform" if not plan.platform_dependent else
+                "torch's bytes depend on the CPU in " + "; ".join(f"{n} ({w})" for n, w in plan.platform_dependent)),
              "",
              f"  {'step':<18} {'what':<44} {'output':>9} {'MACs':>9} {'weights':>8} {'params':>7} {'buffer':>6}"]
     macs = 0
