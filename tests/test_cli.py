@@ -120,13 +120,18 @@ def test_convert_prints_the_proof_summary(work, converts):
     assert "Traceback" not in err and "Warning" not in err, err
     lines = out.splitlines()
     assert lines[0] == "build/seed_q.py: seed_sd, engine x86, 2 inputs -> 7 outputs"
+    # the file written is exactly what the library generates for the same file and options
+    lib = uquant.convert(str(work / "seed_sd.pt"), relu="hidden", module_name="seed_q")
+    hi = lib.plan.steps[1].hi  # 255; 250 where int16 saturation bounds the first layer's sums (no VNNI)
     assert "input_layer: Linear 2 -> 3 + ReLU, 6 MACs, codes [0, 255]" in out
-    assert "out: Linear 3 -> 7, 21 MACs, codes [0, 255]" in out
+    assert f"out: Linear 3 -> 7, 21 MACs, codes [0, {hi}]" in out and hi == (250 if platform_here().saturates else 255)
     assert "requantization proven for all 10 output channels" in out
     assert "board memory: weights 27 B" in out
     assert "import seed_q; seed_q.predict(codes)" in out
-    # the file written is exactly what the library generates for the same file and options
-    lib = uquant.convert(str(work / "seed_sd.pt"), relu="hidden", module_name="seed_q")
+    assert f"  platform: {platform_here().name} (this machine)" in lines
+    assert "  platform-dependent: input_layer (1 of 3 channels can saturate int16 pair sums on platforms without VNNI " \
+           "(x86-avx2, x86-avx512))." in out
+    assert "  hint: for a model with the same bytes everywhere, quantize for qnnpack" in out
     assert (work / "build" / "seed_q.py").read_text() == lib.source
 
 

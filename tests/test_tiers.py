@@ -15,7 +15,7 @@ import torch
 
 import randmodels
 import uquant
-from conftest import FUZZ_SCALE
+from conftest import FUZZ_SCALE, platform_here
 from uquant.hosts.mpmodule import run_batch
 
 ENGINES = ["x86", "fbgemm", "qnnpack"]
@@ -29,7 +29,7 @@ def torch_final_codes(chain, codes, shape=None):
     return chain.layer_codes(batch)[-1].reshape(len(codes), -1) % 256
 
 
-def random_models(rng, engine):
+def random_models(rng, engine, platform="here"):
     """Random MLPs and random conv(+pool) layers (1-D and 2-D): (torch's codes, converted model, input codes)."""
     i = 0
     while True:
@@ -45,7 +45,7 @@ def random_models(rng, engine):
         except RuntimeError:
             continue  # a shape torch itself refuses (e.g. a pool window larger than its input)
         example = None if shape is None else torch.randn((4,) + shape)
-        yield want, uquant.convert(chain, example, engine=engine), codes
+        yield want, uquant.convert(chain, example, engine=engine, platform=platform), codes
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -95,3 +95,35 @@ def test_thumb_tier_matches_torch(engine, thumb_tier, report):
         models += 1
     report(f"thumb tier {engine:<8}: {outputs} outputs of {models} random MLPs equal torch, dense layers on "
            f"emulated armv6m code ({thumb_tier.stats.cycles / max(thumb_tier.stats.calls, 1):.0f} cycles per call)")
+
+
+def other_saturating_platform() -> str:
+    """A platform without VNNI other than this machine's, so that every tier meets saturating pairs here."""
+    return "x86-avx2" if platform_here().gemm == "exact" else "x86-avx512"
+
+
+@pytest.mark.parametrize("engine", ["x86", "fbgemm"])
+def test_tiers_reproduce_saturating_platforms(engine, thumb_tier, report):
+    """Modules made for a platform without VNNI, whatever this CPU is: the viper tier (satfix, conv windows in im2col
+    order) and the thumb tier (its kernels reading the words satfix moves) give the bytecode tier's bytes, which
+    tests/test_platforms.py holds to such a torch."""
+    from uquant.runtime import load_source, rt
+
+    platform = other_saturating_platform()
+    rng = np.random.default_rng(900 + ENGINES.index(engine))
+    outputs = models = saturating = 0
+    for _, converted, codes in random_models(rng, engine, platform):
+        want = converted.run_codes(codes).reshape(len(codes), -1) % 256
+        got, _, _ = run_batch(converted.source, converted.module_name, codes, host="unix", tier="viper")
+        assert np.array_equal(got, want), f"model {models}: viper tier differs from bytecode on {platform}"
+        module = load_source(converted.source, converted.module_name)  # thumb: only MLPs run there whole
+        if all(n.fast is not None for n in module.model.layers):
+            thumb = np.array([list(bytes(module.run(bytes(map(int, c))))) for c in codes])
+            assert np.array_equal(thumb, want), f"model {models}: thumb tier differs from bytecode on {platform}"
+        saturating += any(s.platform_saturation for s in converted.plan.compute_steps)
+        outputs += want.size
+        models += 1
+        if outputs >= MIN_OUTPUTS // 2 and models >= MIN_MODELS and saturating >= 5:
+            break
+    report(f"tiers on {platform} ({engine}): {outputs} outputs of {models} random models ({saturating} with saturating "
+           "pairs): viper (unix port) and thumb (emulated) = bytecode")
