@@ -11,6 +11,12 @@ A convolution is the same per output position, over the window of taps (padding 
 nothing to torch's accumulator). Weights are stored offset-binary (w + 128, one byte each) so the board reads
 them as plain bytes; the input zero point and the weight zero points are folded into c_n and D_n here.
 
+Where the platform (uquant.platforms) makes fbgemm add products in int16-saturating pairs, torch's accumulator
+is the exact one plus what saturation takes off: each pair's reachable sums are bounded here, and only pairs that
+can leave int16 are handed to the device (a dense layer corrects just those; a conv saturates every pair of its
+windows, gathered in fbgemm's im2col order). Steps whose bytes can differ between platforms say why
+(`platform_notes`), so a model without any is proven portable.
+
 Activation memory is planned here too: every value gets a buffer, and buffers are reused once the values in
 them are no longer needed; flatten/reshape share their input's buffer.
 """
@@ -245,13 +251,19 @@ def im2col_order(cg: int, kh: int, kw: int) -> np.ndarray:
     return np.arange(cg * kh * kw).reshape(cg, kh * kw).T.reshape(-1)
 
 
-def pair_risk(w: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray) -> np.ndarray:
-    """(N, ceil(K/2)) bool: can the pair sum x[2p]*w[2p] + x[2p+1]*w[2p+1] (raw u8 codes x in [t_lo, t_hi], raw
-    int8 weights w) leave int16? Only such pairs can saturate in vpmaddubsw."""
+def pair_sum_bounds(w: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest pair sum x[2p]*w[2p] + x[2p+1]*w[2p+1], shape (N, ceil(K/2)), for raw u8 codes x in
+    [t_lo, t_hi] per tap and raw int8 weights w (N, K); an odd last tap pairs with nothing."""
     p_lo, p_hi = np.minimum(w * t_lo, w * t_hi), np.maximum(w * t_lo, w * t_hi)
     if w.shape[1] % 2:
         p_lo, p_hi = np.pad(p_lo, ((0, 0), (0, 1))), np.pad(p_hi, ((0, 0), (0, 1)))
-    return (p_lo[:, 0::2] + p_lo[:, 1::2] < -32768) | (p_hi[:, 0::2] + p_hi[:, 1::2] > 32767)
+    return p_lo[:, 0::2] + p_lo[:, 1::2], p_hi[:, 0::2] + p_hi[:, 1::2]
+
+
+def pair_risk(w: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray) -> np.ndarray:
+    """(N, ceil(K/2)) bool: can the pair sum leave int16? Only such pairs can saturate in vpmaddubsw."""
+    lo, hi = pair_sum_bounds(w, t_lo, t_hi)
+    return (lo < -32768) | (hi > 32767)
 
 
 def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x: QParams, x_lo: np.ndarray,
@@ -581,11 +593,9 @@ def lower_avgpool(op: AvgPool, src: str, dst: str, x: QParams, x_lo: np.ndarray,
 
 def saturated_pair_bounds(w: np.ndarray, wzp: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray):
     """Bounds of sum_pairs clamp16(x1*w1 + x2*w2) - w_zp * sum(x) per channel (w raw int8, x raw codes per tap)."""
-    p_lo, p_hi = np.minimum(w * t_lo, w * t_hi), np.maximum(w * t_lo, w * t_hi)
-    if w.shape[1] % 2:  # the last tap pairs with nothing
-        p_lo, p_hi = np.pad(p_lo, ((0, 0), (0, 1))), np.pad(p_hi, ((0, 0), (0, 1)))
-    lo = np.clip(p_lo[:, 0::2] + p_lo[:, 1::2], -32768, 32767).sum(1)
-    hi = np.clip(p_hi[:, 0::2] + p_hi[:, 1::2], -32768, 32767).sum(1)
+    p_lo, p_hi = pair_sum_bounds(w, t_lo, t_hi)
+    lo = np.clip(p_lo, -32768, 32767).sum(1)
+    hi = np.clip(p_hi, -32768, 32767).sum(1)
     sx_lo, sx_hi = t_lo.sum(1), t_hi.sum(1)
     return lo - np.maximum(wzp * sx_lo, wzp * sx_hi), hi - np.minimum(wzp * sx_lo, wzp * sx_hi)
 
