@@ -154,3 +154,24 @@ def random_conv(rng: np.random.Generator, engine: str, dim: int = 2):
             layers.append(pool)
     in_zp = int(pick(rng, [0, 128, 255, int(rng.integers(0, 256))]))
     return Chain(in_scale, in_zp, layers).eval(), shape
+
+
+def fx_mlp_file(path):
+    """A user's own MLP: FX-quantized with the x86 default qconfig (per-channel weights, reduce_range), calibrated
+    on its training-like data, saved as TorchScript."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 4)).eval()
+    x = torch.rand(256, 8) * 2
+    with torch.no_grad():
+        for w in (model[0].weight, model[2].weight):  # large weights, so that int16 pairs can saturate
+            w.mul_(4)
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (x[:1],))
+    prepared(x)
+    q = convert_fx(prepared)
+    torch.jit.save(torch.jit.trace(q, x[:1]), str(path))
+    return path

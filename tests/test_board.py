@@ -16,6 +16,7 @@ import torch
 
 import uquant
 from conftest import platform_here
+from randmodels import fx_mlp_file
 from uquant import boards
 from uquant.deploy import deploy
 from uquant.examples import SEED_INPUTS, SeedTorchModel, seed_expected, seed_state_dict
@@ -97,27 +98,6 @@ def test_verify_names_the_first_layer_that_differs(board, seed_files, tmp_path):
     assert " 0 mismatches" not in r.stdout
 
 
-def fx_mlp_file(path: Path) -> Path:
-    """A user's own MLP: FX-quantized with the x86 default qconfig (per-channel weights, reduce_range), calibrated
-    on its training-like data, saved as TorchScript."""
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16), torch.nn.ReLU(),
-                                torch.nn.Linear(16, 4)).eval()
-    x = torch.rand(256, 8) * 2
-    with torch.no_grad():
-        for w in (model[0].weight, model[2].weight):  # large weights, so that int16 pairs can saturate
-            w.mul_(4)
-    torch.backends.quantized.engine = "x86"
-    prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (x[:1],))
-    prepared(x)
-    q = convert_fx(prepared)
-    torch.jit.save(torch.jit.trace(q, x[:1]), str(path))
-    return path
-
-
 def test_verify_a_users_fx_mlp_on_this_platform_and_another(board, tmp_path, report):
     model = fx_mlp_file(tmp_path / "mlp.pt")
     here = platform_here()
@@ -132,6 +112,12 @@ def test_verify_a_users_fx_mlp_on_this_platform_and_another(board, tmp_path, rep
             r.stdout + r.stderr
         if platform == "here":
             assert f"against torch (x86) on this machine (platform {here.name})" in r.stdout
+            np.save(tmp_path / "x.npy", np.random.default_rng(1).uniform(-1, 4, (120, 8)).astype(np.float32))
+            r = uquant_cli("verify", model, "--port", board.device, "--module", "mlp_q", "--data", tmp_path / "x.npy")
+            assert r.returncode == 0 and "120 samples from x.npy, 480 output bytes, 0 mismatches" in r.stdout, \
+                r.stdout + r.stderr
+            r = uquant_cli("convert", model, "-o", tmp_path / "m_q.py", "--data", tmp_path / "x.npy")
+            assert r.returncode == 0 and " of 120 samples from x.npy (" in r.stdout, r.stdout + r.stderr
         else:
             assert f"against uquant's emulation of platform {other}, which the board's module was made for (this " \
                    f"machine's torch is {here.name}, and this model's bytes differ between the two)" in r.stdout

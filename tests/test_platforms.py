@@ -90,3 +90,21 @@ def test_a_cpu_without_vnni_under_qemu(report):
     got = run_check({}, [qemu, "-cpu", "Haswell"], max(3, int(8 * FUZZ_SCALE)))
     assert got["platform"] == "x86-avx2", got["platform"]
     check_report(got, "qemu-user -cpu Haswell", report)
+
+
+def test_self_check_names_engine_and_platform(tmp_path):
+    """A model converted for the wrong engine fails its self-check with the counts, the platform reproduced and
+    what to do; the platform is not blamed (uquant reproduces this machine's)."""
+    import torch
+
+    from randmodels import fx_mlp_file
+
+    model = torch.jit.load(str(fx_mlp_file(tmp_path / "mlp.pt")))
+    x = torch.rand(64, 8) * 2
+    uquant.convert(model, x, engine="x86")  # the right engine: exact
+    with pytest.raises(uquant.ConversionError) as e:
+        uquant.convert(model, x, engine="qnnpack")
+    msg = str(e.value)
+    assert msg.startswith("self-check failed: torch and uquant disagree on ") and " of 256 example outputs" in msg
+    assert f"engine 'qnnpack' on platform {platform_here().name}, this machine's torch" in msg
+    assert "pass engine=" in msg
