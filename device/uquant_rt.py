@@ -23,8 +23,10 @@ VERSION = 3  # modules made for version 2 (no platform, no saturating pairs) sti
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
 # none of them provides runs on the bytecode kernels below. uquant_thumb (asm_thumb) only imports on ARM
-# MicroPython, uquant_viper only where the firmware has the native emitter; elsewhere (CPython, the wasm port,
-# CircuitPython) both fail to import and everything runs here. Set TIER before building a model to force one.
+# MicroPython, uquant_viper only where the firmware has the native emitter: not on CPython, the wasm port or
+# CircuitPython boards as shipped (their ports build without it; CircuitPython's unix port and boards built with
+# CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything runs here. Set TIER before building a model to
+# force one.
 TIERS = (("thumb", ("uquant_thumb", "uquant_viper")), ("viper", ("uquant_viper",)), ("bytecode", ()))
 TIER = None
 _kernel_modules = {}

@@ -18,6 +18,8 @@ warnings.filterwarnings("ignore", message=".*quint8.*|.*qint8.*|.*qint32.*")
 import torch.ao.nn.intrinsic.quantized as nniq  # noqa: E402
 import torch.ao.nn.quantized as nnq  # noqa: E402
 
+import uquant  # noqa: E402
+
 
 class Chain(torch.nn.Module):
     """quantize -> Linear(+ReLU) ... -> dequantize, with every layer's codes kept for comparison."""
@@ -175,3 +177,28 @@ def fx_mlp_file(path):
     q = convert_fx(prepared)
     torch.jit.save(torch.jit.trace(q, x[:1]), str(path))
     return path
+
+
+def torch_final_codes(chain, codes, shape=None):
+    """torch's final output codes for a batch of input codes, one row per sample (raw bytes for qint8)."""
+    batch = codes if shape is None else codes.reshape((-1,) + shape)
+    return chain.layer_codes(batch)[-1].reshape(len(codes), -1) % 256
+
+
+def random_models(rng, engine, platform="here"):
+    """Random MLPs and random conv(+pool) layers (1-D and 2-D): (torch's codes, converted model, input codes)."""
+    i = 0
+    while True:
+        i += 1
+        if i % 3 == 1:
+            chain, shape = random_chain(rng, engine), None
+        else:
+            chain, shape = random_conv(rng, engine, dim=1 + i % 2)
+        n_in = chain.layers[0].in_features if shape is None else int(np.prod(shape))
+        codes = random_codes(rng, 40, n_in)
+        try:
+            want = torch_final_codes(chain, codes, shape)
+        except RuntimeError:
+            continue  # a shape torch itself refuses (e.g. a pool window larger than its input)
+        example = None if shape is None else torch.randn((4,) + shape)
+        yield want, uquant.convert(chain, example, engine=engine, platform=platform), codes

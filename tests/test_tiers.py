@@ -16,36 +16,12 @@ import torch
 import randmodels
 import uquant
 from conftest import FUZZ_SCALE, platform_here
+from randmodels import random_models, torch_final_codes
 from uquant.hosts.mpmodule import run_batch
 
 ENGINES = ["x86", "fbgemm", "qnnpack"]
 MIN_OUTPUTS = int(20_000 * FUZZ_SCALE)
 MIN_MODELS = max(3, int(30 * FUZZ_SCALE))
-
-
-def torch_final_codes(chain, codes, shape=None):
-    """torch's final output codes for a batch of input codes, one row per sample (raw bytes for qint8)."""
-    batch = codes if shape is None else codes.reshape((-1,) + shape)
-    return chain.layer_codes(batch)[-1].reshape(len(codes), -1) % 256
-
-
-def random_models(rng, engine, platform="here"):
-    """Random MLPs and random conv(+pool) layers (1-D and 2-D): (torch's codes, converted model, input codes)."""
-    i = 0
-    while True:
-        i += 1
-        if i % 3 == 1:
-            chain, shape = randmodels.random_chain(rng, engine), None
-        else:
-            chain, shape = randmodels.random_conv(rng, engine, dim=1 + i % 2)
-        n_in = chain.layers[0].in_features if shape is None else int(np.prod(shape))
-        codes = randmodels.random_codes(rng, 40, n_in)
-        try:
-            want = torch_final_codes(chain, codes, shape)
-        except RuntimeError:
-            continue  # a shape torch itself refuses (e.g. a pool window larger than its input)
-        example = None if shape is None else torch.randn((4,) + shape)
-        yield want, uquant.convert(chain, example, engine=engine, platform=platform), codes
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -198,11 +198,17 @@ def cmd_run(args) -> int:
                                  getattr(mod, "INPUT_QUANTIZE", "aten"))
     if len(codes) != n_in:
         raise ValueError(f"{path.name} takes {n_in} input values, got {len(codes)}")
-    if args.micropython:
+    if args.micropython or args.circuitpython:
         from .hosts.mpmodule import run_batch
 
-        ys, preds, _ = run_batch(path.read_text(), path.stem, np.array([codes]))
-        y, pred, where = ys[0].tolist(), int(preds[0]), "MicroPython (wasm)"
+        host = "circuitpython" if args.circuitpython else "wasm"
+        if host == "circuitpython":
+            from .hosts import circuitpython
+            if circuitpython.missing_reason():
+                raise ValueError(circuitpython.missing_reason())
+        ys, preds, _ = run_batch(path.read_text(), path.stem, np.array([codes]), host=host)
+        y, pred = ys[0].tolist(), int(preds[0])
+        where = "CircuitPython (its unix port, built like a board)" if args.circuitpython else "MicroPython (wasm)"
     elif raws is not None:
         y, where = list(mod.run_raw(raws)), "CPython"
         pred = mod.predict(codes)
@@ -464,8 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "through the module's run_raw (converted with --input-unit)")
     r.add_argument("--raw", action="store_true", help="--input holds already-quantized codes (not raw sensor "
                    "values: those go in --input-raw)")
-    r.add_argument("--micropython", action="store_true",
-                   help="run inside a real MicroPython interpreter (WebAssembly port, needs `make setup`)")
+    rh = r.add_mutually_exclusive_group()
+    rh.add_argument("--micropython", action="store_true",
+                    help="run inside a real MicroPython interpreter (WebAssembly port, needs `make setup`)")
+    rh.add_argument("--circuitpython", action="store_true",
+                    help="run inside CircuitPython's own interpreter (its unix port, in shared/tools/circuitpython or "
+                    "$UQUANT_CIRCUITPYTHON)")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("deploy", help="copy the runtime, the board's kernels and a model to a board (atomically)")

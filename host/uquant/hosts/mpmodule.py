@@ -3,14 +3,25 @@
 The default host is the npm WebAssembly port: 32-bit like the boards, so this is where "no big ints, no
 allocation in run()" is measured: `run_batch(..., heap=True)` reports the heap bytes one `run()` call
 allocates. host="unix" runs the x64 unix port instead, which has the native emitter: with tier="viper" the
-model's layers run on the viper kernels (device/uquant_viper.py).
+model's layers run on the viper kernels (device/uquant_viper.py). host="circuitpython" runs CircuitPython's own
+interpreter as a board has it (bytecode kernels), "circuitpython-native" its build with the native emitter.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from functools import partial
+
 from ..runtime import DEVICE_DIR
-from . import unix, wasm
+from . import circuitpython, unix, wasm
+
+# host -> (module with heap_delta_snippet/parse_heap_delta, its run_micropython, whether it has viper)
+HOSTS = {
+    "wasm": (wasm, wasm.run_micropython, False),
+    "unix": (unix, unix.run_micropython, True),
+    "circuitpython": (circuitpython, partial(circuitpython.run_micropython, native=False), False),
+    "circuitpython-native": (circuitpython, partial(circuitpython.run_micropython, native=True), True),
+}
 
 
 def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False, timeout: float = 300,
@@ -19,7 +30,7 @@ def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False
 
     tier forces uquant_rt.TIER (the run fails if the model does not get that tier).
     """
-    hostmod = {"wasm": wasm, "unix": unix}[host]
+    hostmod, run_micropython, viper = HOSTS[host]
     codes = np.asarray(codes, np.int64)
     n_in = codes.shape[1]
     blob = bytes(codes.astype(np.uint8).ravel().tolist())
@@ -40,11 +51,11 @@ def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False
     if heap:
         chunks.append(f"x = X[:{n_in}]\nm.run(x)\n")  # warm up, then measure one call
         chunks.append(hostmod.heap_delta_snippet("m.run(x)"))
-    kernels = ("uquant_rt", "uquant_viper") if host == "unix" else ("uquant_rt",)
+    kernels = ("uquant_rt", "uquant_viper") if viper else ("uquant_rt",)
     if "from uquant_units import" in source:  # converted with --input-unit/--output-unit/--labels
         kernels += ("uquant_units",)
     files = {f"/lib/{k}.py": (DEVICE_DIR / f"{k}.py").read_text() for k in kernels}
-    out = hostmod.run_micropython(chunks, {**files, f"/lib/{module}.py": source}, timeout=timeout)
+    out = run_micropython(chunks, {**files, f"/lib/{module}.py": source}, timeout=timeout)
     rows = [line.split() for line in out.splitlines() if line.startswith("Y ")]
     ys = np.array([list(bytes.fromhex(r[1])) for r in rows], np.int64)
     preds = np.array([int(r[2]) for r in rows], np.int64)

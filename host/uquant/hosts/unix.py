@@ -69,6 +69,7 @@ def run_micropython(
     timeout: float = 120,
     *,
     heap_size: int | None = None,
+    binary: Path | None = None,
 ) -> str:
     """Run ``code`` in a fresh MicroPython unix-port process and return its stdout.
 
@@ -79,10 +80,12 @@ def run_micropython(
     chunks, run one after another in the same ``__main__`` namespace. ``heap_size`` sets the GC heap in bytes
     (default: the port's 2 MiB; unlike the wasm port it does not grow).
 
+    ``binary``: another unix-port build to run instead (CircuitPython's: uquant.hosts.circuitpython).
+
     Raises MicroPythonError (with the traceback) if the code raises, TimeoutError after ``timeout`` seconds
     (the process is killed), and RuntimeError if the port is missing or dies otherwise.
     """
-    binary = micropython_binary()
+    binary = binary or micropython_binary()
     if binary is None:
         raise RuntimeError(missing_reason())
     if isinstance(code, str):
@@ -119,7 +122,7 @@ def run_micropython(
         try:
             proc = subprocess.run(args, capture_output=True, timeout=timeout, env=env, cwd=str(root))
         except subprocess.TimeoutExpired:
-            raise TimeoutError(f"MicroPython run did not finish within {timeout} s (process killed)") from None
+            raise TimeoutError(f"{binary.name} run did not finish within {timeout} s (process killed)") from None
 
     stdout = proc.stdout.decode("utf-8", errors="replace")
     stderr = proc.stderr.decode("utf-8", errors="replace")
@@ -133,7 +136,7 @@ def run_micropython(
         start = stderr.rfind(_TRACEBACK_HEADER)
         if start >= 0:
             raise MicroPythonError(stderr[start:], stdout, stderr)
-    raise RuntimeError(f"MicroPython unix port failed (exit status {proc.returncode}):\n{stderr.strip()}")
+    raise RuntimeError(f"{binary.name} (unix port) failed (exit status {proc.returncode}):\n{stderr.strip()}")
 
 
 def heap_delta_snippet(call: str, runs: int = 1) -> str:
