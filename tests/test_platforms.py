@@ -108,3 +108,21 @@ def test_self_check_names_engine_and_platform(tmp_path):
     assert msg.startswith("self-check failed: torch and uquant disagree on ") and " of 256 example outputs" in msg
     assert f"engine 'qnnpack' on platform {platform_here().name}, this machine's torch" in msg
     assert "pass engine=" in msg
+
+
+def test_onednn_conv_under_aten_default_is_refused():
+    """ATen's DEFAULT capability (no AVX2) changes the x86 engine's oneDNN conv bytes in ways not characterised."""
+    import torch
+    import torch.ao.nn.quantized as nnq
+
+    from randmodels import Chain
+
+    torch.backends.quantized.engine = "x86"
+    conv = nnq.Conv2d(2, 2, 3)
+    conv.set_weight_bias(torch.quantize_per_tensor(torch.randn(2, 2, 3, 3), 0.01, 0, torch.qint8), None)
+    conv.scale = 0.1
+    chain = Chain(0.02, 0, [conv]).eval()
+    default = platforms.parse("x86(gemm=exact,conv=onednn,simd=default)")
+    with pytest.raises(uquant.ConversionError, match="oneDNN.*DEFAULT capability.*refusing"):
+        uquant.convert(chain, engine="x86", platform=default, input_shape=(2, 5, 5))
+    uquant.convert(chain, engine="x86", platform="x86-vnni", input_shape=(2, 5, 5))

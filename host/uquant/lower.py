@@ -292,6 +292,12 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
             t_lo, t_hi = np.minimum(t_lo, x.zero_point), np.maximum(t_hi, x.zero_point)
         # a PT2E program runs its convs in float32 whatever the engine (uquant.engines.Requant, family "pt2e")
         family = "pt2e" if x.formula == "pt2e" else conv_family(engine, op, platform)
+        if family == "onednn" and platform.simd == "default":
+            raise ConversionError(
+                f"{op.name}: the x86 engine runs this Conv on oneDNN, and torch here has ATen's DEFAULT capability "
+                "(ATEN_CPU_CAPABILITY=default, or a CPU without AVX2), where its bytes are not characterised "
+                "(measured: 2 of 1000 outputs of a small CNN differ from what uquant reproduces); refusing. Quantize "
+                "for fbgemm or qnnpack, or run torch with AVX2")
         # fbgemm's depthwise fast path adds raw u8 x s8 products in row-major pairs, saturating each pair sum
         # to int16 (vpmaddubsw) on every CPU; its other convs (im2col + GEMM) do so on platforms without VNNI.
         sat = 0
