@@ -50,12 +50,15 @@ def _kernel_module(name):
 
 
 def tier():
-    # The tier models built now will use: TIER if set, else the fastest whose first module imports.
+    # The tier models built now will use: TIER if set (importing only its own modules), else the fastest whose
+    # first module imports.
     for name, modules in TIERS:
+        if TIER is not None and name != TIER:
+            continue
         ok = not modules or _kernel_module(modules[0]) is not None
         if name == TIER and not ok:
             raise ValueError("kernel tier %r needs %s.py, which does not import here" % (name, modules[0]))
-        if name == TIER or (TIER is None and ok):
+        if ok:
             return name, modules
     raise ValueError("unknown kernel tier %r" % (TIER,))
 
@@ -534,31 +537,59 @@ class Node:
         return self.out
 
 
-def _crc_of(obj, crc, word):
-    # CRC-32 over a nested spec: ints as 4 little-endian bytes, bytes and strs as they are.
+def crc_of(obj):
+    # CRC-32 over a nested spec: ints as 4 little-endian bytes, None as "N", bytes and strs as they are, tuples
+    # between "(" and ")". The bytes of consecutive ints and marks gather in a buffer that crc32 reads whole:
+    # crc32 returns a big int on 32-bit ports (a heap object), and one per int left about 1.5 times a model's
+    # weight bytes of garbage at import.
+    st = [0, 0]  # the CRC so far, bytes waiting in buf
+    buf = bytearray(256)
+    _crc_walk(obj, buf, st)
+    _crc_flush(buf, st)
+    return st[0]
+
+
+def _crc_flush(buf, st):
+    n = st[1]
+    if n:
+        st[0] = crc32(buf if n == len(buf) else buf[:n], st[0])
+        st[1] = 0
+
+
+def _crc_mark(buf, st, b):
+    # one byte ("N", "(" or ")") into the buffer
+    if st[1] == len(buf):
+        _crc_flush(buf, st)
+    buf[st[1]] = b
+    st[1] += 1
+
+
+def _crc_walk(obj, buf, st):
     if obj is None:
-        return crc32(b"N", crc)
-    if isinstance(obj, int):
-        v = obj & 0xFFFFFFFF
-        word[0] = v & 0xFF
-        word[1] = (v >> 8) & 0xFF
-        word[2] = (v >> 16) & 0xFF
-        word[3] = v >> 24
-        return crc32(word, crc)
-    if isinstance(obj, str):
-        return crc32(obj.encode(), crc)
-    if isinstance(obj, _BYTES):
-        return crc32(obj, crc)
-    crc = crc32(b"(", crc)
-    for v in obj:
-        crc = _crc_of(v, crc, word)
-    return crc32(b")", crc)
+        _crc_mark(buf, st, 78)  # "N"
+    elif isinstance(obj, int):  # two's complement, low 32 bits, in small-int pieces
+        if st[1] + 4 > len(buf):
+            _crc_flush(buf, st)
+        n = st[1]
+        buf[n] = obj & 0xFF
+        buf[n + 1] = (obj >> 8) & 0xFF
+        buf[n + 2] = (obj >> 16) & 0xFF
+        buf[n + 3] = (obj >> 24) & 0xFF
+        st[1] = n + 4
+    elif isinstance(obj, str) or isinstance(obj, _BYTES):
+        _crc_flush(buf, st)
+        st[0] = crc32(obj.encode() if isinstance(obj, str) else obj, st[0])
+    else:
+        _crc_mark(buf, st, 40)  # "("
+        for v in obj:
+            _crc_walk(v, buf, st)
+        _crc_mark(buf, st, 41)  # ")"
 
 
 def spec_crc(name, inp, bufs, nodes, out, scales=None):
     # scales: the module's constants (see Model), covered too when the module gives them
     spec = (name, inp, bufs, nodes, out) if scales is None else (name, inp, bufs, nodes, out, scales)
-    return _crc_of(spec, 0, bytearray(4))
+    return crc_of(spec)
 
 
 class Model:

@@ -18,7 +18,7 @@ from array import array
 class Units:
     def __init__(self, model, rt, crc, inp, out, labels):
         # rt: the uquant_rt module (its checksum); the rest is checked against crc like the model's own spec.
-        if rt._crc_of((inp, out, labels), 0, bytearray(4)) != crc:
+        if rt.crc_of((inp, out, labels)) != crc:
             raise rt.CorruptModel("%s: units checksum mismatch: re-deploy the model" % model.name)
         self.model = model
         self.r_lo, self.r_hi, self.T = inp if inp is not None else (0, -1, ())

@@ -548,3 +548,56 @@ def test_micropython_refuses_corrupted_module_and_crc_fallback(random_cases):
     assert crcs == [(zlib.crc32(d), zlib.crc32(d, 12345)) for d in blobs]
     ys = [line.split()[1] for line in out if line.startswith("Y")]
     assert ys == [bytes(case.expected[0].tolist()).hex()]
+
+
+def test_a_forced_tier_imports_only_its_own_modules():
+    """TIER = "bytecode" must not import the faster tiers' modules (they would hold heap for nothing)."""
+    from uquant.runtime import rt
+
+    imported = []
+
+    class Spy:
+        pass
+
+    saved = dict(rt._kernel_modules)
+    rt._kernel_modules.clear()
+    try:
+        import builtins
+        real = builtins.__import__
+
+        def spy(name, *a, **k):
+            if name.startswith("uquant_"):
+                imported.append(name)
+            return real(name, *a, **k)
+
+        builtins.__import__ = spy
+        rt.TIER = "bytecode"
+        assert rt.tier() == ("bytecode", ())
+    finally:
+        builtins.__import__ = real
+        rt.TIER = None
+        rt._kernel_modules.clear()
+        rt._kernel_modules.update(saved)
+    assert imported == []
+
+
+def test_the_checksum_is_read_in_buffers():
+    """crc_of gives the CRC-32 of the spec's serialisation (ints as 4 little-endian bytes, "N", "(", ")"), read
+    256 bytes at a time: not one crc32 call (and one big int on a 32-bit port) per number."""
+    import binascii
+    import struct
+
+    from uquant.runtime import rt
+
+    spec = ("m", (1, -2, None, (2 ** 31 - 1, -2 ** 31)), b"xy", tuple(range(-300, 300)))
+    flat = (b"(" + b"m" + b"(" + struct.pack("<ii", 1, -2) + b"N(" + struct.pack("<ii", 2 ** 31 - 1, -2 ** 31)
+            + b"))" + b"xy" + b"(" + struct.pack("<600i", *range(-300, 300)) + b"))")
+    assert rt.crc_of(spec) == binascii.crc32(flat)
+    calls = []
+    real = rt.crc32
+    rt.crc32 = lambda data, crc=0: calls.append(len(data)) or real(data, crc)
+    try:
+        rt.crc_of(spec)
+    finally:
+        rt.crc32 = real
+    assert calls.count(256) >= 8 and len(calls) <= 15, calls  # 600 ints in ~9 buffers, not 600 crc32 calls

@@ -160,7 +160,7 @@ class Units:
         return (self.inp, self.out, self.labels)
 
     def crc(self) -> int:
-        return rt._crc_of(self.spec(), 0, bytearray(4))
+        return rt.crc_of(self.spec())
 
     def source(self) -> str:
         inp, out, labels = self.spec()
