@@ -6,6 +6,7 @@ as their own commands.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,12 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.skipif(missing_reason("unix") is not None, reason=str(missing_reason("unix")))
 
 
-def uquant_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "uquant"), *map(str, args)], capture_output=True, text=True, timeout=300)
+NO_TORCH = {"PYTHONPATH": str(Path(__file__).with_name("notorch"))}  # importing torch fails under it
+
+
+def uquant_cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "uquant"), *map(str, args)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ def board(tmp_path_factory):
 
 def test_deploy_predict_verify_and_skip(board, seed_files, seed_codes, report):
     model, module = seed_files
-    r = uquant_cli("deploy", module, "--board", "sim", "--port", board.device)
+    r = uquant_cli("deploy", module, "--board", "sim", "--port", board.device, env=NO_TORCH)  # no torch needed
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("copied, hash checked") == 3 and "imported on the board: seed viper 2 7" in r.stdout
     assert {p.name for p in board.flash_dir.iterdir()} >= {"uquant_rt.mpy", "uquant_viper.mpy", "seed_q.mpy"}
@@ -66,7 +71,7 @@ def test_deploy_predict_verify_and_skip(board, seed_files, seed_codes, report):
     torch_model = SeedTorchModel("x86")
     for x in seed_codes:
         r = uquant_cli("predict", "--port", board.device, "--module", "seed_q", "--input", ",".join(map(str, x)),
-                       "--raw")
+                       "--raw", env=NO_TORCH)
         assert r.returncode == 0, r.stderr
         want = torch_model.layer_codes(torch_model.quant.scale * torch.tensor([x], dtype=torch.float32))[-1][0]
         assert f"output codes : {want.tolist()}" in r.stdout and f"class        : {int(want.argmax())}" in r.stdout

@@ -25,9 +25,13 @@ from uquant.hosts import wasm
 SCRIPT = Path(sys.executable).with_name("uquant")  # the installed console script, next to this python
 
 
-def uquant_cmd(*args: str, cwd: Path, script: bool = False) -> subprocess.CompletedProcess:
+NO_TORCH = {"PYTHONPATH": str(Path(__file__).with_name("notorch"))}  # importing torch fails under it
+
+
+def uquant_cmd(*args: str, cwd: Path, script: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [str(SCRIPT)] if script else [sys.executable, "-m", "uquant.cli"]
-    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
 
 
 def parse_report(out: str) -> dict[str, str]:
@@ -170,7 +174,7 @@ def test_run_float_input(built):
 
 
 def test_run_raw_input(built):
-    p = uquant_cmd("run", "build/seed_q.py", "--raw", "--input", "0,192", cwd=built)
+    p = uquant_cmd("run", "build/seed_q.py", "--raw", "--input", "0,192", cwd=built, env=NO_TORCH)
     assert p.returncode == 0, p.stderr
     r = parse_report(p.stdout)
     assert r["output codes"] == str(torch_codes("x86", [0, 0.75]))
@@ -263,3 +267,21 @@ def test_run_corrupted_module_is_a_clean_error(built, capsys):
     bad = built / "build" / "corrupt_q.py"
     bad.write_text(src.replace("'seed_sd', 0x", "'seed_sd', 0x1", 1))
     assert_clean_error(main_inproc(capsys, "run", str(bad), "--input", "0,1"), "checksum")
+
+
+def test_help_needs_no_torch(tmp_path, report):
+    """`uquant --help` (and each verb's) starts without importing torch, which takes a second or two."""
+    for argv in (["--help"], ["predict", "--help"], ["deploy", "--help"], ["sim", "--help"], ["explain", "--help"]):
+        p = uquant_cmd(*argv, cwd=tmp_path, script=True, env=NO_TORCH)
+        assert p.returncode == 0 and "usage: uquant" in p.stdout, p.stderr
+    best = min(_timed(lambda: uquant_cmd("--help", cwd=tmp_path, script=True)) for _ in range(3))
+    report(f"uquant --help: {best:.2f} s (best of 3, without importing torch)")
+
+
+def _timed(fn) -> float:
+    import time
+
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import Converted, convert, quantize_input  # noqa: E402
 from .ir import ConversionError  # noqa: E402
 
 __all__ = ["convert", "Converted", "ConversionError", "quantize_input", "__version__"]
+
+
+def __getattr__(name: str):
+    # The API needs torch, which takes a second or two to import: load it on first use, so that the board-side
+    # commands (`uquant --help`, predict, deploy, sim, run --raw) start at once.
+    if name in ("convert", "Converted", "quantize_input"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'uquant' has no attribute {name!r}")

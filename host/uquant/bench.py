@@ -26,7 +26,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 RP2040_HZ = 125_000_000
 # Cortex-M0+ cycles per traced line of bytecode-tier Python: the issue's measured 1530-1980 cycles per MAC for
@@ -36,6 +35,7 @@ ARCHS = ("armv6m", "armv7emsp", "xtensawin", "rv32imc")
 
 
 def mlp(sizes=(64, 256, 256, 10), engine="fbgemm"):
+    import torch
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -53,6 +53,7 @@ def mlp(sizes=(64, 256, 256, 10), engine="fbgemm"):
 
 def small_cnn(engine="fbgemm"):
     """examples/digits.py's DigitsCNN layers (untrained weights: speed does not depend on them)."""
+    import torch
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 

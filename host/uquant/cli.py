@@ -518,9 +518,38 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--board", required=True, help="board profile: which kernel files to freeze")
     f.add_argument("-o", "--output", default="build/frozen", help="folder for manifest.py (default: %(default)s)")
     f.set_defaults(func=cmd_freeze)
-    from .explain import add_explain_parser; add_explain_parser(sub)  # noqa: E702 - one line: `uquant explain`
+    add_explain_parser(sub)
     from .sim import add_sim_parser; add_sim_parser(sub)  # noqa: E702 - one line: `uquant sim`
     return p
+
+
+def cmd_explain(args) -> int:
+    from . import explain  # imports torch: only when explaining
+
+    return explain.cmd_explain(args)
+
+
+def add_explain_parser(sub) -> None:
+    """`uquant explain`: the same model inputs and options as `uquant info`, plus what to explain."""
+    from .engines import ENGINES
+
+    e = sub.add_parser("explain", help="which scale and zero point apply where: each layer in the model's own "
+                       "numbers, torch's formula and the device's integers; with --input, a traced sample")
+    e.add_argument("model", help="a model file, as for convert")
+    e.add_argument("--input", help="one sample's float inputs, comma-separated (e.g. 1,0.5): trace it through torch "
+                   "and the device, and work out the common mistakes for it")
+    e.add_argument("--layer", help="explain only this layer (a step name, as `uquant info` lists them)")
+    e.add_argument("--format", choices=("text", "markdown", "html"), default="text",
+                   help="text (default), markdown, or one self-contained HTML page with pictures")
+    e.add_argument("--got", help="with --input: integer codes you computed by hand for one layer; uquant says "
+                   "which classic mistake gives them")
+    e.add_argument("-o", "--output", help="write the report to this file instead of printing it")
+    e.add_argument("--engine", choices=ENGINES, default="x86", help="quantized engine (default: %(default)s)")
+    e.add_argument("--relu", help="state_dict only: layers with a fused ReLU (see convert)")
+    e.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled model (see convert)")
+    e.add_argument("--input-shape", help="one sample's input shape (see info)")
+    add_platform_option(e)
+    e.set_defaults(func=cmd_explain)
 
 
 def _attach_negative_values(argv: list[str]) -> list[str]:
