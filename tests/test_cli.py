@@ -285,3 +285,13 @@ def _timed(fn) -> float:
     fn()
     return time.perf_counter() - t
 
+
+
+def test_python_api_takes_what_users_pass():
+    """quantize_input takes the converted model itself; run() of a wrong-sized tensor says what the model takes."""
+    m = uquant.convert(seed_state_dict(), relu="hidden", name="seed")
+    assert np.array_equal(uquant.quantize_input(SEED_INPUTS, m), uquant.quantize_input(SEED_INPUTS, m.plan.input))
+    assert np.array_equal(m.run(torch.from_numpy(SEED_INPUTS)), m.run(SEED_INPUTS))
+    with pytest.raises(ValueError, match=r"seed: expected samples of 2 input values, got an array of shape \(7,\) "
+                                         r"\(the model takes 2 ints in \[0, 255\]"):
+        m.run(torch.randn(7))

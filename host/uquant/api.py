@@ -24,9 +24,13 @@ def torch_engine(engine: str):
         torch.backends.quantized.engine = old
 
 
-def quantize_input(x, q: QParams) -> np.ndarray:
+def quantize_input(x, q) -> np.ndarray:
     """Float input -> codes exactly as torch does: torch.quantize_per_tensor on this CPU, or for a PT2E program
-    its own quantize_per_tensor (another formula)."""
+    its own quantize_per_tensor (another formula). q: a converted model (its input's quantization) or QParams."""
+    if isinstance(q, Converted):
+        q = q.plan.input
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().numpy()
     if q.formula == "pt2e":
         from . import pt2e_ops
         return pt2e_ops.quantize(x, q)
@@ -81,7 +85,12 @@ class Converted:
     def run_codes(self, codes) -> np.ndarray:
         """Quantized input codes (one sample, or a batch as rows) -> output codes from the device runtime."""
         codes = np.asarray(codes, np.int64)
-        batch = codes.reshape(-1, self.plan.n_in)
+        n_in = self.plan.n_in
+        if codes.size == 0 or (codes.size != n_in if codes.ndim <= 1 else codes[0].size != n_in):
+            raise ValueError(f"{self.plan.name}: expected samples of {n_in} input values, got an array of shape "
+                             f"{codes.shape} (the model takes {self.device_module.model.expects()}; a batch is "
+                             "one sample per row)")
+        batch = codes.reshape(-1, n_in)
         out = [list(self.device_module.run([int(v) for v in row])) for row in batch]
         res = np.array(out, np.int64)
         return res[0] if codes.ndim == 1 else res
