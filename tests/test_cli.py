@@ -295,3 +295,13 @@ def test_python_api_takes_what_users_pass():
     with pytest.raises(ValueError, match=r"seed: expected samples of 2 input values, got an array of shape \(7,\) "
                                          r"\(the model takes 2 ints in \[0, 255\]"):
         m.run(torch.randn(7))
+
+
+def test_torchscript_commands_print_no_torch_warnings(tmp_path):
+    """torch's C++ deprecation warning (Quantizer.cpp) used to reach stderr on every TorchScript file."""
+    from randmodels import fx_mlp_file
+
+    model = fx_mlp_file(tmp_path / "mlp.pt")
+    for argv in (["info", str(model)], ["convert", str(model), "-o", str(tmp_path / "m_q.py")]):
+        p = uquant_cmd(*argv, cwd=tmp_path, script=True)
+        assert p.returncode == 0 and p.stderr == "", p.stderr

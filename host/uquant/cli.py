@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -11,7 +12,9 @@ import numpy as np
 
 def _quiet_torch():
     # torch 2.13 warns that torch.ao.quantization and the quint8/qint8 dtypes are deprecated; users of
-    # this tool already know, and the noise hides our own messages.
+    # this tool already know, and the noise hides our own messages. Its C++ side (loading a TorchScript file)
+    # prints through c10's log, which reads its level once, when torch is first imported.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*(quint8|qint8|qint32|TypedStorage|deprecated).*")
 
