@@ -453,10 +453,12 @@ def test_corrupted_torchscript_file(tmp_path):
     expect_error(["m.pt", "not a readable TorchScript file"], load, path)
 
 
-@pytest.mark.parametrize("content", [b"", b"hello, I am not a model\n" * 10])
-def test_garbage_file(content, tmp_path):
+@pytest.mark.parametrize("content, words", [(b"", "is empty (0 bytes): not a readable torch file"),
+                                            (b"hello, I am not a model\n" * 10, "is a text file"),
+                                            (bytes(range(256)) * 4, "not a readable torch file")])
+def test_garbage_file(content, words, tmp_path):
     (tmp_path / "junk.pt").write_bytes(content)
-    expect_error(["junk.pt", "not a readable torch file"], load, tmp_path / "junk.pt")
+    expect_error(["junk.pt", words], load, tmp_path / "junk.pt")
 
 
 # --- models that are not (statically) quantized chains ------------------------------------------------------

@@ -151,6 +151,11 @@ def cmd_info(args) -> int:
         if board is None:
             return 0
         raise ValueError("--board needs a model: uquant info MODEL --board NAME")
+    if Path(args.model).is_file():
+        from .files import text_kind
+
+        if text_kind(Path(args.model).read_bytes()) == "module":  # a generated module: what it holds, and the fit
+            return info_module(Path(args.model), board)
     converted = convert(args.model, engine=args.engine, platform=args.platform, relu=args.relu,
                         allow_pickle=args.allow_pickle, input_shape=parse_shape(args.input_shape))
     print(summary(converted.plan))
@@ -163,12 +168,29 @@ def cmd_info(args) -> int:
     return 0
 
 
+def info_module(path: Path, board) -> int:
+    """`uquant info build/m_q.py [--board B]`: the module's own header, and with --board whether it fits."""
+    from .info import fit_report, module_memory
+
+    text = path.read_text()
+    header = []
+    for line in text.splitlines():  # the comment block the module starts with (codegen's header)
+        if not line.startswith("#"):
+            break
+        header.append(line[2:])
+    print("\n".join(header))
+    if board is None:
+        return 0
+    report, fits = fit_report(module_memory(path), text, path.stem, board)
+    print("\n" + report)
+    return 0 if fits else 1
+
+
 def cmd_run(args) -> int:
     from . import codegen, engines, runtime
 
     path = Path(args.module)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+    module_file_check(path)
     try:
         mod = runtime.load_file(path)
     except SyntaxError as e:
@@ -225,6 +247,23 @@ def cmd_run(args) -> int:
           "reproduces)")
     _print_result(raws, codes, y, values, fixed, pred, units, out_scale)
     return 0
+
+
+def module_file_check(path: Path) -> None:
+    """`path` must be a module uquant generated: say what it is otherwise."""
+    from .files import text_kind
+
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; pass a module uquant generated, e.g. build/model_q.py")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    kind = text_kind(path.read_bytes())
+    if kind is None:
+        raise ValueError(f"{path}: is a binary file (a torch model?), not a module uquant generated: convert it "
+                         f"first, e.g. `uquant convert {path} -o build/{path.stem}_q.py`")
+    if kind == "text":
+        raise ValueError(f"{path}: is not a module uquant generated (no `from uquant_rt import Model`); make one "
+                         "with `uquant convert`")
 
 
 def _quantize_floats(x, scale_bits: int, zero_point: int, qmin: int, formula: str) -> list[int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import PICKLE_MAGIC, ZIP_MAGIC, text_kind
 from ..ir import ConversionError, Graph
 from .fx import from_module
 from .state_dict import from_state_dict
@@ -59,7 +60,6 @@ def _name_from(path: Path) -> str:
     return stem or "model"
 
 
-ZIP_MAGIC = b"PK\x03\x04"  # torch.save (since 1.6) and torch.jit.save write zip archives
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -185,12 +185,27 @@ def _missing_global(message: str) -> str | None:
 
 
 def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -> Graph:
+    if path.is_dir():
+        raise ConversionError(f"{path}: is a directory; pass the model file (TorchScript, state_dict, .pt2)")
     if not path.is_file():
         raise ConversionError(f"{path}: no such file")
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ConversionError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    if not data:
+        raise ConversionError(f"{path}: is empty (0 bytes): not a readable torch file; save or copy it again")
+    kind = text_kind(data)
+    if kind == "module":
+        raise ConversionError(f"{path}: is a module uquant generated (the board's side), not a torch model: pass "
+                              "the model file it was converted from; `uquant run` runs the module itself")
+    if kind == "text":
+        raise ConversionError(f"{path}: is a text file (Python source?), not a saved model: save the quantized "
+                              "model with torch.jit.save(torch.jit.trace(model, x), path) or "
+                              "torch.save(model.state_dict(), path), or convert it in Python: uquant.convert(model)")
+    if not data.startswith(ZIP_MAGIC) and not data.startswith(PICKLE_MAGIC):
+        raise ConversionError(f"{path}: not a readable torch file: neither a zip archive (torch.save, torch.jit.save) "
+                              "nor a pickle (a legacy torch.save)")
     check_archive(path, data)
     if _is_torchscript(path):
         from .torchscript import from_script_module
@@ -205,6 +220,11 @@ def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -
         if "weights_only" not in str(e) and "Weights only" not in str(e):
             raise ConversionError(f"{path}: not a readable torch file ({e})") from None
         missing = _missing_global(str(e))
+        if missing and missing.startswith("__main__."):
+            raise ConversionError(f"{path}: it holds a pickled {missing}, a class defined in the script that saved "
+                                  "it, which is not importable here: save the model with "
+                                  "torch.jit.save(torch.jit.trace(model, x), path) or its state_dict, or convert it "
+                                  "in that script: uquant.convert(model)") from None
         if missing:
             raise ConversionError(f"{path}: not a readable torch file: damaged or truncated (it names "
                                   f"'{missing}', which does not exist)") from None
