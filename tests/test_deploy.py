@@ -56,6 +56,7 @@ def test_manifest_freezes_the_tier_files_and_the_model(tmp_path):
     path = write_manifest(module, boards.get("esp32"), tmp_path / "frozen")
     text = path.read_text()
     assert 'include("$(PORT_DIR)/boards/manifest.py")' in text
+    assert "# In MicroPython's ports/esp32 directory: make BOARD=ESP32_GENERIC FROZEN_MANIFEST=" in text
     assert [line for line in text.splitlines() if line.startswith("module(")] == [
         'module("uquant_rt.py")', 'module("uquant_viper.py")', 'module("model_q.py")']
     assert (tmp_path / "frozen" / "uquant_viper.py").read_text() == (DEVICE_DIR / "uquant_viper.py").read_text()

@@ -29,6 +29,8 @@ class Board:
     fs_bytes: int
     usb_ids: tuple[str, ...]
     transport: str
+    port: str = ""  # MicroPython's port directory (ports/<port>) and BOARD name that build its firmware (freeze)
+    build_board: str = ""
 
     @property
     def device_files(self) -> tuple[str, ...]:
@@ -40,7 +42,7 @@ def load(path: Path) -> Board:
     try:
         board = Board(path.stem, data["name"], data["firmware"], data["mpy_arch"], tuple(data["emitters"]),
                       data["tier"], int(data["heap_bytes"]), int(data["fs_bytes"]), tuple(data["usb_ids"]),
-                      data["transport"])
+                      data["transport"], data.get("port", ""), data.get("build_board", ""))
     except KeyError as e:
         raise ValueError(f"{path}: missing field {e}") from None
     if board.tier not in TIER_FILES:

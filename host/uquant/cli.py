@@ -441,9 +441,14 @@ def cmd_freeze(args) -> int:
     module = Path(args.module)
     if not module.is_file():
         raise ValueError(f"{module}: no such file (make one with `uquant convert`)")
-    path = write_manifest(module, boards.get(args.board), Path(args.output))
-    print(f"wrote {path} and the files it freezes; in the MicroPython port directory run:\n"
-          f"  make BOARD=<your board> FROZEN_MANIFEST={path.resolve()}")
+    board = boards.get(args.board)
+    path = write_manifest(module, board, Path(args.output))
+    if board.build_board:
+        print(f"wrote {path} and the files it freezes; in MicroPython's ports/{board.port} directory run:\n"
+              f"  make BOARD={board.build_board} FROZEN_MANIFEST={path.resolve()}")
+    else:
+        print(f"wrote {path} and the files it freezes; profile {board.key} names no firmware board: in your "
+              f"port's directory run\n  make BOARD=<board> FROZEN_MANIFEST={path.resolve()}")
     return 0
 
 
@@ -514,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "values: those go in --input-raw)")
     rh = r.add_mutually_exclusive_group()
     rh.add_argument("--micropython", action="store_true",
-                    help="run inside a real MicroPython interpreter (WebAssembly port, needs `make setup`)")
+                    help="run inside a real MicroPython interpreter (the WebAssembly port in node_modules, which "
+                    "`make demo` and `make test` install)")
     rh.add_argument("--circuitpython", action="store_true",
                     help="run inside CircuitPython's own interpreter (its unix port, in shared/tools/circuitpython or "
                     "$UQUANT_CIRCUITPYTHON)")

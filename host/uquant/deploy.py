@@ -186,7 +186,8 @@ def write_manifest(module: Path, board, out_dir: Path) -> Path:
         (out_dir / f).write_text((DEVICE_DIR / f).read_text())
     (out_dir / module.name).write_text(module.read_text())
     lines = [f"# Freeze uquant's runtime ({board.tier} kernels) and {module.stem} into {board.name} firmware.",
-             "# In the MicroPython port directory: make BOARD=<board> FROZEN_MANIFEST=" + str(out_dir.resolve() / "manifest.py"),
+             f"# In MicroPython's ports/{board.port or '<port>'} directory: make BOARD={board.build_board or '<board>'} "
+             "FROZEN_MANIFEST=" + str(out_dir.resolve() / "manifest.py"),
              'include("$(PORT_DIR)/boards/manifest.py")  # keep the board\'s own frozen modules',
              *[f'module("{n}")' for n in names]]  # paths relative to this manifest's folder
     path = out_dir / "manifest.py"
