@@ -216,3 +216,40 @@ def test_predict_raw_sensor_integers_on_the_board(board, seed_files, tmp_path):
     r = uquant_cli("predict", "--port", board.device, "--module", "plain_q", "--input-raw", "1,2")
     assert r.returncode == 2 and "plain_q has no run_raw" in r.stderr and "--input-unit" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_port_auto_finds_the_running_sim_and_the_board_remembers_its_model(seed_files, tmp_path, report):
+    """A `uquant sim` started from the command line advertises its pty: deploy --board sim, predict and verify find
+    it without --port, and predict and verify use the module deploy put there without --module."""
+    import signal
+
+    model, module = seed_files
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}  # this test's sims only
+    sim = subprocess.Popen([str(BIN / "uquant"), "sim"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env)
+    try:
+        device = sim.stdout.readline().strip()
+        assert device.startswith("/dev/"), sim.stderr.read()
+
+        def cli(*args):
+            return subprocess.run([str(BIN / "uquant"), *map(str, args)], capture_output=True, text=True,
+                                  timeout=300, env=env)
+
+        r = cli("predict", "--input", "1,0.75")
+        assert r.returncode == 2 and "no model deployed by uquant there" in r.stderr, r.stderr
+        r = cli("deploy", module, "--board", "sim")
+        assert r.returncode == 0 and device in r.stdout, r.stdout + r.stderr
+        r = cli("predict", "--input", "0,0.75")
+        assert r.returncode == 0 and f"board        : {device}" in r.stdout and "class        : 5" in r.stdout, \
+            r.stdout + r.stderr
+        r = cli("verify", model, "--relu", "hidden", "--samples", 50)
+        assert r.returncode == 0 and "verify seed_q on " + device in r.stdout and " 0 mismatches" in r.stdout, \
+            r.stdout + r.stderr
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.wait(timeout=30)
+    assert not list(tmp_path.glob("uquant-sims-*/sim-*.json"))  # the advertisement goes with the sim
+    r = subprocess.run([str(BIN / "uquant"), "deploy", module, "--board", "sim"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 2 and "no `uquant sim` is running: start one" in r.stderr and "Plug" not in r.stderr
+    report("board: `uquant sim` found by --port auto; predict and verify use the deployed module (uquant.json)")

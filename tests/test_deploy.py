@@ -17,23 +17,34 @@ KEYBOARD = Port("/dev/ttyACM1", "046d:c31c", "keyboard")
 
 
 def test_auto_detection_picks_the_one_board_among_other_ports():
-    assert find_port(None, [MOUSE, PICO, KEYBOARD]) == "/dev/ttyACM0"
-    assert find_port(boards.get("esp32"), [PICO, ESP32, MOUSE]) == "/dev/ttyUSB0"
+    assert find_port(None, [MOUSE, PICO, KEYBOARD], []) == "/dev/ttyACM0"
+    assert find_port(boards.get("esp32"), [PICO, ESP32, MOUSE], []) == "/dev/ttyUSB0"
 
 
 def test_auto_detection_says_when_there_is_none():
     with pytest.raises(LinkError, match=r"no port looks like a MicroPython board.*ttyS0 \(not USB\).*--port"):
-        find_port(None, [MOUSE, KEYBOARD])
+        find_port(None, [MOUSE, KEYBOARD], [])
     with pytest.raises(LinkError, match="no serial ports at all"):
-        find_port(boards.get("pico"), [])
+        find_port(boards.get("pico"), [], [])
 
 
 def test_auto_detection_says_when_there_are_several():
     two = Port("/dev/ttyACM2", "2e8a:0005")
     with pytest.raises(LinkError, match=r"more than one.*ttyACM0.*ttyACM2.*--port"):
-        find_port(boards.get("pico"), [PICO, two, ESP32])
+        find_port(boards.get("pico"), [PICO, two, ESP32], [])
     with pytest.raises(LinkError, match="more than one"):
-        find_port(None, [PICO, ESP32])
+        find_port(None, [PICO, ESP32], [])
+
+
+def test_auto_detection_finds_a_running_sim():
+    sim = {"device": "/dev/pts/7", "pid": 1, "backend": "unix", "flash": "/tmp/f"}
+    assert find_port(boards.get("sim"), [MOUSE, PICO], [sim]) == "/dev/pts/7"
+    assert find_port(None, [MOUSE], [sim]) == "/dev/pts/7"  # predict/verify: a sim counts as a board
+    with pytest.raises(LinkError, match="more than one.*ttyACM0.*/dev/pts/7"):
+        find_port(None, [PICO], [sim])
+    with pytest.raises(LinkError, match=r"no `uquant sim` is running: start one") as e:
+        find_port(boards.get("sim"), [MOUSE], [])
+    assert "Plug" not in str(e.value)
 
 
 def test_files_are_mpy_for_the_boards_arch_else_source(tmp_path):

@@ -314,7 +314,7 @@ def cmd_deploy(args) -> int:
 
 def cmd_predict(args) -> int:
     from . import codegen, engines
-    from .deploy import board_dequantize, board_model, board_run_raw, board_units, run_batch
+    from .deploy import board_dequantize, board_model, board_run_raw, board_units, deployed_module, run_batch
 
     raws = None
     if args.input_raw is not None:
@@ -322,6 +322,7 @@ def cmd_predict(args) -> int:
             raise ValueError("--raw marks --input as codes; --input-raw takes raw sensor integers: use one of them")
         raws = _raw_ints(args.input_raw)
     with _open_link(args) as link:
+        args.module = args.module or deployed_module(link)
         info = board_model(link, args.module)
         units = board_units(link, args.module)
         if raws is not None:
@@ -371,7 +372,7 @@ def verify_inputs(args, plan) -> tuple[np.ndarray, str]:
 def cmd_verify(args) -> int:
     from . import platforms
     from .api import convert
-    from .deploy import board_layer_codes, board_model, run_batch
+    from .deploy import board_layer_codes, board_model, deployed_module, run_batch
     from .info import parse_shape
     from .oracle import load_torch_model, torch_codes_fn
 
@@ -387,6 +388,7 @@ def cmd_verify(args) -> int:
                          "computes linear/conv/pooling in float32 and agrees only within one code there (README, "
                          "'PT2E (torchao) programs'), so verify does not take PT2E programs")
     with _open_link(args) as link:
+        args.module = args.module or deployed_module(link)
         info = board_model(link, args.module)
         # the board's module says which platform's torch it reproduces: compare with the model converted for it
         if info.get("platform") and info["platform"] != converted.plan.platform.name:
@@ -536,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="one inference on the board, over the serial REPL")
     pr.add_argument("--port", default="auto", help="serial port, or 'auto'")
-    pr.add_argument("--module", default="model_q", help="model module on the board (default: %(default)s)")
+    pr.add_argument("--module", help="model module on the board (default: the one `uquant deploy` put there last)")
     pi = pr.add_mutually_exclusive_group(required=True)
     pi.add_argument("--input", help="comma-separated float inputs, or codes with --raw")
     pi.add_argument("--input-raw", metavar="INTS", help="comma-separated raw sensor integers, e.g. 1200,-35,4095, "
@@ -548,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="run many inputs on the board and compare every output byte with torch")
     v.add_argument("model", help="the torch model file the module was converted from")
     v.add_argument("--port", default="auto", help="serial port, or 'auto'")
-    v.add_argument("--module", default="model_q", help="model module on the board (default: %(default)s)")
+    v.add_argument("--module", help="model module on the board (default: the one `uquant deploy` put there last)")
     v.add_argument("--samples", type=int, default=200, help="inputs to try (default: %(default)s)")
     v.add_argument("--batch", type=int, default=50, help="inputs per raw-REPL exchange (default: %(default)s)")
     v.add_argument("--seed", type=int, default=0)

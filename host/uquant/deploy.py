@@ -8,6 +8,7 @@ second line of defence. A file whose hash on the board already matches is skippe
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -109,7 +110,25 @@ def deploy(link: Link, module: Path, board, log=print) -> dict:
     # import it once, so a model that does not fit or does not load fails now, with the board's message
     ok = link.exec(f"import {module.stem} as m\nprint(m.model.name, m.model.tier, m.model.n_in, m.model.n_out)")
     log(f"  imported on the board: {ok.strip()}")
+    # the board remembers what it runs: predict and verify default to this module
+    info = board_model(link, module.stem)
+    manifest = {"module": module.stem, "model": ok.split()[0], "tier": info["tier"], "platform": info["platform"],
+                "files": [f.name for f in files]}
+    put_atomic(link, FilePlan(MANIFEST, (json.dumps(manifest) + "\n").encode()), log=lambda *a: None)
     return {"copied": copied, "files": [f.name for f in files], "imported": ok.strip()}
+
+
+MANIFEST = "uquant.json"  # on the board: what `uquant deploy` put there last
+
+
+def deployed_module(link: Link) -> str:
+    """The module `uquant deploy` put on the board last (its manifest), for predict and verify without --module."""
+    try:
+        text = link.eval(f"open({MANIFEST!r}).read()")
+        return json.loads(text)["module"]
+    except (LinkError, ValueError, KeyError, TypeError):
+        raise LinkError(f"{link.port}: no model deployed by uquant there (no {MANIFEST}): deploy one with `uquant "
+                        "deploy`, or name the module with --module") from None
 
 
 def board_model(link: Link, module: str) -> dict:

@@ -6,7 +6,11 @@ The raw REPL itself is mpremote's transport (the same code `mpremote` uses, pinn
 from __future__ import annotations
 
 import ast
+import json
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import boards
 
@@ -32,21 +36,50 @@ def usb_ports() -> list[Port]:
             for p in list_ports.comports()]
 
 
-def find_port(board: boards.Board | None = None, ports: list[Port] | None = None) -> str:
-    """The one serial port whose USB id belongs to `board` (or to any known board); a clear error otherwise."""
+def sim_dir() -> Path:
+    """Where each running `uquant sim` advertises its pseudo-terminal (one small JSON file per sim)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"uquant-sims-{os.getuid()}"
+
+
+def running_sims() -> list[dict]:
+    """The `uquant sim` boards running now: {"device", "pid", "backend", "flash"} each (stale files skipped)."""
+    found = []
+    for f in sorted(sim_dir().glob("sim-*.json")) if sim_dir().is_dir() else []:
+        try:
+            info = json.loads(f.read_text())
+            os.kill(int(info["pid"]), 0)  # still running?
+        except (OSError, ValueError, KeyError):
+            continue
+        if Path(info["device"]).exists():
+            found.append(info)
+    return found
+
+
+def find_port(board: boards.Board | None = None, ports: list[Port] | None = None, sims: list[dict] | None = None) -> str:
+    """The one serial port whose USB id belongs to `board` (or to any known board), or the one running
+    `uquant sim` (for board "sim", or when no board is named); a clear error otherwise."""
+    sims = running_sims() if sims is None else sims
+    if board is not None and board.key == "sim":
+        if len(sims) == 1:
+            return sims[0]["device"]
+        if not sims:
+            raise LinkError("no `uquant sim` is running: start one (`uquant sim &`), or pass --port with the path "
+                            "it printed")
+        raise LinkError(f"{len(sims)} `uquant sim` boards are running ({', '.join(s['device'] for s in sims)}): "
+                        "pass --port to choose one")
     ports = usb_ports() if ports is None else ports
     known = [board] if board else list(boards.all_boards().values())
     ids = {usb: b.key for b in known for usb in b.usb_ids}
-    found = [p for p in ports if p.usb_id in ids]
-    what = f"a {board.name}" if board else "a MicroPython board"
+    found = [p.device for p in ports if p.usb_id in ids] + ([s["device"] for s in sims] if board is None else [])
+    what = f"a {board.name}" if board else "a MicroPython board or a running `uquant sim`"
     if not found:
         seen = ", ".join(f"{p.device} ({p.usb_id or 'not USB'})" for p in ports) or "no serial ports at all"
         raise LinkError(f"no port looks like {what} (USB ids {', '.join(sorted(ids))}); seen: {seen}. "
-                        "Plug it in, or pass --port")
+                        "Plug the board in, or pass --port")
     if len(found) > 1:
-        listed = ", ".join(f"{p.device} ({ids[p.usb_id]}, {p.usb_id})" for p in found)
-        raise LinkError(f"more than one port looks like {what}: {listed}; pass --port to choose one")
-    return found[0].device
+        raise LinkError(f"more than one port looks like {what}: {', '.join(found)}; pass --port to choose one")
+    return found[0]
 
 
 class Link:

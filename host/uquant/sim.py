@@ -1021,12 +1021,30 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log what the board does on stderr")
 
 
+@contextlib.contextmanager
+def advertised(sim: Sim, backend: str):
+    """While the sim runs, a file in uquant.link.sim_dir() names its pty, so `--port auto` finds it."""
+    import json
+
+    from .link import sim_dir
+
+    d = sim_dir()
+    d.mkdir(mode=0o700, exist_ok=True)
+    path = d / f"sim-{os.getpid()}.json"
+    path.write_text(json.dumps({"device": sim.device, "pid": os.getpid(), "backend": backend,
+                                "flash": str(sim.flash_dir)}))
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def cmd_sim(args) -> int:
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.verbose else None
     stop_event = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop_event.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Sim(args.backend, args.flash, log=log) as sim:
+        with Sim(args.backend, args.flash, log=log) as sim, advertised(sim, args.backend):
             print(sim.device, flush=True)
             print(sim.flash_dir, flush=True)
             print(f"uquant sim: MicroPython ({args.backend} backend) on {sim.device}, flash {sim.flash_dir}; "
