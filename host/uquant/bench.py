@@ -138,15 +138,16 @@ def unix_figures(converted, codes: np.ndarray) -> dict:
     return figures
 
 
-def traced_lines(fn, files: tuple[str, ...]) -> int:
-    """Line events CPython executes in the given source files while calling fn() (deterministic)."""
+def traced_lines(fn, files: tuple[str, ...], function: str | None = None) -> int:
+    """Line events CPython executes in the given source files (only in `function`, if named) while calling fn()
+    (deterministic)."""
     count = 0
 
     def tracer(frame, event, arg):
         nonlocal count
         if frame.f_code.co_filename not in files:
             return None
-        if event == "line":
+        if event == "line" and function in (None, frame.f_code.co_name):
             count += 1
         return tracer
 
@@ -182,13 +183,14 @@ def thumb_figures(converted, codes: np.ndarray) -> dict | None:
             "instructions": tier.stats.instructions}
 
 
-def bytecode_lines(converted, codes: np.ndarray) -> int:
+def bytecode_lines(converted, codes: np.ndarray, function: str | None = None) -> int:
+    """Traced CPython line events of uquant_rt (or of its `function` alone) in one inference."""
     from .runtime import RUNTIME_FILE
 
     module = converted.device_module
     x = bytes(map(int, codes))
     module.run(x)
-    return traced_lines(lambda: module.run(x), (str(RUNTIME_FILE),))
+    return traced_lines(lambda: module.run(x), (str(RUNTIME_FILE),), function)
 
 
 def build_models():
@@ -220,7 +222,7 @@ def saturation_section() -> None:
         pairs = sum(len(s.sat_pairs) // 2 for s in c.plan.compute_steps)
         unix = unix_figures(c, codes)
         th = thumb_figures(c, codes)
-        lines = sat_lines(c, codes)
+        lines = bytecode_lines(c, codes, "satfix")
         print(f"{name:<12}{pairs:>7}{codegen.memory(c.plan)['params']:>10}{unix['bytecode']['us']:>18.0f}"
               f"{unix['viper']['us']:>15.1f}{th['cycles'] if th else 0:>14}{lines:>16}")
         if base is None:
@@ -235,31 +237,6 @@ def saturation_section() -> None:
             print(f"sat_bytecode_cost_ratio={unix['bytecode']['us'] / base[0]['bytecode']['us']:.2f}")
             print(f"sat_viper_cost_ratio={unix['viper']['us'] / base[0]['viper']['us']:.2f}")
             print(f"sat_armv6m_cost_ratio={th['cycles'] / base[1]['cycles']:.2f}")
-
-
-def sat_lines(converted, codes: np.ndarray) -> int:
-    """Traced CPython line events of uquant_rt.satfix in one inference (0 without saturating pairs)."""
-    from .runtime import RUNTIME_FILE
-
-    module = converted.device_module
-    x = bytes(map(int, codes))
-    module.run(x)
-    count = 0
-
-    def tracer(frame, event, arg):
-        nonlocal count
-        if frame.f_code.co_filename != str(RUNTIME_FILE) or frame.f_code.co_name != "satfix":
-            return tracer if frame.f_code.co_filename == str(RUNTIME_FILE) else None
-        if event == "line":
-            count += 1
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        module.run(x)
-    finally:
-        sys.settrace(None)
-    return count
 
 
 def main() -> int:

@@ -227,10 +227,6 @@ def cmd_run(args) -> int:
         from .hosts.mpmodule import run_batch
 
         host = "circuitpython" if args.circuitpython else "wasm"
-        if host == "circuitpython":
-            from .hosts import circuitpython
-            if circuitpython.missing_reason():
-                raise ValueError(circuitpython.missing_reason())
         ys, preds, _ = run_batch(path.read_text(), path.stem, np.array([codes]), host=host)
         y, pred = ys[0].tolist(), int(preds[0])
         where = "CircuitPython (its unix port, built like a board)" if args.circuitpython else "MicroPython (wasm)"

@@ -303,7 +303,7 @@ def lower_compute(op: Linear | Conv, tables: list[Table], src: str, dst: str, x:
         sat = 0
         if family == "fbgemm" and fbgemm_depthwise_fast_path(op, C):
             sat = SAT_DEPTHWISE
-        elif family == "fbgemm" or (family == "onednn" and engine == "x86"):
+        elif family in ("fbgemm", "onednn"):  # oneDNN's convs go to fbgemm on platforms without VNNI
             im2col = im2col_order(cg, *w.shape[2:])
             risky = pair_risk(raw[:, im2col], t_lo[:, im2col], t_hi[:, im2col])
             if risky.any():

@@ -72,26 +72,11 @@ class Platform:
     def supports(self, engine: str) -> bool:
         return self.arch == "x86" or engine == "qnnpack"
 
-    def describe(self) -> str:
-        """What the platform means, one line per CPU-dependent path."""
-        if self.arch == "arm":
-            return "  no fbgemm on ARM: engine qnnpack only (exact int32 sums, one requantization on every CPU)"
-        return "\n".join([
-            "  fbgemm int8 GEMM (Linear, Conv via im2col): "
-            + ("exact int32 sums (VNNI)" if self.gemm == "exact" else
-               "pairs of products added in int16, saturating (vpmaddubsw: no VNNI)"),
-            "  fbgemm groupwise Conv kernel: " + ("exact int32 sums" if self.groupwise == "exact" else
-                                                  "int16-saturating pairs"),
-            "  x86 engine Conv with symmetric weights: " + ("oneDNN" if self.x86_conv == "onednn" else "fbgemm"),
-            f"  ATen vector width: {self.simd.upper()} (NHWC average pooling blocks of "
-            f"{simd_channel_block(self)} channels)" if self.simd != "default" else "  ATen vector width: none",
-        ])
-
 
 NAMED = {
     "x86-vnni": Platform("x86", "exact", "onednn", "avx512"),  # Ice Lake / Sapphire Rapids, AMD Zen 4 and later
     "x86-avx512": Platform("x86", "sat16", "fbgemm", "avx512"),  # Skylake-SP/X: AVX512 without VNNI
-    "x86-avx2": Platform("x86", "sat16", "fbgemm", "avx2"),  # AMD Zen 2/3, Intel before Ice Lake, AVX-VNNI laptops
+    "x86-avx2": Platform("x86", "sat16", "fbgemm", "avx2"),  # AMD Zen 2/3, Intel before Ice Lake
     "arm": Platform("arm", "exact", "fbgemm", "default"),  # aarch64: qnnpack only
 }
 # The platforms a model's bytes are compared across (portability): one per kind of real CPU.
