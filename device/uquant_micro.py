@@ -12,7 +12,7 @@
 
 from array import array
 
-VERSION = 3  # version 2 modules (no platform, no saturating pairs) still load
+VERSION = 4  # modules for older versions (words as tuples) must be re-generated: no room here for both forms
 
 
 class CorruptModel(ValueError):
@@ -58,13 +58,9 @@ def _crc_of(obj, crc, word):
             return crc
 
 
-def requant(acc, c_lo, W, A, Dh, Dl, S):
-    # as uquant_rt.requant: a = clamp(acc - c_lo, 0, W); y = floor((a * A + D) / 2**S), in 15-bit limbs for S >= 30
-    a = acc - c_lo
-    if a < 0:
-        a = 0
-    elif a > W:
-        a = W
+def requant(a, A, Dh, Dl, S):
+    # as uquant_rt.requant, once a = clamp(acc - c_lo, 0, W): y = floor((a * A + D) / 2**S), in 15-bit limbs for
+    # S >= 30
     if S < 30:
         return (a * A + Dl) >> S
     al = a & 0x7FFF
@@ -103,19 +99,26 @@ def dense(x, out, K, N, lo, hi, W, P, F, T, S):
             acc += x[k] * W[i]
             i += 1
         p = 7 * n
-        acc -= P[p] * sx
+        a = acc - _w(P, p) * sx - _w(P, p + 1)
         if S:
-            acc -= _sat(x, W, K, S, n)
-        y = requant(acc, P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5], P[p + 6])
+            a -= _sat(x, W, K, S, n)
+        Wn = _w(P, p + 2)
+        a = 0 if a < 0 else Wn if a > Wn else a
+        y = requant(a, _w(P, p + 3), _w(P, p + 4), _w(P, p + 5), _w(P, p + 6))
         if F is not None:  # exceptions: flat (channel, a, code) triples
-            a = acc - P[p + 1]
-            a = 0 if a < 0 else P[p + 2] if a > P[p + 2] else a
-            for j in range(0, len(F), 3):
-                if F[j] == n and F[j + 1] == a:
-                    y = F[j + 2]
+            for j in range(0, len(F) // 4, 3):
+                if _w(F, j) == n and _w(F, j + 1) == a:
+                    y = _w(F, j + 2)
                     break
         y = lo if y < lo else hi if y > hi else y
         out[n] = y if T is None else T[y]
+
+
+def _w(P, i):
+    # The int32 at word i of little-endian bytes P (|value| < 2**30, so no big int on the way): how modules
+    # store parameter words, read in place (this heap has no room for an array copy).
+    i *= 4
+    return (P[i + 3] ^ 128) - 128 << 24 | P[i + 2] << 16 | P[i + 1] << 8 | P[i]
 
 
 def _layers(name, b, nodes):
@@ -123,10 +126,10 @@ def _layers(name, b, nodes):
     layers = []
     for s in nodes:
         if s[0] != "dense":
-            raise CorruptModel("%s: layer kind %r needs uquant_rt.py (uquant_micro runs dense layers only)" % (name, s[0]))
+            raise CorruptModel("%s: %r layers need uquant_rt.py" % (name, s[0]))
         src, dst, K, N, lo, hi, W, P, F, T = s[1:11]
         S = s[11] if len(s) > 11 else None  # saturating pairs (uquant_rt.satfix)
-        if (not -1 <= src < len(b) or len(W) != K * N or len(P) != 7 * N or len(b[dst]) < N
+        if (not -1 <= src < len(b) or len(W) != K * N or len(P) != 28 * N or len(b[dst]) < N
                 or (T is not None and len(T) != 256) or (S and len(S) % 2)):
             raise CorruptModel("dense: sizes do not match its data")
         layers.append((None if src < 0 else b[src], b[dst], K, N, lo, hi, W, P, F, T, S))
@@ -138,8 +141,8 @@ def _layers(name, b, nodes):
 
 def _init(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None):
     # the same arguments as uquant_rt.Model
-    if version > VERSION:
-        raise CorruptModel("%s: made for runtime version %d, this is uquant_micro version %d" % (name, version, VERSION))
+    if version != VERSION:
+        raise CorruptModel("%s: made for runtime version %d: re-generate it" % (name, version))
     spec = (name, inp, bufs, nodes, out) if scales is None else (name, inp, bufs, nodes, out, scales)
     if _crc_of(spec, 0, bytearray(4)) != crc:
         raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)

@@ -134,9 +134,9 @@ def test_generated_modules_cover_exceptions_and_limb_arithmetic(generated):
     assert any(s.fixes for s in steps), "no generated module in this test has an exceptions tuple"
     assert any(w >= 30 for s in steps for w in s.words[6::7]), "no channel with S >= 30"
     assert any(w < 30 for s in steps for w in s.words[6::7]), "no channel with S < 30"
-    # and the exceptions really are in the source that was checked, as a tuple of int triples
+    # and the exceptions really are in the source that was checked, as int32 (channel, a, code) triples
     with_fixes = [c for c in generated.values() if any(s.fixes for s in c.plan.steps)]
-    assert any("# exceptions: channel, a, code" in c.source for c in with_fixes)
+    assert any("# exceptions: int32 (channel, a, code) triples" in c.source for c in with_fixes)
 
 
 def test_generated_header_floats_live_only_in_comments(generated):

@@ -351,11 +351,19 @@ def flip_weight_byte(source: str, layer: int, rng, index: int = D_W) -> str:
     raise AssertionError("could not flip a byte")
 
 
+def replace_words(source: str, node, fn) -> str:
+    """Replace the int32 little-endian words bytes literal `node` by fn(list of its ints)."""
+    words = np.frombuffer(ast.literal_eval(node), "<i4").tolist()
+    return replace_node(source, node, repr(np.asarray(fn(words), "<i4").tobytes()))
+
+
 def corrupt_param(source: str, layer: int, index: int) -> str:
     _, layers = model_spec_nodes(source)
-    node = layers[layer].elts[D_P].elts[index]
-    value = ast.literal_eval(node)
-    return replace_node(source, node, str(value + 1 if value < 2**29 else value - 1))
+
+    def bump(words):
+        words[index] += 1 if words[index] < 2**29 else -1
+        return words
+    return replace_words(source, layers[layer].elts[D_P], bump)
 
 
 def other_index(node, n_bufs: int) -> str:
@@ -392,13 +400,12 @@ def corruptions(source: str, rng) -> dict[str, str]:
         out["last layer dropped"] = delete_lines(source, last.lineno, last.end_lineno)
         first = layers[0]
         out["first layer dropped"] = delete_lines(source, first.lineno, first.end_lineno)
-    fixed = [L for L in layers if isinstance(L.elts[D_F], ast.Tuple)]
+    fixed = [L for L in layers if isinstance(getattr(L.elts[D_F], "value", None), bytes)]
     if fixed:
         F = fixed[0].elts[D_F]
-        last_triple = F.elts[-3]
-        out["last exception dropped"] = delete_lines(source, last_triple.lineno, last_triple.lineno)
+        out["last exception dropped"] = replace_words(source, F, lambda w: w[:-3])
         out["exceptions dropped"] = replace_node(source, F, "None")
-        out["exception code changed"] = replace_node(source, F.elts[2], str((F.elts[2].value + 1) % 256))
+        out["exception code changed"] = replace_words(source, F, lambda w: w[:2] + [(w[2] + 1) % 256] + w[3:])
     tabled = [i for i, L in enumerate(layers)
               if len(L.elts) > D_T and isinstance(getattr(L.elts[D_T], "value", None), bytes)]
     if tabled:

@@ -1,4 +1,4 @@
-"""Code generation: an integer plan -> a MicroPython module (weights as bytes, parameters as ints, a checksum).
+"""Code generation: an integer plan -> a MicroPython module (weights and parameter words as bytes, a checksum).
 
 The module only calls the device runtime (uquant_rt); the header comment explains, with the model's
 own numbers, what the integers mean. Comments may show floats for the reader; code never does.
@@ -20,11 +20,12 @@ def node_spec(plan: Plan, s: Step) -> tuple:
     srcs = tuple(plan.buffer_of[v] for v in s.srcs)
     src, dst = (srcs[0] if len(srcs) == 1 else srcs), plan.buffer_of[s.dst]
     if s.kind == "dense":
-        spec = ("dense", src, dst, s.K, s.N, s.lo, s.hi, s.weights, tuple(s.words), tuple(s.fixes) or None, s.table)
+        spec = ("dense", src, dst, s.K, s.N, s.lo, s.hi, s.weights, words_bytes(s.words), words_bytes(s.fixes),
+                s.table)
         return spec + (sat_pairs_bytes(s.sat_pairs),) if s.sat_pairs else spec
     if s.kind == "conv":
-        return ("conv", src, dst, s.geometry, s.x.zero_point, s.lo, s.hi, s.weights, tuple(s.words),
-                tuple(s.fixes) or None, s.table)
+        return ("conv", src, dst, s.geometry, s.x.zero_point, s.lo, s.hi, s.weights, words_bytes(s.words),
+                words_bytes(s.fixes), s.table)
     if s.kind == "add":
         return ("add", src, dst, s.n_vec, s.n, s.lo, s.hi, s.vec, tuple(s.vec_fixes) or None, s.tail,
                 tuple(s.tail_fixes) or None, *s.memory_order)
@@ -38,6 +39,19 @@ def node_spec(plan: Plan, s: Step) -> tuple:
     if s.kind == "table":
         return ("table", src, dst, s.n, s.table, s.n_vec, s.tail, *s.memory_order)
     return (s.kind, src, dst, s.geometry)
+
+
+def words_bytes(words) -> bytes | None:
+    """Requantization words or exception triples as little-endian int32 bytes (uquant_rt.as_words), None if empty.
+
+    A bytes constant costs the board nothing at import beyond itself; a tuple literal is built on the VM stack
+    from bytecode, about four times its size in short-lived heap."""
+    if not len(words):
+        return None
+    a = np.asarray(words, np.int64)
+    if a.min() < -2**30 or a.max() >= 2**30:
+        raise ValueError("a parameter word does not fit a small int on 32-bit boards")
+    return a.astype("<i4").tobytes()
 
 
 def sat_pairs_bytes(pairs: tuple) -> bytes:
@@ -123,9 +137,10 @@ def _header(plan: Plan, module: str, source: str) -> list[str]:
         f"# Memory on the board: weights {mem['weights']} B, requantization parameters {mem['params']} B,"
         f" activations {mem['buffers']} B in {len(plan.buffers)} buffer(s) {list(plan.buffers)}"
         + (f", conv scratch {mem['scratch']} B." if mem["scratch"] else "."),
-        "# Per output channel: c (128 + weight zero point), c_lo, W, A, D >> 30, D & (2**30 - 1), S, meaning",
+        "# Per output channel, 7 int32 words: c (128 + weight zero point), c_lo, W, A, D >> 30, D & (2**30 - 1), S,",
         "#   acc = sum(x * w_stored) - c * sum(x);  a = clamp(acc - c_lo, 0, W);  y = floor((a * A + D) / 2**S)",
-        "#   then y is clipped to the layer's [lo, hi] (the two numbers after the layer's sizes)",
+        "#   then y is clipped to the layer's [lo, hi] (the two numbers after the layer's sizes). They are stored",
+        "#   as little-endian bytes (a tuple literal would cost the board ~4x its size in heap at import).",
         "# (for S < 30 the fifth number is D itself) -- see uquant_rt.requant.",
         "#",
         f"# Use:  import {module}; {module}.run(codes) -> output codes;  {module}.predict(codes) -> class index",
@@ -175,14 +190,20 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model")
         if not isinstance(s, DenseStep):
             lines.append(f"        {node!r},  # {s.name}")
             continue
-        head = ", ".join(repr(v) for v in node[:node.index(s.weights)])
+        w = node.index(s.weights)  # then the words, the exceptions, the table
+        head = ", ".join(repr(v) for v in node[:w])
         lines.append(f"        ({head},  # {s.name}")
         lines += _bytes_lines(s.weights, " " * 12)
         lines[-1] += ","
-        lines += ["            (", *_words_lines(s.words, 7, " " * 16), "            ),"]
+        lines.append(f"            # requantization words, int32 little-endian, 7 per channel; channel 0: "
+                     + ", ".join(map(str, s.words[:7])))
+        lines += _bytes_lines(node[w + 1], " " * 12)
+        lines[-1] += ","
         if s.fixes:
-            lines += ["            (  # exceptions: channel, a, code", *_words_lines(s.fixes, 3, " " * 16),
-                      "            ),"]
+            lines.append(f"            # exceptions: int32 (channel, a, code) triples; the first: "
+                         + ", ".join(map(str, s.fixes[:3])))
+            lines += _bytes_lines(node[w + 2], " " * 12)
+            lines[-1] += ","
         else:
             lines.append("            None,")
         if s.table is not None:

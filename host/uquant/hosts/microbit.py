@@ -202,13 +202,18 @@ def run_model(runtime_source: str, module_source: str, module: str, inputs: list
         install_runtime(link, runtime_source)
         runtime = f0 - free()
         write_file(link, f"{module}.py", module_source.encode())
-        # the runner is compiled before the import: afterwards the heap may be too fragmented for the parser
+        # Everything after the import runs in the same exec as the import: the raw REPL compiles a whole block
+        # before running it, so nothing is parsed once the model holds the heap (the parser needs a contiguous
+        # block that a freshly imported model may have cut into pieces). The runner and the inputs exist before.
         link.exec(f"def _t(x):\n gc.collect()\n print(list({module}.run(x)), {module}.predict(x))")
-        f1 = free()  # the model's share is counted from here (the runner is neither's)
-        f2 = int(link.exec(f"import {module}\ngc.collect()\nprint(gc.mem_free())"))
+        link.exec(f"_X = {[bytes(x) for x in inputs]!r}")
+        f1 = free()  # the model's share is counted from here (the runner and inputs are neither's)
+        lines = link.exec(f"import {module}\ngc.collect()\nprint(gc.mem_free())\nfor x in _X:\n _t(x)")
+        lines = lines.strip().splitlines()
+        f2 = int(lines[0])
         outputs, predictions = [], []
-        for x in inputs:
-            y, p = link.exec(f"_t({bytes(x)!r})").strip().rsplit(" ", 1)
+        for line in lines[1:]:
+            y, p = line.strip().rsplit(" ", 1)
             outputs.append(ast.literal_eval(y))
             predictions.append(int(p))
         return {"outputs": outputs, "predictions": predictions, "heap_free": f0, "runtime_heap": runtime,
