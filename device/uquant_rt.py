@@ -5,7 +5,7 @@
 #
 # A generated model module looks like:
 #     from uquant_rt import Model
-#     model = Model("name", 0x1234abcd, (2, 0, 255, (2,)), (3, 7), (("dense", -1, 0, 2, 3, 0, 255, b"...", (...),
+#     model = Model("name", 0x1234abcd, (2, 0, 255, (2,)), (3, 7), (("dense", -1, 0, 2, 3, 0, 255, b"...", b"...",
 #                   None, None), ...), (1, 7, 0), scales=(0x3b7f9724, 0, 0x3fcc538f, 243))
 #     run, predict, INPUT_SCALE_BITS, INPUT_ZERO_POINT, OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT = model.exports()
 #
@@ -19,7 +19,7 @@ try:
 except ImportError:  # some ports lack binascii.crc32: same result, slower (only used at import)
     _crc32 = None
 
-VERSION = 3  # modules made for version 2 (no platform, no saturating pairs) still load
+VERSION = 4  # modules made for versions 2 (no platform, no saturating pairs) and 3 (tuples of words) still load
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
 # none of them provides runs on the bytecode kernels below. uquant_thumb (asm_thumb) only imports on ARM
@@ -368,6 +368,24 @@ def simd_cuts(n_vec, n, C, HW):
     return tuple(min(HW, tp + (1 if c < tc else 0)) for c in range(C))
 
 
+def as_words(v):
+    # Parameter words as an array of 32-bit ints. Modules since version 4 store them as little-endian int32
+    # bytes: a bytes constant is loaded as it is, where a tuple literal is built on the VM stack from bytecode
+    # (about four times its size in short-lived heap at import). Tuples (older modules) are accepted too.
+    if v is None:
+        return None
+    if isinstance(v, _BYTES):
+        if len(v) % 4:
+            raise CorruptModel("parameter words: %d bytes is not a whole number of int32s" % len(v))
+        try:
+            return array("i", v)  # MicroPython copies the raw bytes
+        except TypeError:  # CPython wants frombytes
+            a = array("i")
+            a.frombytes(v)
+            return a
+    return array("i", v)
+
+
 def _pairs(F):
     # flat (key, code, ...) pairs -> {key: code}, or None
     if not F:
@@ -394,6 +412,7 @@ class Node:
         kind = spec[0]
         self.kind = kind
         self.fast = None  # a faster tier's kernel for this node: fast(src, out, handle)
+        self.handle = None
         self.sat = None  # saturating pairs: satfix(src, *sat) before the layer (or a faster tier's satfix(src, sat))
         self.satfix = None
         srcs = spec[1] if isinstance(spec[1], tuple) else (spec[1],)
@@ -406,23 +425,23 @@ class Node:
         a = spec[3:]
         if kind == "dense":
             K, N, lo, hi, W, P, F, T = a[:8]
+            P, F = as_words(P), as_words(F)
             S = a[8] if len(a) > 8 else None  # saturating pairs (platforms without VNNI), see satfix
             if len(W) != K * N or len(P) != 7 * N or (T is not None and len(T) != 256) or len(self.out) < N:
                 raise CorruptModel("dense: sizes do not match its data")
-            if S:
-                P = array("i", P)  # satfix moves c_lo words per input: the kernels read this copy
+            if S:  # satfix moves c_lo words in P per input, before the kernels read them
                 self.sat = (W, K, P, S, sat_channels(S, N, K, P))
                 m = fast_kernel(modules, "satfix")
                 if m is not None:
                     self.satfix, self.sat = m.satfix, m.prepare_satfix(*self.sat)
             m = fast_kernel(modules, "dense")
             if m is not None:
-                Pa = P if S else array("i", P)  # with S, the array satfix writes
-                self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, Pa, array("i", F or ()), T)
+                self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, P, F or array("i"), T)
             else:
                 self.args = (K, N, lo, hi, W, P, _fixes(F), T)
         elif kind == "conv":
             g, xzp, lo, hi, W, P, F, T = a
+            P, F = as_words(P), as_words(F)
             if len(g) != 16:
                 raise CorruptModel("conv: bad geometry")
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
@@ -430,7 +449,7 @@ class Node:
                 raise CorruptModel("conv: sizes do not match its data")
             m = fast_kernel(modules, "conv")
             if m is not None:
-                self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, array("i", P), array("i", F or ()), T)
+                self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, P, F or array("i"), T)
             else:
                 self.args = (g, xzp, lo, hi, W, P, _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
@@ -472,6 +491,10 @@ class Node:
             self.args = (parts,)
         else:
             raise CorruptModel("unknown layer kind %r" % (kind,))
+
+    def call(self, x, out, handle):
+        # Model.run's call for layers without a direct kernel call (x: the model's staged input)
+        self.run(x)
 
     def run(self, x):
         src = x if self.src is None else self.src
@@ -599,7 +622,7 @@ class Model:
         # scales: the module's constants, checked with the rest: INPUT_SCALE_BITS, INPUT_ZERO_POINT,
         # OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT and (version 3) PLATFORM, the name of the platform whose torch
         # bytes the module reproduces (uquant.platforms).
-        if version not in (2, VERSION):
+        if version not in (2, 3, VERSION):
             raise CorruptModel("%s: made for runtime version %d, this is uquant_rt version %d" % (name, version, VERSION))
         if spec_crc(name, inp, bufs, nodes, out, scales) != crc:
             raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)
@@ -611,6 +634,11 @@ class Model:
         self.bufs = [bytearray(n) for n in bufs]  # all activation memory, allocated once
         self.tier, modules = tier()
         self.layers = [Node(s, self.bufs, modules) for s in nodes]
+        # What run() calls, one call per layer: a faster tier's kernel directly (f(src, out, handle)) where the
+        # layer has one and no saturating pairs, else the node itself. Each Python line around the kernels costs
+        # a board more than a thousand cycles.
+        self.calls = [(n.fast, n.src, n.out, n.handle) if n.fast is not None and n.sat is None
+                      else (n.call, None, None, None) for n in self.layers]
         self.out = self.bufs[out[0]]
         self.n_out = out[1]
         self.out_qmin = out[2]
@@ -661,9 +689,10 @@ class Model:
         # x: one sample's quantized input (bytes, bytearray or list of ints), flattened in torch's order.
         # Returns the quantized output codes in a bytearray (array('b') for qint8) owned by the model,
         # overwritten by the next call: copy it with bytes(...) or list(...) to keep it.
-        x = self.prepare(x)
-        for node in self.layers:
-            node.run(x)
+        if self.qmin or not isinstance(x, _BYTES) or len(x) != self.n_in:  # else nothing to check or stage
+            x = self.prepare(x)
+        for f, src, out, h in self.calls:
+            f(x if src is None else src, out, h)
         res = self.result
         if res is None:
             return self.out

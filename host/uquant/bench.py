@@ -28,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 RP2040_HZ = 125_000_000
-# Cortex-M0+ cycles per traced line of bytecode-tier Python: the issue's measured 1530-1980 cycles per MAC for
-# a bytecode dot product (midpoint 1755) over the 3 line events per MAC our bytecode dot product makes.
-CYCLES_PER_LINE = 1755 // 3
+# Cortex-M0+ cycles per traced line of the Python around the asm kernels (Model.run, Node.run, the tier's
+# wrappers: calls and attribute lookups, heavier than a dot product's lines), calibrated on real firmware
+# (MicroPython 1.28 for RPI_PICO in a cycle-counting RP2040 emulator, issue 14): the bench MLP took 535,474
+# cycles per inference of which the kernels took 476,457, i.e. 59,017 cycles for the 34 lines traced here then.
+CYCLES_PER_LINE = 59_017 // 34
 ARCHS = ("armv6m", "armv7emsp", "xtensawin", "rv32imc")
 
 
@@ -114,11 +116,15 @@ def wasm_figures(converted, codes: np.ndarray) -> dict:
     x = list(map(int, codes))
     # this port's GC only runs between chunks: collect in one chunk, read gc.mem_alloc() in the next
     code = ["import gc, time\nimport uquant_rt\ngc.collect()\n", "HELD0 = gc.mem_alloc()\n",
-            f"import {name} as m\ngc.collect()\n", "print('HELD', gc.mem_alloc() - HELD0)\n",
+            f"import {name} as m\nA1 = gc.mem_alloc()\ngc.collect()\n",
+            "print('HELD', gc.mem_alloc() - HELD0)\nprint('ALLOC', A1 - HELD0)\n",
             f"x = bytes({x!r})\nm.run(x)\n" + timing_snippet(), heap_delta_snippet("m.run(x)")]
     out = run_micropython(code, files, timeout=600)
     held = int(next(line.split()[1] for line in out.splitlines() if line.startswith("HELD ")))
-    return {"us": parse_us(out), "heap": parse_heap_delta(out), "held": held}
+    alloc = int(next(line.split()[1] for line in out.splitlines() if line.startswith("ALLOC ")))
+    # this port never collects during a call: every byte the import allocated and no longer holds was garbage
+    # at once, an upper bound of the import's peak garbage on a board
+    return {"us": parse_us(out), "heap": parse_heap_delta(out), "held": held, "import_garbage": alloc - held}
 
 
 def unix_figures(converted, codes: np.ndarray) -> dict:
@@ -259,13 +265,15 @@ def main() -> int:
     print("uquant bench: one inference at a time; figures only (nothing here is a test)\n")
     print("Memory (bytes)")
     print(f"{'model':<20}{'MACs':>8}{'weights':>9}{'params':>8}{'acts':>6}{'held by model':>15}{'held/weights':>13}"
-          + "".join(f"{'.mpy ' + a:>16}" for a in ARCHS))
+          f"{'import garbage':>16}" + "".join(f"{'.mpy ' + a:>16}" for a in ARCHS))
     for r in rows:
         w, held = r["mem"]["weights"], r["wasm"]["held"]
         print(f"{r['label']:<20}{r['macs']:>8}{w:>9}{r['mem']['params']:>8}{r['acts']:>6}{held:>15}"
-              f"{held / w:>13.2f}" + "".join(f"{r['mpy'][a] or 0:>16}" for a in ARCHS))
+              f"{held / w:>13.2f}{r['wasm']['import_garbage']:>16}" + "".join(f"{r['mpy'][a] or 0:>16}" for a in ARCHS))
     print("  held by model: heap still allocated after importing the model's .mpy on the 32-bit MicroPython")
-    print("  (wasm port), runtime excluded. Runtime files, .mpy bytes per arch (tier files):")
+    print("  (wasm port, bytecode tier), runtime excluded. import garbage: bytes the import allocated and let go")
+    print("  (that port never collects during a call, so this bounds the peak of short-lived heap an import needs")
+    print("  on a board). Runtime files, .mpy bytes per arch (tier files):")
     for name in ("uquant_rt", "uquant_viper", "uquant_thumb"):
         src = (DEVICE_DIR / f"{name}.py").read_text()
         sizes = [mpy_size(src, name, a) for a in ARCHS]
@@ -283,7 +291,8 @@ def main() -> int:
               f"{bc['us'] / vp['us']:>9.1f}" + (f"{cpm:>14.2f}{RP2040_HZ / cpm:>14.3g}" if th else f"{'n/a':>14}{'n/a':>14}")
               + f"{r['lines'] / r['macs']:>13.2f}{r['macs'] / r['wasm']['us'] * 1e6:>10.3g}{heaps:>31}")
     print("  thumb: unicorn-counted Cortex-M0+ cycles of the armv6m kernels plus "
-          f"{CYCLES_PER_LINE} cycles per traced line of the Python around them")
+          f"{CYCLES_PER_LINE} cycles per traced line of the Python around them (calibrated on")
+    print("  MicroPython 1.28 firmware in an RP2040 emulator: see CYCLES_PER_LINE)")
     print("  (n/a: the model has ops the asm tier leaves to viper, which is not emulated). unix = x64 unix port.")
     for r in rows:
         if r["thumb"]:
@@ -294,8 +303,14 @@ def main() -> int:
     saturation_section()
 
     m = next(r for r in rows if r["label"].startswith("MLP"))
-    print(f"\narmv6m_cycles_per_mac={m['thumb']['cycles'] / m['macs']:.2f}")
-    print(f"speedup_viper_over_bytecode={m['unix']['bytecode']['us'] / m['unix']['viper']['us']:.1f}")
+    w = m["mem"]["weights"]
+    print(f"\nmodel_ram_budget_bytes={int(1.1 * w + 4096)}  # issue 14: 1.1 x weights + 4 KB, bench MLP")
+    print(f"model_ram_bytes={m['wasm']['held']}")
+    print(f"model_ram_ratio={m['wasm']['held'] / w:.3f}")
+    print(f"import_peak_bytes={m['wasm']['import_garbage']}  # upper bound, see above")
+    print(f"python_cycles_per_inference={m['thumb']['python_lines'] * CYCLES_PER_LINE}  # bench MLP, thumb tier")
+    print(f"speedup_viper_over_bytecode_unix={m['unix']['bytecode']['us'] / m['unix']['viper']['us']:.1f}  # x64 port")
+    print(f"armv6m_cycles_per_mac={m['thumb']['cycles'] / m['macs']:.2f}")
     print(f"heap_bytes_per_inference={m['wasm']['heap']}")
     return 0
 
