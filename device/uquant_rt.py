@@ -115,18 +115,38 @@ def requant(acc, c_lo, W, A, Dh, Dl, S):
     return (ah * Ah + Dh + (mid >> 15)) >> (S - 30)
 
 
+def word(P, i):
+    # Word i of P, int32 little-endian bytes: how modules store parameter words (as_words). Read in place, as
+    # every tier does: the module keeps its bytes constants for its lifetime, so a decoded copy would cost the
+    # board their size again. Every word is within +-2**30, so nothing here makes a big int.
+    i <<= 2
+    return (P[i + 3] ^ 128) - 128 << 24 | P[i + 2] << 16 | P[i + 1] << 8 | P[i]
+
+
+def set_word(P, i, v):
+    # Word i of the bytearray P := v (|v| < 2**30)
+    i <<= 2
+    P[i] = v & 255
+    P[i + 1] = (v >> 8) & 255
+    P[i + 2] = (v >> 16) & 255
+    P[i + 3] = (v >> 24) & 255
+
+
 def requant_channel(acc, P, p, E, j, lo, hi):
     # Channel output code: requant with the words P[p+1 : p+7], then the channel's exceptions, then the clip
-    # to [lo, hi]. E holds flat (channel, a, code) triples sorted by channel and a; the channel's own start at
-    # E[j] (j < 0: it has none). a is the clamped window position.
-    y = requant(acc, P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5], P[p + 6])
+    # to [lo, hi]. E holds flat (channel, a, code) word triples sorted by channel and a; the channel's own
+    # start at word j (j < 0: it has none). a is the clamped window position.
+    c_lo = word(P, p + 1)
+    Wn = word(P, p + 2)
+    y = requant(acc, c_lo, Wn, word(P, p + 3), word(P, p + 4), word(P, p + 5), word(P, p + 6))
     if j >= 0:
-        a = acc - P[p + 1]
-        a = 0 if a < 0 else P[p + 2] if a > P[p + 2] else a
-        n = E[j]
-        while j < len(E) and E[j] == n:
-            if E[j + 1] == a:
-                y = E[j + 2]
+        a = acc - c_lo
+        a = 0 if a < 0 else Wn if a > Wn else a
+        n = word(E, j)
+        end = len(E) >> 2
+        while j < end and word(E, j) == n:
+            if word(E, j + 1) == a:
+                y = word(E, j + 2)
                 break
             j += 3
     return lo if y < lo else hi if y > hi else y
@@ -135,8 +155,8 @@ def requant_channel(acc, P, p, E, j, lo, hi):
 def requant_one(acc, words, fix, lo, hi):
     # One channel given its six requantization words and its exceptions {a: code} (the host's proof calls
     # this: it checks what runs).
-    E = tuple(v for a in sorted(fix or ()) for v in (0, a, fix[a]))
-    return requant_channel(acc, (0,) + tuple(words), 0, E, 0 if E else -1, lo, hi)
+    E = as_words(tuple(v for a in sorted(fix or ()) for v in (0, a, fix[a])))
+    return requant_channel(acc, as_words((0,) + tuple(words)), 0, E, 0 if E else -1, lo, hi)
 
 
 def channel(x, W, i, K, sx, P, n, F, lo, hi, T):
@@ -148,7 +168,7 @@ def channel(x, W, i, K, sx, P, n, F, lo, hi, T):
         i += 1
     p = 7 * n
     j = -1 if F is None else F[1].get(n, -1)
-    y = requant_channel(acc - P[p] * sx, P, p, None if F is None else F[0], j, lo, hi)
+    y = requant_channel(acc - word(P, p) * sx, P, p, None if F is None else F[0], j, lo, hi)
     return y if T is None else T[y]
 
 
@@ -166,7 +186,7 @@ def channel_sat(x, W, i, K, sx, P, n, F, lo, hi, T):
         acc += x[k] * (W[i] - 128)
     p = 7 * n
     j = -1 if F is None else F[1].get(n, -1)
-    y = requant_channel(acc - (P[p] - 128) * sx, P, p, None if F is None else F[0], j, lo, hi)
+    y = requant_channel(acc - (word(P, p) - 128) * sx, P, p, None if F is None else F[0], j, lo, hi)
     return y if T is None else T[y]
 
 
@@ -194,7 +214,7 @@ def satfix(x, W, K, P, S, B):
                 lo += s - 32767
             elif s < -32768:
                 lo += s + 32768
-        P[7 * n + 1] = lo
+        set_word(P, 7 * n + 1, lo)
 
 
 def sat_channels(S, N, K, P):
@@ -210,7 +230,7 @@ def sat_channels(S, N, K, P):
         for i in range(j - 2 * c, j, 2):
             if (S[i] | S[i + 1] << 8) + 1 >= K:
                 raise CorruptModel("dense: bad saturating pairs")
-        B.append(P[7 * n + 1])
+        B.append(word(P, 7 * n + 1))
     if j != len(S):
         raise CorruptModel("dense: bad saturating pairs")
     return array("i", B)
@@ -324,7 +344,8 @@ def avgpool(x, out, g, R, Q, cls, P, F, lo, hi):
                 acc = s - (y1 - y0) * (x1 - x0) * zp
                 k = cls[pos] + koff
                 p = 6 * k
-                y = requant(acc, P[p], P[p + 1], P[p + 2], P[p + 3], P[p + 4], P[p + 5])
+                y = requant(acc, word(P, p), word(P, p + 1), word(P, p + 2), word(P, p + 3), word(P, p + 4),
+                            word(P, p + 5))
                 if F is not None:
                     y = requant_channel(acc, P, p - 1, F[0], F[1].get(k, -1), lo, hi)  # P[p-1] is not read
                 out[o] = lo if y < lo else hi if y > hi else y
@@ -369,21 +390,19 @@ def simd_cuts(n_vec, n, C, HW):
 
 
 def as_words(v):
-    # Parameter words as an array of 32-bit ints. Modules since version 4 store them as little-endian int32
-    # bytes: a bytes constant is loaded as it is, where a tuple literal is built on the VM stack from bytecode
-    # (about four times its size in short-lived heap at import). Tuples (older modules) are accepted too.
+    # Parameter words as int32 little-endian bytes, what word() reads. Modules since version 4 store them so
+    # (a bytes constant is loaded as it is, where a tuple literal is built on the VM stack from bytecode at
+    # import); tuples (older modules, and the runtime's own small word lists) are packed once here.
     if v is None:
         return None
     if isinstance(v, _BYTES):
         if len(v) % 4:
             raise CorruptModel("parameter words: %d bytes is not a whole number of int32s" % len(v))
-        try:
-            return array("i", v)  # MicroPython copies the raw bytes
-        except TypeError:  # CPython wants frombytes
-            a = array("i")
-            a.frombytes(v)
-            return a
-    return array("i", v)
+        return v
+    b = bytearray(4 * len(v))
+    for i in range(len(v)):
+        set_word(b, i, v[i])
+    return b
 
 
 def _pairs(F):
@@ -397,12 +416,13 @@ def _pairs(F):
 
 
 def _fixes(F):
-    # flat (channel, a, code, ...) triples sorted by channel -> (F, {channel: index of its first triple}), or None
+    # flat (channel, a, code, ...) word triples sorted by channel -> (F, {channel: word index of its first
+    # triple}), or None
     if not F:
         return None
     first = {}
-    for j in range(len(F) - 3, -1, -3):
-        first[F[j]] = j
+    for j in range((len(F) >> 2) - 3, -1, -3):
+        first[word(F, j)] = j
     return F, first
 
 
@@ -427,16 +447,17 @@ class Node:
             K, N, lo, hi, W, P, F, T = a[:8]
             P, F = as_words(P), as_words(F)
             S = a[8] if len(a) > 8 else None  # saturating pairs (platforms without VNNI), see satfix
-            if len(W) != K * N or len(P) != 7 * N or (T is not None and len(T) != 256) or len(self.out) < N:
+            if len(W) != K * N or len(P) != 28 * N or (T is not None and len(T) != 256) or len(self.out) < N:
                 raise CorruptModel("dense: sizes do not match its data")
-            if S:  # satfix moves c_lo words in P per input, before the kernels read them
+            if S:  # satfix moves c_lo words in P per input, before the kernels read them: a writable copy
+                P = bytearray(P)
                 self.sat = (W, K, P, S, sat_channels(S, N, K, P))
                 m = fast_kernel(modules, "satfix")
                 if m is not None:
                     self.satfix, self.sat = m.satfix, m.prepare_satfix(*self.sat)
             m = fast_kernel(modules, "dense")
             if m is not None:
-                self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, P, F or array("i"), T)
+                self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, P, F or b"", T)
             else:
                 self.args = (K, N, lo, hi, W, P, _fixes(F), T)
         elif kind == "conv":
@@ -445,11 +466,11 @@ class Node:
             if len(g) != 16:
                 raise CorruptModel("conv: bad geometry")
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
-            if len(W) != N * kk or len(P) != 7 * N or len(self.out) < N * g[13] * g[14]:
+            if len(W) != N * kk or len(P) != 28 * N or len(self.out) < N * g[13] * g[14]:
                 raise CorruptModel("conv: sizes do not match its data")
             m = fast_kernel(modules, "conv")
             if m is not None:
-                self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, P, F or array("i"), T)
+                self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, P, F or b"", T)
             else:
                 self.args = (g, xzp, lo, hi, W, P, _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
@@ -462,8 +483,9 @@ class Node:
             self.args = (g,)
         elif kind == "avgpool":
             g, R, Q, cls, lo, hi, P, F = a
+            P, F = as_words(P), as_words(F)
             if (len(g) != 8 or len(R) != 2 * g[3] or len(Q) != 2 * g[4] or len(cls) != g[3] * g[4]
-                    or len(P) != 6 * g[7] * (2 if g[6] else 1) or len(self.out) < g[0] * g[3] * g[4]):
+                    or len(P) != 24 * g[7] * (2 if g[6] else 1) or len(self.out) < g[0] * g[3] * g[4]):
                 raise CorruptModel("avgpool: sizes do not match its data")
             self.args = (g, R, Q, cls, P, _fixes(F), lo, hi)
         elif kind == "add":
@@ -483,7 +505,8 @@ class Node:
             if len(self.srcs) != 2 or len(words) != 6 or len(self.out) < n:
                 raise CorruptModel("mul: sizes do not match its data")
             pairs = sorted((F[j], F[j + 1]) for j in range(0, len(F or ()), 2))
-            self.args = (n, za, zb, (0,) + tuple(words), tuple(v for a, y in pairs for v in (0, a, y)), lo, hi)
+            self.args = (n, za, zb, as_words((0,) + tuple(words)),
+                         as_words(tuple(v for a, y in pairs for v in (0, a, y))), lo, hi)
         elif kind == "cat":
             parts = a[0]
             if len(parts) != len(self.srcs) or sum(p[0] for p in parts) > len(self.out):

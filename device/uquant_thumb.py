@@ -590,7 +590,7 @@ def _satfix(r0, r1):
 
 def prepare_satfix(W, K, P, S, B):
     # Handle for satfix(): the arguments of uquant_rt.satfix after x (P and B arrays of 32-bit ints, checked there).
-    if not isinstance(P, array) or not isinstance(B, array) or len(S) % 2:
+    if not isinstance(P, (array, bytearray)) or not isinstance(B, array) or len(S) % 2:
         raise ValueError("uquant_thumb.prepare_satfix: bad arguments")
     return (array("i", (K, _addr(W), _addr(P), _addr(S), len(S), _addr(B))), W, P, S, B)
 
@@ -600,22 +600,45 @@ def satfix(x, handle):
     _satfix(x, handle[0])
 
 
+def _words(v):
+    # int32 words for the kernel to read: an array('i'), or little-endian bytes (uquant_rt.as_words) used in
+    # place when word-aligned (ldr faults on an unaligned address; a frozen module's bytes may be unaligned).
+    if v is None:
+        return array("i")
+    if isinstance(v, array):
+        return v
+    if not isinstance(v, (bytes, bytearray)):
+        return array("i", v)  # a list or tuple of ints
+    if len(v) % 4 == 0 and not _addr(v) & 3:
+        return v
+    return array("i", v)  # MicroPython copies bytes raw
+
+
+def _word(v, i):
+    # word i of _words(v), from Python
+    if not isinstance(v, (bytes, bytearray)):
+        return v[i]
+    i <<= 2
+    return (v[i + 3] ^ 128) - 128 << 24 | v[i + 2] << 16 | v[i + 1] << 8 | v[i]
+
+
 def prepare_dense(K, N, lo, hi, W, P, E, T):
     # Once per layer, when the model is built: check the sizes and fill the header. The handle keeps W, P,
     # E and T alive, since the header only holds their addresses.
-    if not isinstance(P, array):
-        P = array("i", P)
-    if not isinstance(E, array):
-        E = array("i", E or ())
-    if K < 1 or N < 1 or len(W) < K * N or len(P) < 7 * N or len(E) % 3 or not 0 <= lo <= hi <= 255:
+    P = _words(P)
+    E = _words(E)
+    nP = len(P) if isinstance(P, array) else len(P) >> 2
+    nE = len(E) if isinstance(E, array) else len(E) >> 2
+    if K < 1 or N < 1 or len(W) < K * N or nP < 7 * N or nE % 3 or not 0 <= lo <= hi <= 255:
         raise ValueError("uquant_thumb.prepare_dense: bad layer")
     if T is not None and len(T) != 256:
         raise ValueError("uquant_thumb.prepare_dense: the table must have 256 entries")
     last = 0
-    for i in range(0, len(E), 3):  # the kernel walks E once, channel after channel
-        if not last <= E[i] < N:
+    for i in range(0, nE, 3):  # the kernel walks E once, channel after channel
+        n = _word(E, i)
+        if not last <= n < N:
             raise ValueError("uquant_thumb.prepare_dense: exceptions must be sorted by channel")
-        last = E[i]
+        last = n
     H = array("i", [0] * _HWORDS)
     H[_K] = K
     H[_N] = N
@@ -624,7 +647,7 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
     H[_W] = _addr(W)
     H[_P] = _addr(P)
     H[_E] = _addr(E)
-    H[_EEND] = H[_E] + 4 * len(E)
+    H[_EEND] = H[_E] + 4 * nE
     H[_T] = 0 if T is None else _addr(T)
     H[_K4] = K - K % 4
     H[_KT] = K % 4

@@ -40,12 +40,23 @@ def _ints(v):
     return array("i", v)
 
 
-def _words(P, n):
-    # The requantization words, checked against the channel count.
-    P = _ints(P)
-    if len(P) != n:
-        raise ValueError("uquant_viper: %d requantization words, expected %d" % (len(P), n))
+def _words(P, nbytes):
+    # The requantization words (int32 little-endian bytes, uquant_rt.as_words; or an array('i')), checked
+    # against their expected size. Bytes are used in place when word-aligned (the module keeps its bytes for its
+    # lifetime: a copy would cost their size again); a frozen module's bytes in flash may not be, and are copied.
+    n = len(P) if isinstance(P, (bytes, bytearray)) else 4 * len(P)
+    if n != nbytes:
+        raise ValueError("uquant_viper: %d bytes of requantization words, expected %d" % (n, nbytes))
+    if not isinstance(P, (bytes, bytearray)):
+        return _ints(P)
+    if _address(P) & 3:
+        return array("i", P)  # MicroPython copies bytes raw
     return P
+
+
+@micropython.viper
+def _address(b) -> uint:
+    return uint(ptr8(b))
 
 
 def _fixes(E, N):
@@ -151,7 +162,7 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
         raise ValueError("uquant_viper: dense weights are not N x K bytes")
     E, ne = _fixes(E, N)
     T, table = _table(T)
-    return (array("i", (K, N, lo, hi, ne, table)), W, _words(P, 7 * N), E, T, K, N)
+    return (array("i", (K, N, lo, hi, ne, table)), W, _words(P, 28 * N), E, T, K, N)
 
 
 def dense(x, out, h):
@@ -370,7 +381,7 @@ def prepare_conv(g, xzp, lo, hi, W, P, E, T):
     E, ne = _fixes(E, N)
     T, table = _table(T)
     hdr = array("i", tuple(g) + (xzp, lo, hi, ne, table, cg, N // G, kk))  # the words _conv reads from h
-    return (hdr, W, _words(P, 7 * N), E, T, bytearray(kk), C * H * Wd, N * OH * OW)
+    return (hdr, W, _words(P, 28 * N), E, T, bytearray(kk), C * H * Wd, N * OH * OW)
 
 
 def conv(x, out, h):

@@ -101,10 +101,10 @@ def test_device_arithmetic_stays_in_31_bits(engine):
         chain = randmodels.random_chain(rng, engine)
         plan = uquant.convert(chain, engine=engine).plan
         for step in plan.steps:
-            P = [Small(v) for v in step.words]
+            P = rt.as_words(step.words)  # int32 bytes, decoded by the runtime in small-int pieces
             W = [Small(b) for b in step.weights]
             out = bytearray(step.N)
-            F = rt._fixes(tuple(step.fixes))  # as Node builds it
+            F = rt._fixes(rt.as_words(step.fixes))  # as Node builds it
             for x in (np.full(step.K, 0), np.full(step.K, 255), rng.integers(0, 256, step.K),
                       np.where(rng.random(step.K) < 0.5, 0, 255)):
                 rt.dense([Small(v) for v in x], out, Small(step.K), step.N, step.lo, step.hi, W, P, F, None)

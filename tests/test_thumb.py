@@ -127,7 +127,7 @@ def test_random_layers_match_the_bytecode_tier(tier):
             out = bytearray(b"\xaa" * (N + 2))
             want = bytearray(b"\xaa" * (N + 2))
             tier.dense(xb, out, h)  # the same handle for every input: the kernel resets its cursors
-            rt.dense(xb, want, K, N, lo, hi, W, array("i", P), rt._fixes(E), T)
+            rt.dense(xb, want, K, N, lo, hi, W, rt.as_words(P), rt._fixes(rt.as_words(E)), T)
             assert out == want, (K, N, lo, hi, T is not None)
         exceptions_hit += len(E) > 0
         limbs += sum(P[7 * n + 6] >= 30 for n in range(N))
@@ -157,7 +157,7 @@ def emulated_layers(tier, steps: list[DenseStep], codes: np.ndarray, cycles: lis
     previous step's output (buffers hold code - qmin). `cycles`, if given, receives each step's total."""
     handles, sats = [], []
     for s in steps:
-        P = array("i", s.words)  # with saturating pairs, satfix moves its c_lo words before each call
+        P = bytearray(rt.as_words(s.words))  # with saturating pairs, satfix moves its c_lo words before each call
         S = codegen.sat_pairs_bytes(s.sat_pairs) if s.sat_pairs else None
         sats.append(S and tier.prepare_satfix(s.weights, s.K, P, S, rt.sat_channels(S, s.N, s.K, P)))
         handles.append(tier.prepare_dense(s.K, s.N, s.lo, s.hi, s.weights, P, s.fixes, s.table))
@@ -244,14 +244,14 @@ def test_satfix_equals_the_bytecode_one(tier, report):
         for _ in range(6):
             x = bytes(rng.choice([0, 1, 127, 128, 254, 255], K).tolist() if trial % 2 else
                       rng.integers(0, 256, K).astype(np.uint8).tolist())
-            want, got = array("i", words), array("i", words)
+            want, got = bytearray(rt.as_words(words)), bytearray(rt.as_words(words))
             rt.satfix(x, W, K, want, S, rt.sat_channels(S, N, K, want))
             h = tier.prepare_satfix(W, K, got, S, rt.sat_channels(S, N, K, got))
             before = tier.stats.cycles
             tier.satfix(x, h)
             cycles += tier.stats.cycles - before
             pairs += len(sat) // 2
-            assert list(got) == list(want), (trial, K, N)
+            assert got == want, (trial, K, N)
     report(f"asm_thumb satfix = uquant_rt.satfix on 240 inputs; {cycles / pairs:.1f} Cortex-M0+ cycles per listed pair "
            "(emulated, call included)")
 

@@ -301,16 +301,16 @@ def both(case):
     kind = case[0]
     if kind == "dense":
         _, K, N, lo, hi, W, P, E, T, X = case
-        P = array("i", P)
-        F = rt._fixes(E)
+        P = rt.as_words(P)
+        F = rt._fixes(rt.as_words(E))
         h = uv.prepare_dense(K, N, lo, hi, W, P, array("i", E), T)
         n = N
         ref = lambda x, o: rt.dense(x, o, K, N, lo, hi, W, P, F, T)
         fast = lambda x, o: uv.dense(x, o, h)
     elif kind == "conv":
         _, g, xzp, lo, hi, W, P, E, T, X = case
-        P = array("i", P)
-        F = rt._fixes(E)
+        P = rt.as_words(P)
+        F = rt._fixes(rt.as_words(E))
         win = bytearray(g[0] // g[12] * g[4] * g[5])
         h = uv.prepare_conv(g, xzp, lo, hi, W, P, array("i", E), T)
         n = g[3] * g[13] * g[14]
@@ -411,15 +411,15 @@ def setup(case):
     x = case[-1][0]
     if kind == "dense":
         _, K, N, lo, hi, W, P, E, T, X = case
-        P = array("i", P)
-        F = rt._fixes(E)
+        P = rt.as_words(P)
+        F = rt._fixes(rt.as_words(E))
         out = bytearray(N)
         h = uv.prepare_dense(K, N, lo, hi, W, P, array("i", E), T)
         return (lambda: rt.dense(x, out, K, N, lo, hi, W, P, F, T)), (lambda: uv.dense(x, out, h)), uv.dense, x, out, h
     if kind == "conv":
         _, g, xzp, lo, hi, W, P, E, T, X = case
-        P = array("i", P)
-        F = rt._fixes(E)
+        P = rt.as_words(P)
+        F = rt._fixes(rt.as_words(E))
         out = bytearray(g[3] * g[13] * g[14])
         win = bytearray(g[0] // g[12] * g[4] * g[5])
         h = uv.prepare_conv(g, xzp, lo, hi, W, P, array("i", E), T)
