@@ -48,7 +48,7 @@ _E = const(7)  # address of E (exception triples: channel, a, code; sorted by ch
 _EEND = const(8)  # address just past the last exception triple
 _T = const(9)  # address of the 256-byte code table, or 0
 _X = const(10)  # address of X, the input unpacked to halfwords in pair order (K4 of them, pads stay 0)
-_X16 = const(11)  # 2 * (K4 rounded down to 16): bytes of X the 16-tap loop reads
+_X32 = const(11)  # 2 * (K4 rounded down to 32): bytes of X the 32-tap loop reads
 _X4 = const(12)  # 2 * K4 (K rounded up to 4)
 _OSTR = const(13)  # output stride in bytes: 1 (dense) or OH*OW (conv)
 _MODE = const(14)  # 0 dense, 1 conv
@@ -172,13 +172,13 @@ def _kernel(r0, r1, r2):
     b(finish)
 
     # ---- dot: the channels at the cursors (WCUR, PCUR, ECUR, OCUR, NCH) against X; NB blocks of four, NR single --
-    # Frame: [sp] = end of the 16-tap loop in X, [sp+4] = end of X, [sp+8] = return address, [sp+12] = header.
+    # Frame: [sp] = end of the 32-tap loop in X, [sp+4] = end of X, [sp+8] = return address, [sp+12] = header.
     label(dot)
     data(2, 0xB500)  # push {lr}
     data(2, 0xB082)  # sub sp, #8
     data(2, 0x9F03)  # ldr r7, [sp, #12]: header
     ldr(r3, [r7, 4 * _X])
-    ldr(r4, [r7, 4 * _X16])
+    ldr(r4, [r7, 4 * _X32])
     add(r4, r4, r3)
     data(2, 0x9400)  # str r4, [sp, #0]
     ldr(r4, [r7, 4 * _X4])
@@ -210,8 +210,8 @@ def _kernel(r0, r1, r2):
     mov(r9, r5)
     mov(r10, r5)
     mov(r11, r5)
-    b(q16_test)
-    label(q16)  # sixteen taps of four channels: 64 multiply-adds
+    b(q32_test)
+    label(q32)  # 32 taps of four channels: 128 multiply-adds
     ldr(r4, [r0, 0])  # (x0, x2) of the four taps
     ldr(r5, [r0, 4])  # (x1, x3)
     ldr(r6, [r1, 0])  # four weights of row n
@@ -300,15 +300,103 @@ def _kernel(r0, r1, r2):
     data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
     data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
     data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
-    add(r0, 32)
-    add(r1, 16)
-    add(r2, 16)
-    add(r3, 16)
-    data(2, 0xF10E, 0x0E10)  # add.w lr, lr, #16
-    label(q16_test)
+    ldr(r4, [r0, 32])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 36])  # (x1, x3)
+    ldr(r6, [r1, 16])  # four weights of row n
+    ldr(r7, [r2, 16])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 16])  # row n+2
+    data(2, 0xF8DE, 0x7010)  # ldr.w r7, [lr, #16]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 40])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 44])  # (x1, x3)
+    ldr(r6, [r1, 20])  # four weights of row n
+    ldr(r7, [r2, 20])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 20])  # row n+2
+    data(2, 0xF8DE, 0x7014)  # ldr.w r7, [lr, #20]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 48])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 52])  # (x1, x3)
+    ldr(r6, [r1, 24])  # four weights of row n
+    ldr(r7, [r2, 24])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 24])  # row n+2
+    data(2, 0xF8DE, 0x7018)  # ldr.w r7, [lr, #24]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 56])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 60])  # (x1, x3)
+    ldr(r6, [r1, 28])  # four weights of row n
+    ldr(r7, [r2, 28])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 28])  # row n+2
+    data(2, 0xF8DE, 0x701C)  # ldr.w r7, [lr, #28]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    add(r0, 64)
+    add(r1, 32)
+    add(r2, 32)
+    add(r3, 32)
+    data(2, 0xF10E, 0x0E20)  # add.w lr, lr, #32
+    label(q32_test)
     data(2, 0x9E00)  # ldr r6, [sp, #0]
     cmp(r0, r6)
-    bcc_w(q16)
+    bcc_w(q32)
     b(q4_test)
     label(q4)  # four taps
     ldr(r4, [r0, 0])  # (x0, x2) of the four taps
@@ -409,39 +497,36 @@ def _kernel(r0, r1, r2):
     data(2, 0xCA78)  # ldmia r2!, {r3, r4, r5, r6}: A, Dh, Dl, S
     str(r2, [r7, 4 * _PCUR])  # the next channel's words
     cmp(r6, 30)
-    bge(ch_limbs)
+    blt(ch_direct)
+    # the limb form, S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here
+    # exactly in 64 bits (SMULL, then adds with carry)
+    data(2, 0xFB80, 0x1C03)  # smull r1, r12, r0, r3: r12:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB4C, 0x0CA4)  # adc.w r12, r12, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB4C, 0x7CE5)  # adc.w r12, r12, r5, asr #31: its sign
+    sub(r6, 32)
+    blt(ch_small)
+    data(2, 0xFA4C, 0xF106)  # asr.w r1, r12, r6: y = hi >> (S - 32)
+    b(ch_exc)
+    label(ch_small)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
+    neg(r6, r6)
+    data(2, 0xFA0C, 0xFC06)  # lsl.w r12, r12, r6: hi << (32 - S)
+    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
+    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6: lo >> S
+    data(2, 0xEA41, 0x010C)  # orr.w r1, r1, r12
+    b(ch_exc)
+    label(ch_direct)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    b(ch_exc)
-    label(ch_limbs)
-    # the limb form, as uquant_rt.requant: (a*A + Dh*2**30 + Dl) >> S with 15-bit limbs, nothing over 2**30
-    push({r0, r6})  # a, S
-    lsl(r1, r0, 17)
-    lsr(r1, r1, 17)  # r1 = al
-    lsr(r0, r0, 15)  # r0 = ah
-    lsl(r2, r3, 17)
-    lsr(r2, r2, 17)  # r2 = Al
-    asr(r3, r3, 15)  # r3 = Ah
-    lsl(r6, r5, 17)
-    lsr(r6, r6, 17)  # r6 = Dl & 0x7FFF
-    asr(r5, r5, 15)  # r5 = Dl >> 15
-    data(2, 0xFB01, 0x6602)  # mla r6, r1, r2, r6: lo = al*Al + (Dl & 0x7FFF)
-    asr(r6, r6, 15)
-    add(r6, r6, r5)  # (lo >> 15) + (Dl >> 15)
-    data(2, 0xFB00, 0x6602)  # mla r6, r0, r2, r6: + ah*Al
-    data(2, 0xFB01, 0x6603)  # mla r6, r1, r3, r6: + al*Ah = mid
-    asr(r6, r6, 15)
-    data(2, 0xFB00, 0x6103)  # mla r1, r0, r3, r6: ah*Ah + (mid >> 15)
-    add(r1, r1, r4)  # + Dh
-    pop({r0, r6})
-    sub(r6, 30)
-    asr(r1, r6)  # y = (...) >> (S - 30)
     label(ch_exc)
-    # r0 = a, r1 = y, r7 = header. Exceptions of this channel: one whose a matches gives y.
+    # r0 = a, r1 = y, r7 = header. Exceptions of this channel: one whose a matches gives y. Once E is used up
+    # nothing later in this pass has one (the channel number is not kept up to date any more).
     ldr(r2, [r7, 4 * _ECUR])
     ldr(r3, [r7, 4 * _EEND])
+    cmp(r2, r3)
+    bcs(ch_clip)
     ldr(r4, [r7, 4 * _NCH])
-    b(ch_etest)
     label(ch_eloop)
     ldr(r5, [r2, 0])  # the triple's channel
     cmp(r5, r4)
@@ -453,13 +538,13 @@ def _kernel(r0, r1, r2):
     ldr(r1, [r2, 8])
     label(ch_enext)
     add(r2, 12)
-    label(ch_etest)
     cmp(r2, r3)
     bcc(ch_eloop)
     label(ch_edone)
     str(r2, [r7, 4 * _ECUR])
     add(r4, 1)
     str(r4, [r7, 4 * _NCH])
+    label(ch_clip)
     ldr(r4, [r7, 4 * _LO])  # y = clip(y, lo, hi)
     cmp(r1, r4)
     it(lt)
@@ -723,7 +808,7 @@ def _header(K, NL, lo, hi, W, P, E, T, N):
     H[_EEND] = H[_E] + 4 * len(E)
     H[_T] = 0 if T is None else _addr(T)
     H[_X] = _addr(X)
-    H[_X16] = 2 * (K4 & ~15)
+    H[_X32] = 2 * (K4 & ~31)
     H[_X4] = 2 * K4
     H[_OSTR] = 1
     H[_K4F] = K & ~3

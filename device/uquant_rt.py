@@ -22,12 +22,14 @@ except ImportError:  # some ports lack binascii.crc32: same result, slower (only
 VERSION = 3  # modules made for version 2 (no platform, no saturating pairs) still load
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
-# none of them provides runs on the bytecode kernels below. uquant_thumb (asm_thumb) only imports on ARM
-# MicroPython, uquant_viper only where the firmware has the native emitter: not on CPython, the wasm port or
+# none of them provides runs on the bytecode kernels below. uquant_dsp (asm_thumb with the DSP extension) only
+# imports where the firmware is built for ARMv7E-M or later (RP2350, Cortex-M4/M7/M33 boards; not the RP2040's
+# armv6m), uquant_thumb (asm_thumb) on any ARM MicroPython, uquant_viper only where the firmware has the native emitter: not on CPython, the wasm port or
 # CircuitPython boards as shipped (their ports build without it; CircuitPython's unix port and boards built with
 # CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything runs here. Set TIER before building a model to
 # force one.
-TIERS = (("thumb", ("uquant_thumb", "uquant_viper")), ("viper", ("uquant_viper",)), ("bytecode", ()))
+TIERS = (("dsp", ("uquant_dsp", "uquant_thumb", "uquant_viper")), ("thumb", ("uquant_thumb", "uquant_viper")),
+         ("viper", ("uquant_viper",)), ("bytecode", ()))
 TIER = None
 _kernel_modules = {}
 
@@ -428,10 +430,14 @@ class Node:
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
             if len(W) != N * kk or len(P) != 7 * N or len(self.out) < N * g[13] * g[14]:
                 raise CorruptModel("conv: sizes do not match its data")
-            m = fast_kernel(modules, "conv")
-            if m is not None:
-                self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, array("i", P), array("i", F or ()), T)
-            else:
+            for name in modules:  # the first module whose prepare_conv takes the layer (None: the next one may)
+                m = _kernel_module(name)
+                h = None if m is None or not hasattr(m, "conv") else m.prepare_conv(
+                    g, xzp, lo, hi, W, array("i", P), array("i", F or ()), T)
+                if h is not None:
+                    self.fast, self.handle = m.conv, h
+                    break
+            if self.fast is None:
                 self.args = (g, xzp, lo, hi, W, P, _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
             g = a[0]
