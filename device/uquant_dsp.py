@@ -37,26 +37,26 @@ if sys.implementation.name != "cpython" and (getattr(sys.implementation, "_mpy",
     raise ImportError("uquant_dsp needs an ARMv7E-M (DSP extension) firmware")
 
 # The header (array 'i', one per layer) the kernel reads, by word index (all below 32: Thumb-1 offsets).
-_K = const(0)  # taps per channel (dense K, conv C/G*KH*KW)
-_NB = const(1)  # channels // 4 (dense N, conv N/G): blocks of four
-_NR = const(2)  # channels % 4
-_LO = const(3)  # output clip
-_HI = const(4)
-_W = const(5)  # address of W (rows of K bytes: weight + 128)
-_P = const(6)  # address of P (7 words per channel: c, c_lo, Wn, A, Dh, Dl, S)
-_E = const(7)  # address of E (exception triples: channel, a, code; sorted by channel then a)
-_EEND = const(8)  # address just past the last exception triple
-_T = const(9)  # address of the 256-byte code table, or 0
-_X = const(10)  # address of X, the input unpacked to halfwords in pair order (K4 of them, pads stay 0)
-_X32 = const(11)  # 2 * (K4 rounded down to 32): bytes of X the 32-tap loop reads
-_X4 = const(12)  # 2 * K4 (K rounded up to 4)
-_OSTR = const(13)  # output stride in bytes: 1 (dense) or OH*OW (conv)
+_LO = const(0)  # output clip (LO, HI, T, OSTR: read together)
+_HI = const(1)
+_T = const(2)  # address of the 256-byte code table, or 0
+_OSTR = const(3)  # output stride in bytes: 1 (dense) or OH*OW (conv)
+_K = const(4)  # taps per channel (dense K, conv C/G*KH*KW)
+_NB = const(5)  # channels // 4 (dense N, conv N/G): blocks of four
+_NR = const(6)  # channels % 4
+_W = const(7)  # address of W (rows of K bytes: weight + 128)
+_P = const(8)  # address of P (7 words per channel: c, c_lo, Wn, A, Dh, Dl, S)
+_E = const(9)  # address of E (exception triples: channel, a, code; sorted by channel then a)
+_EEND = const(10)  # address just past the last exception triple
+_X = const(11)  # address of X, the input unpacked to halfwords in pair order (K4 of them, pads stay 0)
+_X32 = const(12)  # 2 * (K4 rounded down to 32): bytes of X the 32-tap loop reads
+_X4 = const(13)  # 2 * K4 (K rounded up to 4)
 _MODE = const(14)  # 0 dense, 1 conv
 _K4F = const(15)  # K rounded down to 4 (dense unpack)
 _KT = const(16)  # K % 4
 _SX = const(17)  # working state: sum of the input codes (window)
 _WCUR = const(18)  # row of the next channel in W
-_PCUR = const(19)  # words of the next channel in P
+_PCUR = const(19)  # words of the next channel in P (PCUR, ECUR, OCUR, NCH: read and written together)
 _ECUR = const(20)  # next exception triple
 _OCUR = const(21)  # next output byte
 _NCH = const(22)  # next channel number
@@ -117,8 +117,7 @@ def _kernel(r0, r1, r2):
     push({r2})
     ldr(r3, [r2, 4 * _MODE])
     cmp(r3, 0)
-    beq(dense)
-    b(conv)
+    bne_w(conv)
 
     # ---- dense: unpack x into X (pair order) and sum it, then one dot pass over all channels ------------------
     label(dense)
@@ -169,7 +168,8 @@ def _kernel(r0, r1, r2):
     label(u_done)
     str(r5, [r7, 4 * _SX])
     bl(dot)
-    b(finish)
+    cmp(r0, r0)  # b.w: finish is out of b's range
+    beq_w(finish)
 
     # ---- dot: the channels at the cursors (WCUR, PCUR, ECUR, OCUR, NCH) against X; NB blocks of four, NR single --
     # Frame: [sp] = end of the 32-tap loop in X, [sp+4] = end of X, [sp+8] = return address, [sp+12] = header.
@@ -430,14 +430,227 @@ def _kernel(r0, r1, r2):
     data(2, 0x9E01)  # ldr r6, [sp, #4]
     cmp(r0, r6)
     bcc(q4)
-    mov(r0, r8)  # requantize and store the four channels (chan keeps r8-r11)
-    bl(chan)
-    mov(r0, r9)
-    bl(chan)
-    mov(r0, r10)
-    bl(chan)
-    mov(r0, r11)
-    bl(chan)
+    # requantize and store the four channels (uquant_rt.requant_channel), the cursors in r8-r11
+    data(2, 0xE92D, 0x0F00)  # push.w {r8, r9, r10, r11}: the sums, channel n first
+    data(2, 0x9F07)  # ldr r7, [sp, #28]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0xE028)  # ldr.w lr, [r7, #4*EEND]
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir0)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
+    # in 64 bits (SMULL, adds with carry)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    sub(r6, 32)
+    blt_w(rq_small0)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    label(rq_exc0)
+    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
+    data(2, 0x45F1)  # cmp r9, lr
+    bcs(rq_clip0)
+    label(rq_ew0)
+    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
+    data(2, 0x455C)  # cmp r4, r11
+    bgt(rq_clip0)  # a later channel's: stop here
+    blt(rq_en0)
+    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
+    cmp(r4, r0)
+    bne(rq_en0)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    label(rq_en0)
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45F1)  # cmp r9, lr
+    bcc(rq_ew0)
+    label(rq_clip0)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir1)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
+    # in 64 bits (SMULL, adds with carry)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    sub(r6, 32)
+    blt_w(rq_small1)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    label(rq_exc1)
+    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
+    data(2, 0x45F1)  # cmp r9, lr
+    bcs(rq_clip1)
+    label(rq_ew1)
+    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
+    data(2, 0x455C)  # cmp r4, r11
+    bgt(rq_clip1)  # a later channel's: stop here
+    blt(rq_en1)
+    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
+    cmp(r4, r0)
+    bne(rq_en1)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    label(rq_en1)
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45F1)  # cmp r9, lr
+    bcc(rq_ew1)
+    label(rq_clip1)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir2)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
+    # in 64 bits (SMULL, adds with carry)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    sub(r6, 32)
+    blt_w(rq_small2)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    label(rq_exc2)
+    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
+    data(2, 0x45F1)  # cmp r9, lr
+    bcs(rq_clip2)
+    label(rq_ew2)
+    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
+    data(2, 0x455C)  # cmp r4, r11
+    bgt(rq_clip2)  # a later channel's: stop here
+    blt(rq_en2)
+    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
+    cmp(r4, r0)
+    bne(rq_en2)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    label(rq_en2)
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45F1)  # cmp r9, lr
+    bcc(rq_ew2)
+    label(rq_clip2)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir3)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
+    # in 64 bits (SMULL, adds with carry)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    sub(r6, 32)
+    blt_w(rq_small3)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    label(rq_exc3)
+    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
+    data(2, 0x45F1)  # cmp r9, lr
+    bcs(rq_clip3)
+    label(rq_ew3)
+    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
+    data(2, 0x455C)  # cmp r4, r11
+    bgt(rq_clip3)  # a later channel's: stop here
+    blt(rq_en3)
+    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
+    cmp(r4, r0)
+    bne(rq_en3)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    label(rq_en3)
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45F1)  # cmp r9, lr
+    bcc(rq_ew3)
+    label(rq_clip3)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
     b(blk_next)
     label(blk_done)
     ldr(r3, [r7, 4 * _NR])
@@ -472,97 +685,128 @@ def _kernel(r0, r1, r2):
     data(2, 0x9E01)  # ldr r6, [sp, #4]
     cmp(r0, r6)
     bcc(s1)
-    mov(r0, r8)
-    bl(chan)
+    data(2, 0xF84D, 0x8D04)  # push.w {r8}: the sums, channel n first
+    data(2, 0x9F04)  # ldr r7, [sp, #16]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0xE028)  # ldr.w lr, [r7, #4*EEND]
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir4)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
+    # in 64 bits (SMULL, adds with carry)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    sub(r6, 32)
+    blt_w(rq_small4)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    label(rq_exc4)
+    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
+    data(2, 0x45F1)  # cmp r9, lr
+    bcs(rq_clip4)
+    label(rq_ew4)
+    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
+    data(2, 0x455C)  # cmp r4, r11
+    bgt(rq_clip4)  # a later channel's: stop here
+    blt(rq_en4)
+    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
+    cmp(r4, r0)
+    bne(rq_en4)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    label(rq_en4)
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45F1)  # cmp r9, lr
+    bcc(rq_ew4)
+    label(rq_clip4)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
     b(one_next)
     label(dot_done)
     data(2, 0xB002)  # add sp, #8
     data(2, 0xBD00)  # pop {pc}
 
-    # ---- chan: requantize one channel (uquant_rt.requant_channel) and store its output byte ----------------
-    # In: r0 = sum x*w of the channel at the cursors. Advances PCUR, ECUR, NCH, OCUR. Called from dot (the header is
-    # at [sp+12]); uses r0-r7 and r12, keeps r8-r11.
-    label(chan)
-    data(2, 0x9F03)  # ldr r7, [sp, #12]: header
-    ldr(r2, [r7, 4 * _PCUR])
-    ldr(r3, [r7, 4 * _SX])
-    data(2, 0xCA70)  # ldmia r2!, {r4, r5, r6}: c, c_lo, Wn
-    data(2, 0xFB04, 0x0013)  # mls r0, r4, r3, r0: acc = sum x*w - c*sx
-    sub(r0, r0, r5)  # a = acc - c_lo, clamped to [0, Wn]
-    it(lt)
-    mov(r0, 0)
-    cmp(r0, r6)
-    it(gt)
-    mov(r0, r6)
-    data(2, 0xCA78)  # ldmia r2!, {r3, r4, r5, r6}: A, Dh, Dl, S
-    str(r2, [r7, 4 * _PCUR])  # the next channel's words
-    cmp(r6, 30)
-    blt(ch_direct)
-    # the limb form, S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here
-    # exactly in 64 bits (SMULL, then adds with carry)
-    data(2, 0xFB80, 0x1C03)  # smull r1, r12, r0, r3: r12:r1 = a*A
-    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
-    data(2, 0xEB4C, 0x0CA4)  # adc.w r12, r12, r4, asr #2: (high word)
-    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
-    data(2, 0xEB4C, 0x7CE5)  # adc.w r12, r12, r5, asr #31: its sign
-    sub(r6, 32)
-    blt(ch_small)
-    data(2, 0xFA4C, 0xF106)  # asr.w r1, r12, r6: y = hi >> (S - 32)
-    b(ch_exc)
-    label(ch_small)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
+    # the requantization's less common paths (direct form, S = 30 or 31), out of line
+    label(rq_small0)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
     neg(r6, r6)
-    data(2, 0xFA0C, 0xFC06)  # lsl.w r12, r12, r6: hi << (32 - S)
+    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
     data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
-    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6: lo >> S
-    data(2, 0xEA41, 0x010C)  # orr.w r1, r1, r12
-    b(ch_exc)
-    label(ch_direct)
+    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
+    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
+    b(rq_exc0)
+    label(rq_dir0)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    label(ch_exc)
-    # r0 = a, r1 = y, r7 = header. Exceptions of this channel: one whose a matches gives y. Once E is used up
-    # nothing later in this pass has one (the channel number is not kept up to date any more).
-    ldr(r2, [r7, 4 * _ECUR])
-    ldr(r3, [r7, 4 * _EEND])
-    cmp(r2, r3)
-    bcs(ch_clip)
-    ldr(r4, [r7, 4 * _NCH])
-    label(ch_eloop)
-    ldr(r5, [r2, 0])  # the triple's channel
-    cmp(r5, r4)
-    bgt(ch_edone)  # a later channel's: stop here
-    blt(ch_enext)
-    ldr(r5, [r2, 4])
-    cmp(r5, r0)
-    bne(ch_enext)
-    ldr(r1, [r2, 8])
-    label(ch_enext)
-    add(r2, 12)
-    cmp(r2, r3)
-    bcc(ch_eloop)
-    label(ch_edone)
-    str(r2, [r7, 4 * _ECUR])
-    add(r4, 1)
-    str(r4, [r7, 4 * _NCH])
-    label(ch_clip)
-    ldr(r4, [r7, 4 * _LO])  # y = clip(y, lo, hi)
-    cmp(r1, r4)
-    it(lt)
-    mov(r1, r4)
-    ldr(r4, [r7, 4 * _HI])
-    cmp(r1, r4)
-    it(gt)
-    mov(r1, r4)
-    ldr(r4, [r7, 4 * _T])  # y = T[y] when there is a table
-    cmp(r4, 0)
-    it(ne)
-    data(2, 0x5C61)  # ldrb r1, [r4, r1]
-    ldr(r4, [r7, 4 * _OCUR])
-    strb(r1, [r4, 0])
-    ldr(r5, [r7, 4 * _OSTR])
-    add(r4, r4, r5)
-    str(r4, [r7, 4 * _OCUR])
-    bx(lr)
+    b(rq_exc0)
+    label(rq_small1)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
+    neg(r6, r6)
+    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
+    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
+    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
+    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
+    b(rq_exc1)
+    label(rq_dir1)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc1)
+    label(rq_small2)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
+    neg(r6, r6)
+    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
+    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
+    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
+    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
+    b(rq_exc2)
+    label(rq_dir2)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc2)
+    label(rq_small3)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
+    neg(r6, r6)
+    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
+    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
+    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
+    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
+    b(rq_exc3)
+    label(rq_dir3)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc3)
+    label(rq_small4)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
+    neg(r6, r6)
+    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
+    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
+    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
+    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
+    b(rq_exc4)
+    label(rq_dir4)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc4)
 
     # ---- conv ------------------------------------------------------------------------------------------------
     label(conv)
