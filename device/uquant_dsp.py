@@ -436,7 +436,11 @@ def _kernel(r0, r1, r2):
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
     data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
-    data(2, 0xF8D7, 0xE028)  # ldr.w lr, [r7, #4*EEND]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
     data(2, 0xBC01)  # pop {r0}: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
     data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
@@ -449,33 +453,21 @@ def _kernel(r0, r1, r2):
     data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
     cmp(r6, 30)
     blt_w(rq_dir0)
-    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
-    # in 64 bits (SMULL, adds with carry)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
     data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
     data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
     data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
     data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
     data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
-    sub(r6, 32)
-    blt_w(rq_small0)
-    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
     label(rq_exc0)
-    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
-    data(2, 0x45F1)  # cmp r9, lr
-    bcs(rq_clip0)
-    label(rq_ew0)
-    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
-    data(2, 0x455C)  # cmp r4, r11
-    bgt(rq_clip0)  # a later channel's: stop here
-    blt(rq_en0)
-    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
-    cmp(r4, r0)
-    bne(rq_en0)
-    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
-    label(rq_en0)
-    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
-    data(2, 0x45F1)  # cmp r9, lr
-    bcc(rq_ew0)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew0)
     label(rq_clip0)
     data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
     cmp(r1, r3)  # y = clip(y, lo, hi)
@@ -502,33 +494,21 @@ def _kernel(r0, r1, r2):
     data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
     cmp(r6, 30)
     blt_w(rq_dir1)
-    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
-    # in 64 bits (SMULL, adds with carry)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
     data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
     data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
     data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
     data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
     data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
-    sub(r6, 32)
-    blt_w(rq_small1)
-    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
     label(rq_exc1)
-    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
-    data(2, 0x45F1)  # cmp r9, lr
-    bcs(rq_clip1)
-    label(rq_ew1)
-    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
-    data(2, 0x455C)  # cmp r4, r11
-    bgt(rq_clip1)  # a later channel's: stop here
-    blt(rq_en1)
-    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
-    cmp(r4, r0)
-    bne(rq_en1)
-    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
-    label(rq_en1)
-    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
-    data(2, 0x45F1)  # cmp r9, lr
-    bcc(rq_ew1)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew1)
     label(rq_clip1)
     data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
     cmp(r1, r3)  # y = clip(y, lo, hi)
@@ -555,33 +535,21 @@ def _kernel(r0, r1, r2):
     data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
     cmp(r6, 30)
     blt_w(rq_dir2)
-    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
-    # in 64 bits (SMULL, adds with carry)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
     data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
     data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
     data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
     data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
     data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
-    sub(r6, 32)
-    blt_w(rq_small2)
-    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
     label(rq_exc2)
-    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
-    data(2, 0x45F1)  # cmp r9, lr
-    bcs(rq_clip2)
-    label(rq_ew2)
-    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
-    data(2, 0x455C)  # cmp r4, r11
-    bgt(rq_clip2)  # a later channel's: stop here
-    blt(rq_en2)
-    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
-    cmp(r4, r0)
-    bne(rq_en2)
-    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
-    label(rq_en2)
-    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
-    data(2, 0x45F1)  # cmp r9, lr
-    bcc(rq_ew2)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew2)
     label(rq_clip2)
     data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
     cmp(r1, r3)  # y = clip(y, lo, hi)
@@ -608,33 +576,21 @@ def _kernel(r0, r1, r2):
     data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
     cmp(r6, 30)
     blt_w(rq_dir3)
-    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
-    # in 64 bits (SMULL, adds with carry)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
     data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
     data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
     data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
     data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
     data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
-    sub(r6, 32)
-    blt_w(rq_small3)
-    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
     label(rq_exc3)
-    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
-    data(2, 0x45F1)  # cmp r9, lr
-    bcs(rq_clip3)
-    label(rq_ew3)
-    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
-    data(2, 0x455C)  # cmp r4, r11
-    bgt(rq_clip3)  # a later channel's: stop here
-    blt(rq_en3)
-    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
-    cmp(r4, r0)
-    bne(rq_en3)
-    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
-    label(rq_en3)
-    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
-    data(2, 0x45F1)  # cmp r9, lr
-    bcc(rq_ew3)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew3)
     label(rq_clip3)
     data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
     cmp(r1, r3)  # y = clip(y, lo, hi)
@@ -690,7 +646,11 @@ def _kernel(r0, r1, r2):
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
     data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
-    data(2, 0xF8D7, 0xE028)  # ldr.w lr, [r7, #4*EEND]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
     data(2, 0xBC01)  # pop {r0}: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
     data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
@@ -703,33 +663,21 @@ def _kernel(r0, r1, r2):
     data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
     cmp(r6, 30)
     blt_w(rq_dir4)
-    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly
-    # in 64 bits (SMULL, adds with carry)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
     data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
     data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
     data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
     data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
     data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
-    sub(r6, 32)
-    blt_w(rq_small4)
-    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y = hi >> (S - 32)
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
     label(rq_exc4)
-    # r0 = a, r1 = y. The channel's exceptions: one whose a matches gives y
-    data(2, 0x45F1)  # cmp r9, lr
-    bcs(rq_clip4)
-    label(rq_ew4)
-    data(2, 0xF8D9, 0x4000)  # ldr.w r4, [r9]: the triple's channel
-    data(2, 0x455C)  # cmp r4, r11
-    bgt(rq_clip4)  # a later channel's: stop here
-    blt(rq_en4)
-    data(2, 0xF8D9, 0x4004)  # ldr.w r4, [r9, #4]: its a
-    cmp(r4, r0)
-    bne(rq_en4)
-    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
-    label(rq_en4)
-    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
-    data(2, 0x45F1)  # cmp r9, lr
-    bcc(rq_ew4)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew4)
     label(rq_clip4)
     data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
     cmp(r1, r3)  # y = clip(y, lo, hi)
@@ -751,62 +699,102 @@ def _kernel(r0, r1, r2):
     data(2, 0xB002)  # add sp, #8
     data(2, 0xBD00)  # pop {pc}
 
-    # the requantization's less common paths (direct form, S = 30 or 31), out of line
-    label(rq_small0)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
-    neg(r6, r6)
-    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
-    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
-    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
-    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
-    b(rq_exc0)
+    # the requantization's less common paths (direct form, exceptions), out of line
     label(rq_dir0)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
     b(rq_exc0)
-    label(rq_small1)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
-    neg(r6, r6)
-    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
-    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
-    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
-    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
-    b(rq_exc1)
+    label(rq_ew0)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl0)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl0)
+    b(rq_clip0)
     label(rq_dir1)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
     b(rq_exc1)
-    label(rq_small2)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
-    neg(r6, r6)
-    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
-    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
-    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
-    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
-    b(rq_exc2)
+    label(rq_ew1)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl1)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl1)
+    b(rq_clip1)
     label(rq_dir2)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
     b(rq_exc2)
-    label(rq_small3)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
-    neg(r6, r6)
-    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
-    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
-    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
-    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
-    b(rq_exc3)
+    label(rq_ew2)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl2)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl2)
+    b(rq_clip2)
     label(rq_dir3)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
     b(rq_exc3)
-    label(rq_small4)  # S = 30 or 31: y = (lo >> S) | (hi << (32 - S))
-    neg(r6, r6)
-    data(2, 0xFA02, 0xF206)  # lsl.w r2, r2, r6
-    data(2, 0xF1C6, 0x0620)  # rsb.w r6, r6, #32: S
-    data(2, 0xFA21, 0xF106)  # lsr.w r1, r1, r6
-    data(2, 0xEA41, 0x0102)  # orr.w r1, r1, r2
-    b(rq_exc4)
+    label(rq_ew3)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl3)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl3)
+    b(rq_clip3)
     label(rq_dir4)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
     b(rq_exc4)
+    label(rq_ew4)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl4)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl4)
+    b(rq_clip4)
 
     # ---- conv ------------------------------------------------------------------------------------------------
     label(conv)
