@@ -304,3 +304,29 @@ def test_speed_figures(report):
         layers = ", ".join(f"{l['kind']} {l['cycles'] / l['macs']:.2f}" for l in f["layers"] if l["cycles"])
         report(f"dsp tier on an emulated Cortex-M33, {label}: {f['cycles_per_mac']:.2f} kernel cycles/MAC "
                f"({f['kernel_cycles']} cycles, {f['macs']} MACs; per layer: {layers})")
+
+
+@pytest.mark.parametrize("engine", ["fbgemm"])
+def test_saturating_platform_models(engine, dsp_runtime, report):
+    """Models made for a platform without VNNI: dense layers with saturating pairs run on the dsp kernel after satfix
+    moved their words; saturating convs (SAT 2, and fbgemm's depthwise SAT 1) go to the next module. Bytes equal the
+    bytecode tier's, which tests/test_platforms.py holds to such a torch."""
+    from test_tiers import other_saturating_platform
+
+    platform = other_saturating_platform()
+    rng = np.random.default_rng(1600)
+    models = sat_dense = sat_conv = 0
+    for _, converted, codes in randmodels.random_models(rng, engine, platform):
+        want = converted.run_codes(codes).reshape(len(codes), -1) % 256
+        module = load_source(converted.source, converted.module_name)
+        got = np.array([list(bytes(module.run(bytes(map(int, c))))) for c in codes])
+        assert np.array_equal(got, want), f"model {models}: dsp tier differs from bytecode on {platform}"
+        for node in module.model.layers:
+            sat_dense += node.kind == "dense" and node.sat is not None and node.fast == dsp_runtime.dense
+            sat_conv += node.kind == "conv" and node.fast is None and node.args[0][15] != 0
+        models += 1
+        if models >= 40 or (models >= 6 and sat_dense >= 2 and sat_conv >= 2):
+            break
+    assert sat_dense >= 1
+    report(f"dsp tier on {platform} ({engine}): {models} random models = bytecode; {sat_dense} dense layers with "
+           f"saturating pairs on the dsp kernel, {sat_conv} saturating convs left to the next module")

@@ -583,8 +583,8 @@ def emulated_tier(exact: bool = False, source: Path = THUMB_FILE, machine_class=
 #
 # Cycle model. Arm publishes no instruction timing table for the Cortex-M33. It shares the Cortex-M4's
 # three-stage pipeline, single-cycle 32x32 multiplier and single-cycle DSP instructions, so the model applies the
-# Cortex-M4 Technical Reference Manual's timings (ARM DDI 0439, section 3.3.1 "Cortex-M4 instruction set
-# summary" and 3.3.2 "Load/store timings"), with the pipeline refill P taken as 2:
+# timings of the Cortex-M4 Technical Reference Manual (ARM DDI 0439: its instruction set summary table and its
+# load/store timing rules, which the Cortex-M3 manual, ARM DDI 0337, shares), with the pipeline refill P taken as 2:
 #   data processing (16/32-bit, extends, bit-field, IT, MOVW/MOVT) 1; MUL, MLA, MLS, SMLAD and the other
 #   DSP multiply-adds, USADA8, SMULL/UMULL/SMLAL/UMLAL 1; SDIV/UDIV 12 (the TRM's worst case);
 #   LDR/LDRB/LDRH/LDRSB/LDRSH 2, but 1 right after a load that had no base writeback and whose destination is
