@@ -31,17 +31,22 @@
 # adds 32 words, the window's offsets (2 bytes per tap) and, when the layer pads, the padded image (one byte per
 # padded input position). Reads past a weight row stay within 3 bytes after W's last byte (multiplied by X's zeros).
 #
-# Import: only where the firmware is built for ARMv7E-M or later with the DSP extension: sys.implementation._mpy
-# names the firmware's native architecture (armv7em, armv7emsp, armv7emdp); an RP2040 (armv6m) or any other
-# MicroPython raises ImportError here and uquant_rt falls back to the next tier (uquant_thumb). CPython imports it
-# only through the host's emulator (uquant.hosts.thumb.emulated_dsp_tier), which supplies the micropython module.
+# Import: only on a core with the DSP extension. sys.implementation._mpy names the firmware's native architecture:
+# anything but armv7em/armv7emsp/armv7emdp (an RP2040's armv6m, x64, xtensa, RISC-V) raises ImportError before any
+# asm is assembled, and uquant_rt falls back to the next tier (uquant_thumb). MicroPython calls every Thumb-2 build
+# armv7em*, a Cortex-M3 too, so on a bare-metal board the core itself is asked as well: ID_ISAR3.SIMD_instrs (SCB,
+# 0xE000ED6C, present on every ARMv7-M and ARMv8-M Mainline core) is 3 when SMLAD and UXTB16 exist (Cortex-M4, M7,
+# M33 as on the RP2350), 1 on a Cortex-M3. (The unix port on ARM Linux is not probed: ARMv7-A has these
+# instructions, and the SCB is not mapped there.) CPython imports this file only through the host's emulator
+# (uquant.hosts.thumb.emulated_dsp_tier), which supplies the micropython module.
 
 import sys
 import micropython
 from micropython import const
 from array import array
 
-if sys.implementation.name != "cpython" and (getattr(sys.implementation, "_mpy", 0) >> 10) & 0x3F not in (6, 7, 8):
+_BOARD = sys.implementation.name != "cpython"
+if _BOARD and (getattr(sys.implementation, "_mpy", 0) >> 10) & 0x3F not in (6, 7, 8):
     raise ImportError("uquant_dsp needs an ARMv7E-M (DSP extension) firmware")
 
 # The header (array 'i', one per layer) the kernel reads, by word index (all below 32: Thumb-1 offsets).
@@ -116,6 +121,18 @@ _CWORDS = const(32)
 def _addr(r0):
     # The address of a buffer's data: an asm function receives a buffer argument as its data pointer.
     nop()
+
+
+@micropython.asm_thumb
+def _id_isar3():
+    # The core's ID_ISAR3 register (the ARMv7-M ARM's CPUID scheme: SIMD_instrs in bits 7:4).
+    movw(r0, 0xED6C)
+    movt(r0, 0xE000)
+    ldr(r0, [r0, 0])
+
+
+if _BOARD and sys.platform != "linux" and (_id_isar3() >> 4) & 0xF < 3:
+    raise ImportError("uquant_dsp: this core lacks the DSP extension (ID_ISAR3.SIMD_instrs < 3)")
 
 
 @micropython.asm_thumb

@@ -22,12 +22,12 @@ except ImportError:  # some ports lack binascii.crc32: same result, slower (only
 VERSION = 3  # modules made for version 2 (no platform, no saturating pairs) still load
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
-# none of them provides runs on the bytecode kernels below. uquant_dsp (asm_thumb with the DSP extension) only
-# imports where the firmware is built for ARMv7E-M or later (RP2350, Cortex-M4/M7/M33 boards; not the RP2040's
-# armv6m), uquant_thumb (asm_thumb) on any ARM MicroPython, uquant_viper only where the firmware has the native emitter: not on CPython, the wasm port or
-# CircuitPython boards as shipped (their ports build without it; CircuitPython's unix port and boards built with
-# CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything runs here. Set TIER before building a model to
-# force one.
+# none of them provides runs on the bytecode kernels below. uquant_dsp (asm_thumb with SMLAD) only imports on
+# cores with the DSP extension (RP2350's Cortex-M33, Cortex-M4/M7; not the RP2040's Cortex-M0+), uquant_thumb
+# (asm_thumb) on any ARM MicroPython, uquant_viper only where the firmware has the native emitter: not on CPython,
+# the wasm port or CircuitPython boards as shipped (their ports build without it; CircuitPython's unix port and
+# boards built with CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything runs here. Set TIER before building
+# a model to force one. A module whose prepare_<op> returns None leaves that layer to the tier's next module.
 TIERS = (("dsp", ("uquant_dsp", "uquant_thumb", "uquant_viper")), ("thumb", ("uquant_thumb", "uquant_viper")),
          ("viper", ("uquant_viper",)), ("bytecode", ()))
 TIER = None

@@ -67,13 +67,14 @@ def test_m33_cycle_model():
         thumb.M33Machine(exact=True)
 
 
-def _exec_guard(name: str, mpy: int | None):
-    """Run the top of device/uquant_dsp.py as a MicroPython whose sys.implementation is (name, _mpy)."""
+def _exec_guard(name: str, mpy: int | None, platform: str = "rp2", isar3: int = 0x01111131):
+    """Run device/uquant_dsp.py's import as a MicroPython whose sys.implementation is (name, _mpy), on sys.platform
+    `platform`, whose core's ID_ISAR3 reads `isar3` (asm functions are stubs; _id_isar3 returns that value)."""
     impl = types.SimpleNamespace(name=name) if mpy is None else types.SimpleNamespace(name=name, _mpy=mpy)
-    fake_sys = types.SimpleNamespace(implementation=impl)
+    fake_sys = types.SimpleNamespace(implementation=impl, platform=platform)
     stub = types.ModuleType("micropython")
     stub.const = lambda v: v
-    stub.asm_thumb = lambda f: f
+    stub.asm_thumb = lambda f: (lambda: isar3) if f.__name__ == "_id_isar3" else f
 
     def fake_import(mod, *args, **kwargs):
         if mod == "sys":
@@ -90,7 +91,8 @@ def _exec_guard(name: str, mpy: int | None):
 @pytest.mark.parametrize("arch,ok", [(4, False), (5, False), (6, True), (7, True), (8, True), (2, False), (11, False)])
 def test_imports_only_on_dsp_firmware(arch, ok):
     # sys.implementation._mpy >> 10 is the firmware's native arch: armv6m (RP2040) 4, armv7m 5, armv7em 6,
-    # armv7emsp (RP2350) 7, armv7emdp 8, x64 2, rv32imc 11
+    # armv7emsp (RP2350) 7, armv7emdp 8, x64 2, rv32imc 11; a firmware that passes still has to pass the core's
+    # own check (test_the_core_is_asked_on_boards)
     mpy = 6 | (arch << 10)
     if ok:
         assert "_kernel" in _exec_guard("micropython", mpy)
@@ -102,6 +104,19 @@ def test_imports_only_on_dsp_firmware(arch, ok):
 def test_no_mpy_word_means_no_dsp():
     with pytest.raises(ImportError):
         _exec_guard("micropython", None)
+
+
+@pytest.mark.parametrize("core,isar3,ok", [("Cortex-M3", 0x01111110, False), ("Cortex-M4", 0x01111131, True),
+                                           ("Cortex-M33 with DSP", 0x01111131, True)])
+def test_the_core_is_asked_on_boards(core, isar3, ok):
+    # MicroPython calls every Thumb-2 firmware armv7em*: a Cortex-M3 board passes the arch check, not ID_ISAR3's
+    mpy = 6 | (7 << 10)
+    if ok:
+        assert "_kernel" in _exec_guard("micropython", mpy, isar3=isar3)
+    else:
+        with pytest.raises(ImportError, match="ID_ISAR3"):
+            _exec_guard("micropython", mpy, isar3=isar3)
+    assert "_kernel" in _exec_guard("micropython", mpy, platform="linux", isar3=0)  # ARM Linux: not probed
 
 
 def test_tier_order_and_board():
@@ -206,7 +221,8 @@ def test_saturating_convs_go_to_the_next_module(dsp_runtime):
     W = bytes(range(18))
     P = (0, 0, 1000, 1, 0, 0, 0) * 2
     for sat, fast in ((0, dsp_runtime.conv), (1, None), (2, None)):
-        assert (dsp_runtime.prepare_conv(g + (sat,), 3, 0, 255, W, array("i", P), array("i"), None) is None) == bool(sat)
+        h = dsp_runtime.prepare_conv(g + (sat,), 3, 0, 255, W, array("i", P), array("i"), None)
+        assert (h is None) == bool(sat)
         bufs = [bytearray(32)]
         node = rt.Node(("conv", -1, 0, g + (sat,), 3, 0, 255, W, P, None, None), bufs, rt.tier()[1])
         assert node.fast == fast
