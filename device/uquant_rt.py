@@ -22,12 +22,14 @@ except ImportError:  # some ports lack binascii.crc32: same result, slower (only
 VERSION = 4  # modules made for versions 2 (no platform, no saturating pairs) and 3 (tuples of words) still load
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
-# none of them provides runs on the bytecode kernels below. uquant_thumb (asm_thumb) only imports on ARM
-# MicroPython, uquant_viper only where the firmware has the native emitter: not on CPython, the wasm port or
-# CircuitPython boards as shipped (their ports build without it; CircuitPython's unix port and boards built with
-# CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything runs here. Set TIER before building a model to
-# force one.
-TIERS = (("thumb", ("uquant_thumb", "uquant_viper")), ("viper", ("uquant_viper",)), ("bytecode", ()))
+# none of them provides runs on the bytecode kernels below. uquant_dsp (asm_thumb with SMLAD) only imports on
+# cores with the DSP extension (RP2350's Cortex-M33, Cortex-M4/M7; not the RP2040's Cortex-M0+), uquant_thumb
+# (asm_thumb) on any ARM MicroPython, uquant_viper only where the firmware has the native emitter: not on CPython,
+# the wasm port or CircuitPython boards as shipped (their ports build without it; CircuitPython's unix port and
+# boards built with CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything runs here. Set TIER before building
+# a model to force one. A module whose prepare_<op> returns None leaves that layer to the tier's next module.
+TIERS = (("dsp", ("uquant_dsp", "uquant_thumb", "uquant_viper")), ("thumb", ("uquant_thumb", "uquant_viper")),
+         ("viper", ("uquant_viper",)), ("bytecode", ()))
 TIER = None
 _kernel_modules = {}
 
@@ -70,6 +72,18 @@ def fast_kernel(modules, op):
         if m is not None and hasattr(m, op):
             return m
     return None
+
+
+def fast_prepare(modules, op, args):
+    # The first module of the tier whose prepare_<op>(*args) takes the layer (it returns a handle, or None to
+    # let the next module try, e.g. a conv form it lacks): (its op, the handle), or (None, None) for bytecode.
+    for name in modules:
+        m = _kernel_module(name)
+        if m is not None and hasattr(m, op):
+            h = getattr(m, "prepare_" + op)(*args)
+            if h is not None:
+                return getattr(m, op), h
+    return None, None
 
 
 class CorruptModel(ValueError):
@@ -455,10 +469,8 @@ class Node:
                 m = fast_kernel(modules, "satfix")
                 if m is not None:
                     self.satfix, self.sat = m.satfix, m.prepare_satfix(*self.sat)
-            m = fast_kernel(modules, "dense")
-            if m is not None:
-                self.fast, self.handle = m.dense, m.prepare_dense(K, N, lo, hi, W, P, F or b"", T)
-            else:
+            self.fast, self.handle = fast_prepare(modules, "dense", (K, N, lo, hi, W, P, F or b"", T))
+            if self.fast is None:
                 self.args = (K, N, lo, hi, W, P, _fixes(F), T)
         elif kind == "conv":
             g, xzp, lo, hi, W, P, F, T = a
@@ -468,18 +480,14 @@ class Node:
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
             if len(W) != N * kk or len(P) != 28 * N or len(self.out) < N * g[13] * g[14]:
                 raise CorruptModel("conv: sizes do not match its data")
-            m = fast_kernel(modules, "conv")
-            if m is not None:
-                self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, P, F or b"", T)
-            else:
+            self.fast, self.handle = fast_prepare(modules, "conv", (g, xzp, lo, hi, W, P, F or b"", T))
+            if self.fast is None:
                 self.args = (g, xzp, lo, hi, W, P, _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
             g = a[0]
             if len(g) != 13 or len(self.out) < g[0] * g[11] * g[12]:
                 raise CorruptModel("maxpool: sizes do not match its data")
-            m = fast_kernel(modules, "maxpool")
-            if m is not None:
-                self.fast, self.handle = m.maxpool, m.prepare_maxpool(g)
+            self.fast, self.handle = fast_prepare(modules, "maxpool", (g,))
             self.args = (g,)
         elif kind == "avgpool":
             g, R, Q, cls, lo, hi, P, F = a
@@ -657,11 +665,7 @@ class Model:
         self.bufs = [bytearray(n) for n in bufs]  # all activation memory, allocated once
         self.tier, modules = tier()
         self.layers = [Node(s, self.bufs, modules) for s in nodes]
-        # What run() calls, one call per layer: a faster tier's kernel directly (f(src, out, handle)) where the
-        # layer has one and no saturating pairs, else the node itself. Each Python line around the kernels costs
-        # a board more than a thousand cycles.
-        self.calls = [(n.fast, n.src, n.out, n.handle) if n.fast is not None and n.sat is None
-                      else (n.call, None, None, None) for n in self.layers]
+        self.link()
         self.out = self.bufs[out[0]]
         self.n_out = out[1]
         self.out_qmin = out[2]
@@ -669,6 +673,13 @@ class Model:
         # Other inputs that are not bytes (a list of ints) are staged too: the fast kernels read buffers.
         self.stage = bytearray(self.n_in)
         self.result = array("b", bytes(self.n_out)) if self.out_qmin else None
+
+    def link(self):
+        # What run() calls, one call per layer: a faster tier's kernel directly (f(src, out, handle)) where the
+        # layer has one and no saturating pairs, else the node itself. Each Python line around the kernels costs
+        # a board more than a thousand cycles. (Call again after replacing a node's kernel.)
+        self.calls = [(n.fast, n.src, n.out, n.handle) if n.fast is not None and n.sat is None
+                      else (n.call, None, None, None) for n in self.layers]
 
     def exports(self):
         # What the generated module defines, in one statement: run, predict and its constants (see __init__).

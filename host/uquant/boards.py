@@ -10,11 +10,12 @@ from pathlib import Path
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 TIER_FILES = {  # the device files each kernel tier needs, besides the model
+    "dsp": ("uquant_rt.py", "uquant_viper.py", "uquant_thumb.py", "uquant_dsp.py"),
     "thumb": ("uquant_rt.py", "uquant_viper.py", "uquant_thumb.py"),
     "viper": ("uquant_rt.py", "uquant_viper.py"),
     "bytecode": ("uquant_rt.py",),
 }
-TIER_EMITTERS = {"thumb": {"asm_thumb", "viper"}, "viper": {"viper"}, "bytecode": set()}
+TIER_EMITTERS = {"dsp": {"asm_thumb", "viper"}, "thumb": {"asm_thumb", "viper"}, "viper": {"viper"}, "bytecode": set()}
 
 
 @dataclass(frozen=True)

@@ -323,14 +323,19 @@ class Machine:
     SCRATCH = 0x30000000  # per-call copies of buffer arguments
     STACK = 0x3F000000  # 64 KiB stack below STACK + 64 KiB
     CHUNK = 1 << 20
+    ARCH = "armv6m"  # mpy-cross -march of the device file
+    CPU = "UC_CPU_ARM_CORTEX_M0"  # unicorn's CPU model
+    decode = staticmethod(decode_block)  # straight-line code -> (stats vector, ends with a conditional branch)
+    TAKEN_EXTRA = 1  # cycles a taken conditional branch costs over a not-taken one
 
     def __init__(self, exact: bool = False, source: Path = THUMB_FILE):
         from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
-        from unicorn.arm_const import UC_CPU_ARM_CORTEX_M0
+        from unicorn import arm_const
 
-        self.functions = asm_functions(compile_kernel("armv6m", source), source)
+        self.functions = asm_functions(compile_kernel(self.ARCH, source), source)
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
-        self.uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_M0)  # unicorn does not refuse Thumb-2 here: classify() does
+        # Cortex-M0: unicorn does not refuse Thumb-2 there, classify() does
+        self.uc.ctl_set_cpu_model(getattr(arm_const, self.CPU))
         blob = bytearray(b"\xfe\xe7\x00\xbf")  # return address: `b .`, then functions at 4-byte alignment
         self.entry = {}
         for f in self.functions.values():
@@ -470,7 +475,7 @@ class Machine:
     # -- counting
     def _learn(self, address: int, size: int):
         code = bytes(self.uc.mem_read(address, size))
-        vec, ends_cond = decode_block(code)
+        vec, ends_cond = self.decode(code)
         info = (vec, address + size if ends_cond else 0)
         self._blocks[address, size] = info
         return info
@@ -527,7 +532,7 @@ class Machine:
         s = self.stats
         s.calls += 1
         s.instructions += total[0]
-        s.cycles += total[1] + taken  # a taken conditional branch costs one cycle more
+        s.cycles += total[1] + taken * self.TAKEN_EXTRA  # a taken conditional branch costs more
         s.loads += total[2]
         s.stores += total[3]
         s.multi += total[4]
@@ -546,16 +551,16 @@ def _buffer(obj) -> tuple[bytes, bool]:
 
 # ---- The device module, running on the machine -----------------------------------------------------------
 
-def emulated_tier(exact: bool = False, source: Path = THUMB_FILE) -> types.ModuleType:
+def emulated_tier(exact: bool = False, source: Path = THUMB_FILE, machine_class=None) -> types.ModuleType:
     """device/uquant_thumb.py as CPython sees it, its asm_thumb functions running as emulated machine code.
 
     exact=True counts instruction by instruction (slow) instead of block by block; both give the same figures.
     """
-    machine = Machine(exact=exact, source=source)
+    machine = (machine_class or Machine)(exact=exact, source=source)
     stub = types.ModuleType("micropython")
     stub.const = lambda v: v
     stub.asm_thumb = machine.asm_thumb
-    module = types.ModuleType("uquant_thumb")
+    module = types.ModuleType(Path(source).stem)
     module.__file__ = str(source)
     previous = sys.modules.get("micropython")
     sys.modules["micropython"] = stub
@@ -569,3 +574,159 @@ def emulated_tier(exact: bool = False, source: Path = THUMB_FILE) -> types.Modul
     module.machine = machine
     module.stats = machine.stats
     return module
+
+
+# ---- Cortex-M33 (RP2350): armv7emsp machine code, Thumb-2 and the DSP extension ----------------------------
+#
+# The dsp tier (device/uquant_dsp.py) is compiled with mpy-cross -march=armv7emsp and run by unicorn as a
+# Cortex-M33 (UC_CPU_ARM_CORTEX_M33), which executes every Thumb-2 and DSP instruction (SMLAD, UXTB16, ...).
+#
+# Cycle model. Arm publishes no instruction timing table for the Cortex-M33. It shares the Cortex-M4's
+# three-stage pipeline, single-cycle 32x32 multiplier and single-cycle DSP instructions, so the model applies the
+# timings of the Cortex-M4 Technical Reference Manual (ARM DDI 0439: its instruction set summary table and its
+# load/store timing rules, which the Cortex-M3 manual, ARM DDI 0337, shares), with the pipeline refill P taken as 2:
+#   data processing (16/32-bit, extends, bit-field, IT, MOVW/MOVT) 1; MUL, MLA, MLS, SMLAD and the other
+#   DSP multiply-adds, USADA8, SMULL/UMULL/SMLAL/UMLAL 1; SDIV/UDIV 12 (the TRM's worst case);
+#   LDR/LDRB/LDRH/LDRSB/LDRSH 2, but 1 right after a load that had no base writeback and whose destination is
+#   not this load's address register ("LDR R0,[R1]; LDR R1,[R2]: normally three cycles total");
+#   STR/STRB/STRH with an immediate offset 1 ("always one cycle"), with a register offset 2;
+#   LDRD/STRD 3; LDM/STM/PUSH/POP 1+N (+P if PC is loaded); B, BL, BX, BLX, TBB/TBH and writes to PC 1+P = 3;
+#   a conditional branch (B<c>, CBZ, CBNZ) 1 not taken, 1+P = 3 taken; MSR/MRS/barriers 3.
+# Not modelled: the one-cycle stall of a load whose address register was written by the instruction just
+# before, the limited dual issue the Cortex-M33 has and the M4 lacks, unaligned accesses, wait states
+# (RAM-resident code and data are assumed, as for the Cortex-M0+ model).
+
+
+class NotARMv7EM(RuntimeError):
+    pass
+
+
+def _load_info(hw: int, hw2: int, wide: bool):
+    """(is_load, rt, address registers, writeback, immediate offset) of a single load/store, else None."""
+    if not wide:
+        top = hw >> 12
+        if (hw & 0xF800) == 0x4800:
+            return True, (hw >> 8) & 7, (15,), False, True  # LDR literal
+        if top == 5:
+            op = (hw >> 9) & 7
+            return op >= 3, hw & 7, ((hw >> 3) & 7, (hw >> 6) & 7), False, False
+        if 6 <= top <= 8:
+            return bool(hw & 0x0800), hw & 7, ((hw >> 3) & 7,), False, True
+        if top == 9:
+            return bool(hw & 0x0800), (hw >> 8) & 7, (13,), False, True
+        return None
+    if (hw & 0xFE00) != 0xF800:
+        return None
+    load = bool(hw & 0x0010)
+    rn, rt = hw & 0xF, hw2 >> 12
+    if hw & 0x0080 or rn == 15:
+        return load, rt, (rn,), False, True  # imm12 or literal
+    if hw2 & 0x0800:
+        return load, rt, (rn,), bool(hw2 & 0x0100), True  # imm8, maybe pre/post-indexed with writeback
+    return load, rt, (rn, hw2 & 0xF), False, False  # register offset
+
+
+def classify_m33(hw: int, hw2: int = 0) -> tuple[str, int, bool]:
+    """(class, cycles, is_conditional_branch) of one Thumb-2 instruction under the Cortex-M33 model above, before
+    load pipelining (decode_block_m33 applies it). A conditional branch is given its not-taken cost."""
+    if not _is_32bit(hw):
+        if (hw & 0xF500) == 0xB100:
+            return "cond", 1, True  # CBZ, CBNZ
+        if (hw & 0xFF00) == 0xBF00:
+            return "alu", 1, False  # IT, NOP and hints
+        if (hw & 0xF000) == 0xD000 and (hw >> 8) & 0xF < 0xE:
+            return "cond", 1, True
+        info = _load_info(hw, 0, False)
+        if info is not None:
+            return ("load", 2, False) if info[0] else ("store", 1 if info[4] else 2, False)
+        cls, cyc, cond = classify(hw)  # Thumb-1 classes; fix the cycles of branches and PC writes
+        if cls == "branch":
+            if (hw & 0xFE00) == 0xBC00:
+                return "branch", 1 + bin(hw & 0xFF).count("1") + 1 + 2, False  # POP {.., pc}: 1+N+P
+            return "branch", 3, False
+        return cls, cyc, cond
+    if (hw & 0xFE00) == 0xE800:  # load/store multiple, dual, exclusive, table branch
+        if (hw & 0xFFF0) == 0xE8D0 and (hw2 & 0xFFE0) == 0xF000:
+            return "branch", 6, False  # TBB/TBH: 2 (load) + 1 + P
+        if hw & 0x0040:
+            if (hw & 0x0120) == 0:
+                return ("load", 2, False) if hw & 0x0010 else ("store", 2, False)  # LDREX/STREX
+            return ("load", 3, False) if hw & 0x0010 else ("store", 3, False)  # LDRD/STRD
+        n = bin(hw2).count("1")
+        if hw & 0x0010 and hw2 & 0x8000:
+            return "branch", 1 + n + 2, False  # LDM/POP with PC
+        return "multi", 1 + n, False
+    if (hw & 0xFE00) == 0xEA00:
+        return "alu", 1, False  # data processing, shifted register
+    if (hw & 0xF800) == 0xF000:
+        if hw2 & 0x8000:
+            if (hw2 & 0xD000) in (0xD000, 0x9000):
+                return "branch", 3, False  # BL, B.W
+            if (hw2 & 0xD000) == 0x8000 and (hw >> 6) & 0xF < 0xE:
+                return "cond", 1, True  # B<c>.W
+            return "alu", 3, False  # MSR, MRS, barriers
+        return "alu", 1, False  # data processing, immediate
+    info = _load_info(hw, hw2, True)
+    if info is not None:
+        return ("load", 2, False) if info[0] else ("store", 1 if info[4] else 2, False)
+    if (hw & 0xFF00) == 0xFA00:
+        return "alu", 1, False  # register shifts, extends (UXTB16...), parallel add/sub, CLZ, REV
+    if (hw & 0xFF80) == 0xFB00:
+        return "mul", 1, False  # MUL, MLA, MLS, SMLAD and the other 16-bit multiply-adds, USADA8
+    if (hw & 0xFF80) == 0xFB80:
+        if (hw & 0xFFD0) == 0xFB90:
+            return "mul", 12, False  # SDIV, UDIV
+        return "mul", 1, False  # SMULL, UMULL, SMLAL, UMLAL, SMLALD, UMAAL
+    raise NotARMv7EM(f"instruction {hw:04x} {hw2:04x} (coprocessor/FP?) is not modelled")
+
+
+def decode_block_m33(code: bytes) -> tuple[list[int], bool]:
+    """decode_block for the Cortex-M33 model: the static stats vector of straight-line Thumb-2 code, with
+    load pipelining applied inside the block (the first load of a block is never discounted)."""
+    v = [0] * _N_STATS
+    i = 0
+    ends_cond = False
+    prev = None  # (rt) of the previous instruction if it was a pipelinable load
+    while i < len(code):
+        hw = code[i] | code[i + 1] << 8
+        wide = _is_32bit(hw)
+        hw2 = code[i + 2] | code[i + 3] << 8 if wide and i + 3 < len(code) else 0
+        cls, cyc, cond = classify_m33(hw, hw2)
+        size = 4 if wide else 2
+        if cond and i + size != len(code):
+            raise RuntimeError("a conditional branch inside an emulator block: the block cycle model is wrong")
+        info = _load_info(hw, hw2, wide) if cls == "load" and cyc == 2 else None
+        if info is not None and info[0] and prev is not None and prev not in info[2]:
+            cyc = 1  # pipelined behind the previous load
+        prev = info[1] if info is not None and info[0] and not info[3] else None
+        v[0] += 1
+        v[1] += cyc
+        idx = _CLASS_INDEX[cls]
+        if idx is not None:
+            v[idx] += 1
+        ends_cond = cond
+        i += size
+    return v, ends_cond
+
+
+DSP_FILE = THUMB_FILE.parent / "uquant_dsp.py"
+
+
+class M33Machine(Machine):
+    """A unicorn Cortex-M33 running the armv7emsp machine code of a device file (default: the dsp tier)."""
+
+    ARCH = "armv7emsp"
+    CPU = "UC_CPU_ARM_CORTEX_M33"
+    decode = staticmethod(decode_block_m33)
+    TAKEN_EXTRA = 2  # 1 + P against 1
+
+    def __init__(self, exact: bool = False, source: Path = DSP_FILE):
+        if exact:
+            raise ValueError("the Cortex-M33 model counts block by block only (load pipelining looks across "
+                             "instructions)")
+        super().__init__(exact=False, source=source)
+
+
+def emulated_dsp_tier(source: Path = DSP_FILE) -> types.ModuleType:
+    """device/uquant_dsp.py as CPython sees it, its asm_thumb functions running as emulated Cortex-M33 code."""
+    return emulated_tier(source=source, machine_class=M33Machine)

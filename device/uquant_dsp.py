@@ -1,0 +1,1172 @@
+# uquant_dsp: the DSP kernel tier of uquant, for Cortex-M cores with the DSP extension (RP2350's Cortex-M33,
+# Cortex-M4/M7/M55 boards): dense and conv layers in asm_thumb with SMLAD, two 16x16 multiply-adds per instruction.
+#
+# It computes exactly what uquant_rt.dense and uquant_rt.conv compute (the reference; see uquant_thumb.py's header
+# for the dense formula), with the same Python API as uquant_thumb (dense) and uquant_viper (conv):
+#     h = prepare_dense(K, N, lo, hi, W, P, E, T);  dense(x, out, h)
+#     h = prepare_conv(g, xzp, lo, hi, W, P, E, T); conv(x, out, h)     (h is None: a layer this tier leaves to the
+#                                                                          next module of the tier)
+# prepare_* allocate once, when the model is built; dense() and conv() allocate nothing.
+#
+# How: input codes x (0..255) and stored weights u = w + 128 (0..255) both fit signed 16-bit lanes, so SMLAD's two
+# products and their sum are exact. The input of a layer (a conv: each output position's window) is first unpacked
+# into a per-layer scratch X of halfwords in "pair order": four taps k..k+3 become the words (x0, x2) and (x1, x3),
+# which is what UXTB16 makes of four weight bytes (w0, w2) and, rotated by 8, (w1, w3). The weights are read in place
+# (never copied), a word at a time, four rows (output channels) per pass so each X word loaded serves four channels:
+# per four taps and four channels, 6 loads, 8 UXTB16 and 8 SMLAD. Pad taps past K read zeros from X (the weight word
+# that reads into the next row, or up to 3 bytes past the end of W, is multiplied by 0). sx, the sum of the input
+# codes, comes from USADA8 (dense) or the gather (conv). Each channel is then requantized as uquant_rt.requant_channel
+# does (direct or 15-bit limb form, exceptions, clip, table), in Thumb-2 (MLA, MLS, IT).
+#
+# Conv: when the layer pads, the input is first copied into a per-layer image XP with the zero point around it, so
+# every window is inside the image; each output position gathers its window (a per-layer table of offsets) into X and
+# runs the dense pass over the group's channels, the outputs strided by OH*OW. Layers this tier does not cover
+# (fbgemm's saturating forms SAT 1 and 2, windows beyond 64 KiB of image) get None from prepare_conv.
+#
+# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the 32-tap loop takes 1.57 cycles per multiply-add
+# (per 16: 6 loads, 8 UXTB16, 8 SMLAD); requantizing an output about 45 cycles. Whole layers, kernel cycles per MAC:
+# the bench's 64-256-256-10 MLP 2.07, its digits CNN 5.3 (small windows: the requantization and the gather weigh).
+#
+# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 29-word header; conv
+# adds 32 words, the window's offsets (2 bytes per tap) and, when the layer pads, the padded image (one byte per
+# padded input position). Reads past a weight row stay within 3 bytes after W's last byte (multiplied by X's zeros).
+#
+# Import: only on a core with the DSP extension. sys.implementation._mpy names the firmware's native architecture:
+# anything but armv7em/armv7emsp/armv7emdp (an RP2040's armv6m, x64, xtensa, RISC-V) raises ImportError before any
+# asm is assembled, and uquant_rt falls back to the next tier (uquant_thumb). MicroPython calls every Thumb-2 build
+# armv7em*, a Cortex-M3 too, so on a bare-metal board the core itself is asked as well: ID_ISAR3.SIMD_instrs (SCB,
+# 0xE000ED6C, present on every ARMv7-M and ARMv8-M Mainline core) is 3 when SMLAD and UXTB16 exist (Cortex-M4, M7,
+# M33 as on the RP2350), 1 on a Cortex-M3. (The unix port on ARM Linux is not probed: ARMv7-A has these
+# instructions, and the SCB is not mapped there.) CPython imports this file only through the host's emulator
+# (uquant.hosts.thumb.emulated_dsp_tier), which supplies the micropython module.
+
+import sys
+import micropython
+from micropython import const
+from array import array
+
+_BOARD = sys.implementation.name != "cpython"
+if _BOARD and (getattr(sys.implementation, "_mpy", 0) >> 10) & 0x3F not in (6, 7, 8):
+    raise ImportError("uquant_dsp needs an ARMv7E-M (DSP extension) firmware")
+
+# The header (array 'i', one per layer) the kernel reads, by word index (all below 32: Thumb-1 offsets).
+_LO = const(0)  # output clip (LO, HI, T, OSTR: read together)
+_HI = const(1)
+_T = const(2)  # address of the 256-byte code table, or 0
+_OSTR = const(3)  # output stride in bytes: 1 (dense) or OH*OW (conv)
+_K = const(4)  # taps per channel (dense K, conv C/G*KH*KW)
+_NB = const(5)  # channels // 4 (dense N, conv N/G): blocks of four
+_NR = const(6)  # channels % 4
+_W = const(7)  # address of W (rows of K bytes: weight + 128)
+_P = const(8)  # address of P (7 words per channel: c, c_lo, Wn, A, Dh, Dl, S)
+_E = const(9)  # address of E (exception triples: channel, a, code; sorted by channel then a)
+_EEND = const(10)  # address just past the last exception triple
+_X = const(11)  # address of X, the input unpacked to halfwords in pair order (K4 of them, pads stay 0)
+_X32 = const(12)  # 2 * (K4 rounded down to 32): bytes of X the 32-tap loop reads
+_X4 = const(13)  # 2 * K4 (K rounded up to 4)
+_MODE = const(14)  # 0 dense, 1 conv
+_K4F = const(15)  # K rounded down to 4 (dense unpack)
+_KT = const(16)  # K % 4
+_SX = const(17)  # working state: sum of the input codes (window)
+_WCUR = const(18)  # row of the next channel in W
+_PCUR = const(19)  # words of the next channel in P (PCUR, ECUR, OCUR, NCH: read and written together)
+_ECUR = const(20)  # next exception triple
+_OCUR = const(21)  # next output byte
+_NCH = const(22)  # next channel number
+_CNT = const(23)  # blocks or single channels left
+_CG = const(24)  # conv: address of the geometry words below
+_OG = const(25)  # conv working state: out + first channel of the group * OH*OW
+_WG = const(26)  # W + first channel of the group * K
+_PG = const(27)  # P + first channel of the group * 28
+_NG0 = const(28)  # first channel of the group
+_HWORDS = const(29)
+
+# Conv geometry words (array 'i'), by index
+_XP = const(0)  # address of the padded image, or 0 (the layer does not pad: windows read x)
+_C = const(1)
+_H = const(2)
+_WD = const(3)
+_HP = const(4)  # H + 2*PH
+_WP = const(5)  # Wd + 2*PW
+_PH = const(6)
+_PW = const(7)
+_FILL = const(8)  # the input zero point
+_XPW = const(9)  # words of XP
+_G = const(10)
+_OH = const(11)
+_OW = const(12)
+_RSTEP = const(13)  # SH * WP: image bytes between output rows
+_SW = const(14)
+_GSTR = const(15)  # C/G * HP * WP: image bytes between groups
+_TAB = const(16)  # address of the window's offsets (u16), pair order for the first F taps, then the rest
+_F = const(17)  # taps in whole groups of four (K rounded down to 4)
+_R = const(18)  # K % 4
+_NG = const(19)  # channels per group
+_OHW = const(20)  # OH * OW
+_WGS = const(21)  # NG * K: W bytes per group
+_PGS = const(22)  # NG * 28: P bytes per group
+_GI = const(23)  # working state: group, its image offset, output row, its image offset, column, position,
+_GB = const(24)  # exception cursor at the group's first channel, the image the windows read, out
+_OYI = const(25)
+_RB = const(26)
+_OXI = const(27)
+_POS = const(28)
+_EG = const(29)
+_XB = const(30)
+_OUTB = const(31)
+_CWORDS = const(32)
+
+
+@micropython.asm_thumb
+def _addr(r0):
+    # The address of a buffer's data: an asm function receives a buffer argument as its data pointer.
+    nop()
+
+
+@micropython.asm_thumb
+def _id_isar3():
+    # The core's ID_ISAR3 register (the ARMv7-M ARM's CPUID scheme: SIMD_instrs in bits 7:4).
+    movw(r0, 0xED6C)
+    movt(r0, 0xE000)
+    ldr(r0, [r0, 0])
+
+
+if _BOARD and sys.platform != "linux" and (_id_isar3() >> 4) & 0xF < 3:
+    raise ImportError("uquant_dsp: this core lacks the DSP extension (ID_ISAR3.SIMD_instrs < 3)")
+
+
+@micropython.asm_thumb
+def _kernel(r0, r1, r2):
+    # r0 = x, r1 = out, r2 = header. Returns 0. Stack while running: [sp] = header; the dot product's frame below.
+    data(2, 0xE92D, 0x5F00)  # push.w {r8-r12, lr}: the caller's
+    push({r2})
+    ldr(r3, [r2, 4 * _MODE])
+    cmp(r3, 0)
+    bne_w(conv)
+
+    # ---- dense: unpack x into X (pair order) and sum it, then one dot pass over all channels ------------------
+    label(dense)
+    str(r1, [r2, 4 * _OCUR])
+    ldr(r3, [r2, 4 * _W])
+    str(r3, [r2, 4 * _WCUR])
+    ldr(r3, [r2, 4 * _P])
+    str(r3, [r2, 4 * _PCUR])
+    ldr(r3, [r2, 4 * _E])
+    str(r3, [r2, 4 * _ECUR])
+    mov(r3, 0)
+    str(r3, [r2, 4 * _NCH])
+    ldr(r3, [r2, 4 * _X])  # r3 = X cursor
+    ldr(r4, [r2, 4 * _K4F])
+    add(r4, r4, r0)  # r4 = end of x's whole groups of four
+    mov(r5, 0)  # r5 = sx
+    mov(r6, 0)
+    b(u_test)
+    label(u4)
+    ldr(r7, [r0, 0])  # four codes (x may be unaligned: the M33 allows it)
+    add(r0, 4)
+    data(2, 0xFA3F, 0xF187)  # uxtb16 r1, r7: (x0, x2)
+    data(2, 0xFA3F, 0xF297)  # uxtb16 r2, r7, ror 8: (x1, x3)
+    str(r1, [r3, 0])
+    str(r2, [r3, 4])
+    add(r3, 8)
+    data(2, 0xFB77, 0x5506)  # usada8 r5, r7, r6, r5: sx += the four bytes (r6 = 0)
+    label(u_test)
+    cmp(r0, r4)
+    bcc(u4)
+    data(2, 0x9F00)  # ldr r7, [sp, #0]: header
+    ldr(r4, [r7, 4 * _KT])  # the last K % 4 codes: taps 0, 1, 2 of the group go to halfwords 0, 2, 1
+    cmp(r4, 0)
+    beq(u_done)
+    ldrb(r1, [r0, 0])
+    strh(r1, [r3, 0])
+    add(r5, r5, r1)
+    cmp(r4, 1)
+    beq(u_done)
+    ldrb(r1, [r0, 1])
+    strh(r1, [r3, 4])
+    add(r5, r5, r1)
+    cmp(r4, 2)
+    beq(u_done)
+    ldrb(r1, [r0, 2])
+    strh(r1, [r3, 2])
+    add(r5, r5, r1)
+    label(u_done)
+    str(r5, [r7, 4 * _SX])
+    bl(dot)
+    cmp(r0, r0)  # b.w: finish is out of b's range
+    beq_w(finish)
+
+    # ---- dot: the channels at the cursors (WCUR, PCUR, ECUR, OCUR, NCH) against X; NB blocks of four, NR single --
+    # Frame: [sp] = end of the 32-tap loop in X, [sp+4] = end of X, [sp+8] = return address, [sp+12] = header.
+    label(dot)
+    data(2, 0xB500)  # push {lr}
+    data(2, 0xB082)  # sub sp, #8
+    data(2, 0x9F03)  # ldr r7, [sp, #12]: header
+    ldr(r3, [r7, 4 * _X])
+    ldr(r4, [r7, 4 * _X32])
+    add(r4, r4, r3)
+    data(2, 0x9400)  # str r4, [sp, #0]
+    ldr(r4, [r7, 4 * _X4])
+    add(r4, r4, r3)
+    data(2, 0x9401)  # str r4, [sp, #4]
+    ldr(r3, [r7, 4 * _NB])
+    str(r3, [r7, 4 * _CNT])
+    label(blk_next)
+    data(2, 0x9F03)  # ldr r7, [sp, #12]
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bpl(blk_go)
+    b(blk_done)
+    label(blk_go)
+    str(r3, [r7, 4 * _CNT])
+    # r0 = X cursor, r1 r2 r3 lr = cursors in rows n..n+3, r4 r5 = X words, r6 r7 = weight words, r8-r11 = the
+    # four sums, r12 = the odd weights
+    ldr(r1, [r7, 4 * _WCUR])
+    ldr(r6, [r7, 4 * _K])
+    add(r2, r1, r6)
+    add(r3, r2, r6)
+    add(r4, r3, r6)
+    data(2, 0x46A6)  # mov lr, r4
+    add(r4, r4, r6)
+    str(r4, [r7, 4 * _WCUR])  # row n+4: the next block's
+    ldr(r0, [r7, 4 * _X])
+    mov(r5, 0)
+    mov(r8, r5)
+    mov(r9, r5)
+    mov(r10, r5)
+    mov(r11, r5)
+    b(q32_test)
+    label(q32)  # 32 taps of four channels: 128 multiply-adds
+    ldr(r4, [r0, 0])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 4])  # (x1, x3)
+    ldr(r6, [r1, 0])  # four weights of row n
+    ldr(r7, [r2, 0])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 0])  # row n+2
+    data(2, 0xF8DE, 0x7000)  # ldr.w r7, [lr, #0]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 8])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 12])  # (x1, x3)
+    ldr(r6, [r1, 4])  # four weights of row n
+    ldr(r7, [r2, 4])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 4])  # row n+2
+    data(2, 0xF8DE, 0x7004)  # ldr.w r7, [lr, #4]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 16])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 20])  # (x1, x3)
+    ldr(r6, [r1, 8])  # four weights of row n
+    ldr(r7, [r2, 8])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 8])  # row n+2
+    data(2, 0xF8DE, 0x7008)  # ldr.w r7, [lr, #8]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 24])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 28])  # (x1, x3)
+    ldr(r6, [r1, 12])  # four weights of row n
+    ldr(r7, [r2, 12])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 12])  # row n+2
+    data(2, 0xF8DE, 0x700C)  # ldr.w r7, [lr, #12]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 32])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 36])  # (x1, x3)
+    ldr(r6, [r1, 16])  # four weights of row n
+    ldr(r7, [r2, 16])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 16])  # row n+2
+    data(2, 0xF8DE, 0x7010)  # ldr.w r7, [lr, #16]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 40])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 44])  # (x1, x3)
+    ldr(r6, [r1, 20])  # four weights of row n
+    ldr(r7, [r2, 20])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 20])  # row n+2
+    data(2, 0xF8DE, 0x7014)  # ldr.w r7, [lr, #20]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 48])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 52])  # (x1, x3)
+    ldr(r6, [r1, 24])  # four weights of row n
+    ldr(r7, [r2, 24])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 24])  # row n+2
+    data(2, 0xF8DE, 0x7018)  # ldr.w r7, [lr, #24]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    ldr(r4, [r0, 56])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 60])  # (x1, x3)
+    ldr(r6, [r1, 28])  # four weights of row n
+    ldr(r7, [r2, 28])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 28])  # row n+2
+    data(2, 0xF8DE, 0x701C)  # ldr.w r7, [lr, #28]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    add(r0, 64)
+    add(r1, 32)
+    add(r2, 32)
+    add(r3, 32)
+    data(2, 0xF10E, 0x0E20)  # add.w lr, lr, #32
+    label(q32_test)
+    data(2, 0x9E00)  # ldr r6, [sp, #0]
+    cmp(r0, r6)
+    bcc_w(q32)
+    b(q4_test)
+    label(q4)  # four taps
+    ldr(r4, [r0, 0])  # (x0, x2) of the four taps
+    ldr(r5, [r0, 4])  # (x1, x3)
+    ldr(r6, [r1, 0])  # four weights of row n
+    ldr(r7, [r2, 0])  # row n+1
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6: (w0, w2)
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8: (w1, w3)
+    data(2, 0xFB2C, 0x9905)  # smlad r9, r12, r5, r9
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7: (w0, w2)
+    data(2, 0xFB27, 0x9904)  # smlad r9, r7, r4, r9
+    ldr(r6, [r3, 0])  # row n+2
+    data(2, 0xF8DE, 0x7000)  # ldr.w r7, [lr, #0]: row n+3
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0xAA05)  # smlad r10, r12, r5, r10
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xAA04)  # smlad r10, r6, r4, r10
+    data(2, 0xFA3F, 0xFC97)  # uxtb16 r12, r7, ror 8
+    data(2, 0xFB2C, 0xBB05)  # smlad r11, r12, r5, r11
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xBB04)  # smlad r11, r7, r4, r11
+    add(r0, 8)
+    add(r1, 4)
+    add(r2, 4)
+    add(r3, 4)
+    data(2, 0xF10E, 0x0E04)  # add.w lr, lr, #4
+    label(q4_test)
+    data(2, 0x9E01)  # ldr r6, [sp, #4]
+    cmp(r0, r6)
+    bcc(q4)
+    # requantize and store the four channels (uquant_rt.requant_channel), the cursors in r8-r11
+    data(2, 0xE92D, 0x0F00)  # push.w {r8, r9, r10, r11}: the sums, channel n first
+    data(2, 0x9F07)  # ldr r7, [sp, #28]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir0)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_exc0)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew0)
+    label(rq_clip0)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir1)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_exc1)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew1)
+    label(rq_clip1)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir2)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_exc2)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew2)
+    label(rq_clip2)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir3)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_exc3)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew3)
+    label(rq_clip3)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    b(blk_next)
+    label(blk_done)
+    ldr(r3, [r7, 4 * _NR])
+    str(r3, [r7, 4 * _CNT])
+    label(one_next)
+    data(2, 0x9F03)  # ldr r7, [sp, #12]
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bpl(one_go)
+    b(dot_done)
+    label(one_go)
+    str(r3, [r7, 4 * _CNT])
+    ldr(r1, [r7, 4 * _WCUR])
+    ldr(r6, [r7, 4 * _K])
+    add(r6, r6, r1)
+    str(r6, [r7, 4 * _WCUR])
+    ldr(r0, [r7, 4 * _X])
+    mov(r5, 0)
+    mov(r8, r5)
+    b(s_test)
+    label(s1)  # four taps of one channel
+    ldr(r4, [r0, 0])
+    ldr(r5, [r0, 4])
+    ldr(r6, [r1, 0])
+    data(2, 0xFA3F, 0xFC96)  # uxtb16 r12, r6, ror 8
+    data(2, 0xFB2C, 0x8805)  # smlad r8, r12, r5, r8
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x8804)  # smlad r8, r6, r4, r8
+    add(r0, 8)
+    add(r1, 4)
+    label(s_test)
+    data(2, 0x9E01)  # ldr r6, [sp, #4]
+    cmp(r0, r6)
+    bcc(s1)
+    data(2, 0xF84D, 0x8D04)  # push.w {r8}: the sums, channel n first
+    data(2, 0x9F04)  # ldr r7, [sp, #16]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    data(2, 0xBC01)  # pop {r0}: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dir4)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_exc4)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ew4)
+    label(rq_clip4)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    b(one_next)
+    label(dot_done)
+    data(2, 0xB002)  # add sp, #8
+    data(2, 0xBD00)  # pop {pc}
+
+    # the requantization's less common paths (direct form, exceptions), out of line
+    label(rq_dir0)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc0)
+    label(rq_ew0)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl0)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl0)
+    b(rq_clip0)
+    label(rq_dir1)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc1)
+    label(rq_ew1)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl1)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl1)
+    b(rq_clip1)
+    label(rq_dir2)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc2)
+    label(rq_ew2)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl2)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl2)
+    b(rq_clip2)
+    label(rq_dir3)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc3)
+    label(rq_ew3)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl3)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl3)
+    b(rq_clip3)
+    label(rq_dir4)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_exc4)
+    label(rq_ew4)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewl4)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewl4)
+    b(rq_clip4)
+
+    # ---- conv ------------------------------------------------------------------------------------------------
+    label(conv)
+    ldr(r6, [r2, 4 * _CG])  # r6 = geometry words
+    str(r0, [r6, 4 * _XB])
+    str(r1, [r6, 4 * _OUTB])
+    ldr(r3, [r6, 4 * _XP])
+    cmp(r3, 0)
+    beq(c_nopad)
+    # pad: fill XP with the zero point, then copy each input row inside the border
+    str(r3, [r6, 4 * _XB])
+    ldr(r4, [r6, 4 * _FILL])  # the zero point in each byte
+    lsl(r5, r4, 8)
+    orr(r4, r5)
+    lsl(r5, r4, 16)
+    orr(r4, r5)
+    ldr(r5, [r6, 4 * _XPW])
+    label(c_fill)
+    str(r4, [r3, 0])
+    add(r3, 4)
+    sub(r5, 1)
+    bne(c_fill)
+    # r0 = x cursor, r1 = destination row, r2 = its cursor, r3 = bytes left in the row, r4 = rows left in the
+    # channel, r5 = channels left, r7 = a byte
+    ldr(r1, [r6, 4 * _XP])
+    ldr(r3, [r6, 4 * _PH])
+    ldr(r4, [r6, 4 * _WP])
+    mul(r3, r4)
+    add(r1, r1, r3)
+    ldr(r3, [r6, 4 * _PW])
+    add(r1, r1, r3)
+    ldr(r5, [r6, 4 * _C])
+    label(c_chan)
+    ldr(r4, [r6, 4 * _H])
+    label(c_row)
+    mov(r2, r1)
+    ldr(r3, [r6, 4 * _WD])
+    label(c_byte)
+    ldrb(r7, [r0, 0])
+    strb(r7, [r2, 0])
+    add(r0, 1)
+    add(r2, 1)
+    sub(r3, 1)
+    bne(c_byte)
+    ldr(r3, [r6, 4 * _WP])
+    add(r1, r1, r3)
+    sub(r4, 1)
+    bne(c_row)
+    ldr(r3, [r6, 4 * _PH])  # skip the bottom border and the next channel's top one
+    add(r3, r3, r3)
+    ldr(r4, [r6, 4 * _WP])
+    mul(r3, r4)
+    add(r1, r1, r3)
+    sub(r5, 1)
+    bne(c_chan)
+    label(c_nopad)
+    # groups: cursors at the first one
+    data(2, 0x9F00)  # ldr r7, [sp, #0]: header
+    mov(r3, 0)
+    str(r3, [r6, 4 * _GI])
+    str(r3, [r6, 4 * _GB])
+    str(r3, [r7, 4 * _NG0])
+    ldr(r3, [r7, 4 * _E])
+    str(r3, [r6, 4 * _EG])
+    ldr(r3, [r6, 4 * _OUTB])
+    str(r3, [r7, 4 * _OG])
+    ldr(r3, [r7, 4 * _W])
+    str(r3, [r7, 4 * _WG])
+    ldr(r3, [r7, 4 * _P])
+    str(r3, [r7, 4 * _PG])
+    label(c_group)
+    mov(r3, 0)
+    str(r3, [r6, 4 * _OYI])
+    str(r3, [r6, 4 * _RB])
+    str(r3, [r6, 4 * _POS])
+    label(c_oy)
+    mov(r3, 0)
+    str(r3, [r6, 4 * _OXI])
+    label(c_ox)
+    # the window's first byte: XB + GB + RB + OXI*SW
+    ldr(r0, [r6, 4 * _XB])
+    ldr(r3, [r6, 4 * _GB])
+    add(r0, r0, r3)
+    ldr(r3, [r6, 4 * _RB])
+    add(r0, r0, r3)
+    ldr(r3, [r6, 4 * _OXI])
+    ldr(r4, [r6, 4 * _SW])
+    mul(r3, r4)
+    add(r0, r0, r3)
+    # gather: r0 = window, r3 = offsets, r4 = end of the whole groups, r5 = X, r6 = sx
+    ldr(r3, [r6, 4 * _TAB])
+    ldr(r4, [r6, 4 * _F])
+    add(r4, r4, r4)
+    add(r4, r4, r3)
+    ldr(r5, [r7, 4 * _X])
+    mov(r6, 0)
+    b(g_test)
+    label(g2)
+    ldrh(r1, [r3, 0])
+    ldrh(r2, [r3, 2])
+    data(2, 0x5C41)  # ldrb r1, [r0, r1]
+    data(2, 0x5C82)  # ldrb r2, [r0, r2]
+    add(r6, r6, r1)
+    add(r6, r6, r2)
+    data(2, 0xEA41, 0x4102)  # orr.w r1, r1, r2, lsl #16: two halfwords
+    str(r1, [r5, 0])
+    add(r3, 4)
+    add(r5, 4)
+    label(g_test)
+    cmp(r3, r4)
+    bcc(g2)
+    ldr(r4, [r7, 4 * _CG])  # the last K % 4 taps (tap order): taps 0, 1, 2 of the group go to halfwords 0, 2, 1
+    ldr(r4, [r4, 4 * _R])
+    cmp(r4, 0)
+    beq(g_done)
+    ldrh(r1, [r3, 0])
+    data(2, 0x5C41)  # ldrb r1, [r0, r1]
+    strh(r1, [r5, 0])
+    add(r6, r6, r1)
+    cmp(r4, 1)
+    beq(g_done)
+    ldrh(r1, [r3, 2])
+    data(2, 0x5C41)  # ldrb r1, [r0, r1]
+    strh(r1, [r5, 4])
+    add(r6, r6, r1)
+    cmp(r4, 2)
+    beq(g_done)
+    ldrh(r1, [r3, 4])
+    data(2, 0x5C41)  # ldrb r1, [r0, r1]
+    strh(r1, [r5, 2])
+    add(r6, r6, r1)
+    label(g_done)
+    str(r6, [r7, 4 * _SX])
+    ldr(r6, [r7, 4 * _CG])
+    # the group's channels at this position
+    ldr(r3, [r7, 4 * _WG])
+    str(r3, [r7, 4 * _WCUR])
+    ldr(r3, [r7, 4 * _PG])
+    str(r3, [r7, 4 * _PCUR])
+    ldr(r3, [r6, 4 * _EG])
+    str(r3, [r7, 4 * _ECUR])
+    ldr(r3, [r7, 4 * _NG0])
+    str(r3, [r7, 4 * _NCH])
+    ldr(r3, [r7, 4 * _OG])
+    ldr(r4, [r6, 4 * _POS])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _OCUR])
+    bl(dot)
+    data(2, 0x9F00)  # ldr r7, [sp, #0]: header
+    ldr(r6, [r7, 4 * _CG])
+    ldr(r3, [r6, 4 * _POS])
+    add(r3, 1)
+    str(r3, [r6, 4 * _POS])
+    ldr(r3, [r6, 4 * _OXI])
+    add(r3, 1)
+    str(r3, [r6, 4 * _OXI])
+    ldr(r4, [r6, 4 * _OW])
+    cmp(r3, r4)
+    bge(c_ox_done)
+    b(c_ox)
+    label(c_ox_done)
+    ldr(r3, [r6, 4 * _RB])
+    ldr(r4, [r6, 4 * _RSTEP])
+    add(r3, r3, r4)
+    str(r3, [r6, 4 * _RB])
+    ldr(r3, [r6, 4 * _OYI])
+    add(r3, 1)
+    str(r3, [r6, 4 * _OYI])
+    ldr(r4, [r6, 4 * _OH])
+    cmp(r3, r4)
+    bge(c_oy_done)
+    b(c_oy)
+    label(c_oy_done)
+    # the next group: its exceptions start where the last position's walk stopped
+    ldr(r3, [r7, 4 * _ECUR])
+    str(r3, [r6, 4 * _EG])
+    ldr(r3, [r6, 4 * _GB])
+    ldr(r4, [r6, 4 * _GSTR])
+    add(r3, r3, r4)
+    str(r3, [r6, 4 * _GB])
+    ldr(r3, [r7, 4 * _WG])
+    ldr(r4, [r6, 4 * _WGS])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _WG])
+    ldr(r3, [r7, 4 * _PG])
+    ldr(r4, [r6, 4 * _PGS])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _PG])
+    ldr(r3, [r6, 4 * _NG])
+    ldr(r4, [r7, 4 * _NG0])
+    add(r4, r4, r3)
+    str(r4, [r7, 4 * _NG0])
+    ldr(r4, [r6, 4 * _OHW])
+    mul(r3, r4)
+    ldr(r4, [r7, 4 * _OG])
+    add(r4, r4, r3)
+    str(r4, [r7, 4 * _OG])
+    ldr(r3, [r6, 4 * _GI])
+    add(r3, 1)
+    str(r3, [r6, 4 * _GI])
+    ldr(r4, [r6, 4 * _G])
+    cmp(r3, r4)
+    bge(finish)
+    b(c_group)
+
+    # ---- done: give back r8-r12 and lr, return 0 (a small int: no allocation) --------------------------------
+    label(finish)
+    data(2, 0xB001)  # add sp, #4
+    data(2, 0xE8BD, 0x5F00)  # pop.w {r8-r12, lr}
+    mov(r0, 0)
+
+
+def _words(v):
+    # int32 words for the kernel (as uquant_thumb._words): an array('i'), or little-endian bytes
+    # (uquant_rt.as_words) read in place when word-aligned; anything else copied into an array.
+    if v is None:
+        return array("i")
+    if isinstance(v, (bytes, bytearray)) and (len(v) % 4 or _addr(v) & 3) or not isinstance(
+            v, (array, bytes, bytearray)):
+        return array("i", v)  # MicroPython copies bytes raw
+    return v
+
+
+def _word(v, i):
+    # word i of _words(v), from Python
+    if not isinstance(v, (bytes, bytearray)):
+        return v[i]
+    i <<= 2
+    return (v[i + 3] ^ 128) - 128 << 24 | v[i + 2] << 16 | v[i + 1] << 8 | v[i]
+
+
+def _header(K, NL, lo, hi, W, P, E, T, N):
+    # The header words every mode shares; N = the channels of one pass (dense N, conv N/G), NL = all channels.
+    P = _words(P)
+    E = _words(E)
+    nP = len(P) if isinstance(P, array) else len(P) >> 2
+    nE = len(E) if isinstance(E, array) else len(E) >> 2
+    if K < 1 or NL < 1 or len(W) < K * NL or nP < 7 * NL or nE % 3 or not 0 <= lo <= hi <= 255:
+        raise ValueError("uquant_dsp: bad layer")
+    if T is not None and len(T) != 256:
+        raise ValueError("uquant_dsp: the table must have 256 entries")
+    last = 0
+    for i in range(0, nE, 3):  # the kernel walks E once, channel after channel
+        n = _word(E, i)
+        if not last <= n < NL:
+            raise ValueError("uquant_dsp: exceptions must be sorted by channel")
+        last = n
+    K4 = (K + 3) & ~3
+    X = bytearray(2 * K4)  # the pads past K stay 0
+    H = array("i", [0] * _HWORDS)
+    H[_K] = K
+    H[_NB] = N // 4
+    H[_NR] = N % 4
+    H[_LO] = lo
+    H[_HI] = hi
+    H[_W] = _addr(W)
+    H[_P] = _addr(P)
+    H[_E] = _addr(E)
+    H[_EEND] = H[_E] + 4 * nE
+    H[_T] = 0 if T is None else _addr(T)
+    H[_X] = _addr(X)
+    H[_X32] = 2 * (K4 & ~31)
+    H[_X4] = 2 * K4
+    H[_OSTR] = 1
+    H[_K4F] = K & ~3
+    H[_KT] = K % 4
+    return H, (W, P, E, T, X)
+
+
+def prepare_dense(K, N, lo, hi, W, P, E, T):
+    # Once per layer, when the model is built: check the sizes and fill the header. The handle keeps the buffers
+    # alive, since the header only holds their addresses. P is read in place (satfix may move its c_lo words).
+    H, keep = _header(K, N, lo, hi, W, P, E, T, N)
+    return (H, keep, K, N)
+
+
+def dense(x, out, handle):
+    # out[0:N] = the layer's output codes for input codes x[0:K]. Allocates nothing.
+    if len(x) < handle[2] or len(out) < handle[3]:
+        raise ValueError("uquant_dsp.dense: buffer too small")
+    _kernel(x, out, handle[0])
+
+
+def prepare_conv(g, xzp, lo, hi, W, P, E, T):
+    # Handle for conv(), or None for a layer this tier leaves to the next module (SAT 1 and 2, huge windows).
+    if len(g) != 16:
+        raise ValueError("uquant_dsp: conv geometry has 16 entries")
+    C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT = g
+    if SAT or G < 1 or C % G or N % G or OH < 1 or OW < 1:
+        return None
+    cg = C // G
+    ng = N // G
+    kk = cg * KH * KW
+    if len(W) != N * kk:
+        raise ValueError("uquant_dsp: conv weights are not N x (C/G * KH * KW) bytes")
+    Hp = H + 2 * PH
+    Wp = Wd + 2 * PW
+    offs = []
+    for c in range(cg):
+        for ky in range(KH):
+            for kx in range(KW):
+                offs.append((c * Hp + ky * DH) * Wp + kx * DW)
+    if offs[-1] > 0xFFFF or not 0 <= xzp <= 255:
+        return None
+    F = kk & ~3
+    tab = array("H", [0] * kk)  # pair order for the whole groups of four, tap order for the rest
+    for q in range(0, F, 4):
+        tab[q] = offs[q]
+        tab[q + 1] = offs[q + 2]
+        tab[q + 2] = offs[q + 1]
+        tab[q + 3] = offs[q + 3]
+    for t in range(F, kk):
+        tab[t] = offs[t]
+    hdr, keep = _header(kk, N, lo, hi, W, P, E, T, ng)
+    hdr[_OSTR] = OH * OW
+    hdr[_MODE] = 1
+    xp = bytearray(4 * ((C * Hp * Wp + 3) // 4)) if PH or PW else None
+    cw = array("i", [0] * _CWORDS)
+    cw[_XP] = 0 if xp is None else _addr(xp)
+    cw[_C] = C
+    cw[_H] = H
+    cw[_WD] = Wd
+    cw[_HP] = Hp
+    cw[_WP] = Wp
+    cw[_PH] = PH
+    cw[_PW] = PW
+    cw[_FILL] = xzp
+    cw[_XPW] = 0 if xp is None else len(xp) // 4
+    cw[_G] = G
+    cw[_OH] = OH
+    cw[_OW] = OW
+    cw[_RSTEP] = SH * Wp
+    cw[_SW] = SW
+    cw[_GSTR] = cg * Hp * Wp
+    cw[_TAB] = _addr(tab)
+    cw[_F] = F
+    cw[_R] = kk - F
+    cw[_NG] = ng
+    cw[_OHW] = OH * OW
+    cw[_WGS] = ng * kk
+    cw[_PGS] = ng * 28
+    hdr[_CG] = _addr(cw)
+    return (hdr, keep, cw, tab, xp, C * H * Wd, N * OH * OW)
+
+
+def conv(x, out, handle):
+    # out = the convolution of the handle's layer over the CHW codes x (as uquant_rt.conv). Allocates nothing.
+    if len(x) < handle[5] or len(out) < handle[6]:
+        raise ValueError("uquant_dsp.conv: buffer too small")
+    _kernel(x, out, handle[0])
