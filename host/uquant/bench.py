@@ -248,6 +248,7 @@ def saturation_section() -> None:
 def main() -> int:
     warnings.filterwarnings("ignore")
     from . import codegen
+    from .hosts import dsp
     from .runtime import DEVICE_DIR
 
     models = build_models()
@@ -260,6 +261,7 @@ def main() -> int:
         rows.append({"label": label, "macs": macs, "mem": codegen.memory(plan), "acts": sum(plan.buffers),
                      "wasm": wasm_figures(converted, codes), "unix": unix_figures(converted, codes),
                      "thumb": thumb_figures(converted, codes), "lines": bytecode_lines(converted, codes),
+                     "dsp": dsp.dsp_figures(converted, codes),
                      "mpy": {a: mpy_size(converted.source, converted.module_name, a) for a in ARCHS}})
 
     print("uquant bench: one inference at a time; figures only (nothing here is a test)\n")
@@ -274,14 +276,15 @@ def main() -> int:
     print("  (wasm port, bytecode tier), runtime excluded. import garbage: bytes the import allocated and let go")
     print("  (that port never collects during a call, so this bounds the peak of short-lived heap an import needs")
     print("  on a board). Runtime files, .mpy bytes per arch (tier files):")
-    for name in ("uquant_rt", "uquant_viper", "uquant_thumb"):
+    for name in ("uquant_rt", "uquant_viper", "uquant_thumb", "uquant_dsp"):
         src = (DEVICE_DIR / f"{name}.py").read_text()
         sizes = [mpy_size(src, name, a) for a in ARCHS]
         print(f"    {name + '.py':<18}" + "".join(f"{a} {s if s else '-':>6}   " for a, s in zip(ARCHS, sizes)))
 
     print("\nSpeed (MACs per second unless noted)")
     print(f"{'model':<20}{'bytecode unix':>14}{'viper unix':>12}{'viper/bc':>9}{'thumb cyc/MAC':>14}"
-          f"{'thumb @125MHz':>14}{'bc lines/MAC':>13}{'bc wasm':>10}{'heap B/inf wasm,unix bc,viper':>31}")
+          f"{'thumb @125MHz':>14}{'dsp cyc/MAC':>12}{'bc lines/MAC':>13}{'bc wasm':>10}"
+          f"{'heap B/inf wasm,unix bc,viper':>31}")
     for r in rows:
         bc, vp = r["unix"]["bytecode"], r["unix"]["viper"]
         th = r["thumb"]
@@ -289,11 +292,14 @@ def main() -> int:
         heaps = f"{r['wasm']['heap']},{bc['heap']},{vp['heap']}"
         print(f"{r['label']:<20}{r['macs'] / bc['us'] * 1e6:>14.3g}{r['macs'] / vp['us'] * 1e6:>12.3g}"
               f"{bc['us'] / vp['us']:>9.1f}" + (f"{cpm:>14.2f}{RP2040_HZ / cpm:>14.3g}" if th else f"{'n/a':>14}{'n/a':>14}")
+              + (f"{r['dsp']['cycles_per_mac']:>12.2f}" if r["dsp"] and r["dsp"]["cycles_per_mac"] else f"{'n/a':>12}")
               + f"{r['lines'] / r['macs']:>13.2f}{r['macs'] / r['wasm']['us'] * 1e6:>10.3g}{heaps:>31}")
     print("  thumb: unicorn-counted Cortex-M0+ cycles of the armv6m kernels plus "
           f"{CYCLES_PER_LINE} cycles per traced line of the Python around them (calibrated on")
     print("  MicroPython 1.28 firmware in an RP2040 emulator: see CYCLES_PER_LINE)")
     print("  (n/a: the model has ops the asm tier leaves to viper, which is not emulated). unix = x64 unix port.")
+    print("  dsp: the RP2350's tier (uquant_dsp, SMLAD) on unicorn's Cortex-M33 with a cycle model after the")
+    print("  Cortex-M4 TRM: kernel cycles of its dense and conv layers over their MACs (Python not included)")
     for r in rows:
         if r["thumb"]:
             t = r["thumb"]
@@ -311,6 +317,7 @@ def main() -> int:
     print(f"python_cycles_per_inference={m['thumb']['python_lines'] * CYCLES_PER_LINE}  # bench MLP, thumb tier")
     print(f"speedup_viper_over_bytecode_unix={m['unix']['bytecode']['us'] / m['unix']['viper']['us']:.1f}  # x64 port")
     print(f"armv6m_cycles_per_mac={m['thumb']['cycles'] / m['macs']:.2f}")
+    print(f"armv7em_cycles_per_mac={m['dsp']['cycles_per_mac']:.2f}  # kernels only, emulated Cortex-M33")
     print(f"heap_bytes_per_inference={m['wasm']['heap']}")
     return 0
 
