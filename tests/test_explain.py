@@ -27,6 +27,7 @@ from uquant import cli
 from uquant.examples import SEED_INPUTS, SeedTorchModel, seed_state_dict
 from uquant.explain import report
 from uquant.explain_doc import REACH_COLOUR, STEP_COLOUR
+from uquant.runtime import rt
 
 from conftest import platform_here, torch_engine
 
@@ -120,6 +121,7 @@ def test_seed_report_holds_its_real_numbers_and_a_trace_equal_to_torch(seed_file
     torch_layers = seed_numbers(engine, x)
     for name, node, t in zip(("input_layer", "out"), nodes, torch_layers):
         K, N, lo, hi, Wbytes, P = node.args[:6]
+        P = [rt.word(P, i) for i in range(7 * N)]  # int32 little-endian bytes, as the module stores them
         device_table, = [tb for tb in md_tables(md, f"Layer {name}:") if tb[0][0] == "ch"]
         assert len(device_table[1]) == N
         for col, k in (("c", 0), ("c_lo", 1), ("W", 2), ("A", 3), ("S", 6)):

@@ -500,7 +500,7 @@ def test_unsupported_op_named(form):
     model = fx_model(ExpNet, "x86")  # (sigmoid is supported from TorchScript too now: see test_torchscript_cnn)
     if form != "fx":
         model = torch.jit.trace(model, X_CAL[:4]) if form == "trace" else torch.jit.script(model)
-    expect_error(["exp", "not supported", "quantized::linear" if form != "fx" else "LinearReLU"], load, model)
+    expect_error(["exp", "not supported", "linear_relu" if form != "fx" else "LinearReLU"], load, model)
 
 
 def test_unsupported_float_op_named_fx():
@@ -555,3 +555,118 @@ def test_torchscript_float_op_after_dequantize_refused():
             return torch.relu(self.inner(x))
 
     expect_error(["['relu']", "after the last dequantize"], load, torch.jit.script(ReluAfter(eager_model("x86", True))))
+
+
+# --- a final softmax, recurrent layers, names and the supported-op lists ---------------------------------------
+class SoftmaxNet(nn.Module):
+    """softmax / log_softmax as the model's last op, as a function, a method or a module."""
+
+    def __init__(self, how: str = "function"):
+        super().__init__()
+        self.how = how
+        self.fc1, self.fc2 = nn.Linear(5, 8), nn.Linear(8, 3)
+        self.sm = nn.LogSoftmax(dim=1)
+
+    def forward(self, x):
+        y = self.fc2(torch.relu(self.fc1(x)))
+        if self.how == "function":
+            return torch.softmax(y, dim=1)
+        if self.how == "method":
+            return y.log_softmax(1)
+        if self.how == "module":
+            return self.sm(y)
+        return self.fc2(torch.softmax(self.fc1(x), dim=1))  # "inside": not element-wise, refused
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+@pytest.mark.parametrize("how", ["function", "method", "module", "torchscript"])
+def test_final_softmax_dropped_with_a_note(how, engine, tmp_path):
+    with torch_engine(engine):
+        model = fx_model(lambda: SoftmaxNet("module" if how == "torchscript" else how), engine)
+        if how == "torchscript":
+            model = save_script(model, "trace", tmp_path / "sm.pt", engine)
+        # the self-check applies the dropped op to the device's dequantized codes: torch's floats, bit for bit
+        c = uquant.convert(model, X_TEST, engine=engine)
+        want = model(X_TEST).argmax(1).numpy()
+    assert len(c.graph.notes) == 1 and "is dropped: the device returns the codes of the layer before it" in \
+        c.graph.notes[0] and "argmax and class unchanged" in c.graph.notes[0]
+    assert [type(op).__name__ for op in c.graph.ops][-1] == "Linear"
+    assert (np.argmax(c.run(X_TEST), 1) == want).all()
+
+
+def test_softmax_inside_the_model_refused():
+    expect_error(["softmax inside the model is not supported", "not element-wise", "last op it is dropped"], load,
+                 fx_model(lambda: SoftmaxNet("inside"), "x86"))
+
+
+def test_convert_prints_the_softmax_note(tmp_path, capsys):
+    from uquant.cli import main
+
+    save_script(fx_model(lambda: SoftmaxNet("function"), "qnnpack"), "trace", tmp_path / "sm.pt", "qnnpack")
+    assert main(["convert", str(tmp_path / "sm.pt"), "--engine", "qnnpack", "-o", str(tmp_path / "sm_q.py")]) == 0
+    assert "  note: the final softmax is dropped" in capsys.readouterr().out
+
+
+class RecurrentNet(nn.Module):
+    def __init__(self, cell):
+        super().__init__()
+        self.rnn, self.fc = cell(4, 8, batch_first=True), nn.Linear(8, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1])
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("form", ["script", "file"])
+def test_recurrent_layers_named(cell, form, tmp_path):
+    model = torch.jit.script(RecurrentNet(cell).eval())
+    if form == "file":
+        torch.jit.save(model, str(tmp_path / "rnn.pt"))
+        model = tmp_path / "rnn.pt"
+    expect_error([f"module 'rnn' ({cell.__name__})", "recurrent layers are not supported yet"], load, model)
+
+
+def test_recurrent_layer_named_fx():
+    class Quantized(nn.Module):  # FX quantizes the Linear; the LSTM stays float between dequantize/quantize
+        def __init__(self):
+            super().__init__()
+            self.fc, self.rnn = nn.Linear(4, 4), nn.LSTM(4, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(self.fc(x))[0]
+
+    x = torch.randn(8, 3, 4)
+    with torch_engine("x86"):
+        prepared = prepare_fx(Quantized().eval(), get_default_qconfig_mapping("x86"), example_inputs=(x,))
+        prepared(x)
+        model = convert_fx(prepared)
+    expect_error(["(LSTM)", "recurrent layers are not supported yet"], load, model)
+
+
+def test_functional_ops_named_by_their_kind(tmp_path):
+    class PoolNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(32, 3)
+
+        def forward(self, x):
+            x = torch.nn.functional.max_pool2d(torch.relu(self.conv(x)), 2)
+            return self.fc(torch.flatten(x, 1))
+
+    x = torch.rand(8, 1, 8, 8)
+    with torch_engine("qnnpack"):
+        prepared = prepare_fx(PoolNet().eval(), get_default_qconfig_mapping("qnnpack"), example_inputs=(x,))
+        prepared(x)
+        torch.jit.save(torch.jit.trace(convert_fx(prepared), x), str(tmp_path / "pool.pt"))
+        graph = load(tmp_path / "pool.pt")
+    assert "max_pool2d" in [op.name for op in graph.ops]  # not `x`, the variable torch.jit.save leaves
+
+
+def test_supported_op_lists_read_off_the_dispatch_tables():
+    from uquant.loaders import fx, torchscript
+
+    for name in ("mul", "softmax", "max_pool2d", "hardswish", "cat", "linear_relu"):
+        assert name in torchscript.SUPPORTED.split(", ") or name in torchscript.SUPPORTED
+    for name in ("mul", "Softmax", "Hardswish", "AdaptiveAvgPool2d", "Dropout"):
+        assert name in fx.SUPPORTED

@@ -114,6 +114,8 @@ def cmd_convert(args) -> int:
     for s in plan.steps:
         print(f"  {s.name}: {codegen.describe_step(s)}")
     print(f"  requantization proven for all {sum(s.N for s in plan.compute_steps)} output channels")
+    for note in converted.graph.notes:
+        print(f"  note: {note}")
     mem = codegen.memory(plan)
     print(f"  board memory: weights {mem['weights']} B, parameters {mem['params']} B, activations {mem['buffers']} B "
           f"in buffers {plan.buffers}")

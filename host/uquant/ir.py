@@ -281,6 +281,11 @@ class Graph:
     # value name -> the name of the source-program node whose tensor it equals (PT2E: its quantize node), where
     # the loader knows one: lets tests and tools compare every value with torch's own
     origins: dict[str, str] = field(default_factory=dict)
+    # what the loader changed on the way, one line each, for the user (e.g. a final softmax dropped)
+    notes: list[str] = field(default_factory=list)
+    # float ops the loader dropped from the end of the model (a final softmax), in order: callables on a float
+    # tensor of the model's output shape, which the self-check applies to the dequantized output to compare
+    dropped: list = field(default_factory=list)
 
     @property
     def in_features(self) -> int:

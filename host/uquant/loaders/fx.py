@@ -32,11 +32,21 @@ ELEMENTWISE_METHODS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": tor
 ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Hardsigmoid, nn.LeakyReLU, nn.ELU,
                        nn.Hardswish)
 PASS_MODULES = (nn.Identity, nn.Dropout)  # no effect in eval
-SUPPORTED = ("quantized Linear / LinearReLU, Conv1d/Conv2d (+ReLU), MaxPool1d/2d, AvgPool1d/2d, "
-             "AdaptiveAvgPool1d/2d, quantized add / add_relu, "
-             "ReLU, ReLU6, Hardtanh, Sigmoid, Tanh, Hardsigmoid, Hardswish, LeakyReLU, ELU, "
-             "torch.cat along channels, Identity, Dropout, Flatten, QuantStub/DeQuantStub, quantize_per_tensor "
-             "and dequantize")
+SOFTMAX_FUNCTIONS = {torch.softmax, F.softmax, torch.log_softmax, F.log_softmax}
+SOFTMAX_METHODS = ("softmax", "log_softmax")
+SOFTMAX_MODULES = (nn.Softmax, nn.LogSoftmax)
+RECURRENT_MODULES = (nn.LSTM, nn.GRU, nn.RNN)
+RECURRENT_ADVICE = ("recurrent layers are not supported yet; a feed-forward model over a window of time steps "
+                    "(Conv1d or Linear) is")
+# What the message for an unsupported op lists, read off the tables module() and call() dispatch on
+SUPPORTED = ("quantized Linear / LinearReLU, Conv1d / Conv2d (+ReLU), MaxPool1d / 2d, quantized add / mul (+relu), "
+             + ", ".join(sorted({m.__name__ for m in (*ELEMENTWISE_MODULES, *PASS_MODULES, *SOFTMAX_MODULES,
+                                                      nn.Flatten, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+                                                      nn.AdaptiveAvgPool2d)}
+                                | {f.__name__ for f in (*ELEMENTWISE_FUNCTIONS, *AVGPOOL_FUNCTIONS)}
+                                | {"cat (channels)", "flatten", "reshape / view", "QuantStub / DeQuantStub",
+                                   "quantize_per_tensor", "dequantize"}))
+             + " (softmax / log_softmax only as the last op: dropped)")
 NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
                  "torch.ao.quantization.convert (eager) before uquant")
 
@@ -187,6 +197,10 @@ class _Walker:
             return self.elementwise(node, self.arg(node), type(mod).__name__.lower(), mod)
         if isinstance(mod, PASS_MODULES):
             return self.arg(node)
+        if isinstance(mod, SOFTMAX_MODULES):
+            return self.final_softmax(node, type(mod).__name__, mod)
+        if isinstance(mod, RECURRENT_MODULES):
+            raise ConversionError(f"{where}: {RECURRENT_ADVICE}")
         if isinstance(mod, (ObserverBase, FakeQuantizeBase)):
             raise ConversionError(f"{where}: {NOT_CONVERTED}")
         if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
@@ -253,6 +267,18 @@ class _Walker:
             q = qparams(self.attr(scale), self.attr(zp), TORCH_DTYPES[q.dtype], describe(node))
         return Val(self.add(Cat(self.op_name(node), q), [v.value for v in vals]).name, q)
 
+    def final_softmax(self, node, what: str, fn) -> Val:
+        """A softmax / log_softmax whose result is only returned: dropped (monotone per sample, so the argmax and
+        the class are unchanged), with a note; anywhere else it is refused."""
+        if any(u.op != "output" for u in node.users):
+            raise ConversionError(f"{describe(node)}: {what} inside the model is not supported (it is not "
+                                  "element-wise); as the model's last op it is dropped")
+        self.graph.notes.append(f"the final {what} is dropped: the device returns the codes of the layer before it "
+                                "(argmax and class unchanged; apply softmax on the host to the dequantized codes "
+                                "for probabilities)")
+        self.graph.dropped.append(fn)
+        return self.arg(node)
+
     def call(self, node) -> Val:
         t = node.target
         if node.op == "call_module":
@@ -265,6 +291,10 @@ class _Walker:
             return self.elementwise(node, self.arg(node), t.__name__, with_args(t, node))
         if node.op == "call_method" and t in ELEMENTWISE_METHODS:
             return self.elementwise(node, self.arg(node), t, with_args(ELEMENTWISE_METHODS[t], node))
+        if node.op == "call_function" and t in SOFTMAX_FUNCTIONS:
+            return self.final_softmax(node, t.__name__, with_args(t, node))
+        if node.op == "call_method" and t in SOFTMAX_METHODS:
+            return self.final_softmax(node, t, with_args(getattr(torch, t), node))
         if node.op == "call_function" and t is torch.flatten:
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)

@@ -49,11 +49,18 @@ ELEMENTWISE = {f"aten::{n}{s}" for n in ("relu", "relu6", "sigmoid", "tanh", "ha
 PASS_KINDS = {"aten::contiguous", "aten::detach"}  # no effect on the codes
 DROPOUTS = {"aten::dropout", "aten::dropout_", "aten::feature_dropout", "aten::alpha_dropout"}
 SCALAR_TYPES = {12: torch.qint8, 13: torch.quint8}  # c10::ScalarType codes as traced graphs store dtypes
-SUPPORTED = ("quantized::linear / linear_relu, quantized::conv1d / conv2d (+ _relu), aten::max_pool1d / 2d, "
-             "aten::avg_pool1d / 2d, aten::adaptive_avg_pool1d / 2d, quantized::add / add_relu, aten::cat / "
-             "quantized::cat along dim 1, aten::quantize_per_tensor, aten::dequantize, element-wise relu, relu6, "
-             "sigmoid, tanh, hardsigmoid, hardtanh, hardswish, leaky_relu, elu (aten:: and quantized::), "
-             "aten::flatten, aten::dropout in eval mode")
+SOFTMAXES = {"aten::softmax", "aten::log_softmax", "aten::_softmax", "aten::_log_softmax"}
+# Recurrent layers, named when met (their TorchScript form otherwise fails on a list of weights)
+RECURRENT = {"aten::lstm": "an LSTM", "aten::gru": "a GRU", "aten::rnn_tanh": "an RNN", "aten::rnn_relu": "an RNN",
+             "aten::quantized_lstm": "a dynamically quantized LSTM", "aten::quantized_gru": "a dynamically quantized GRU",
+             "quantized::quantized_lstm": "a quantized LSTM", "quantized::quantized_gru": "a quantized GRU"}
+RECURRENT_ADVICE = ("recurrent layers are not supported yet; a feed-forward model over a window of time steps "
+                    "(Conv1d or Linear) is")
+# What the message for an unsupported op lists: the kinds step() handles, read off its tables
+SUPPORTED = ", ".join(sorted({k.split("::")[-1].strip("_") for k in (
+    *LINEARS, *CONVS, *MAXPOOLS, *AVGPOOLS, *ADDS, *MULS, *ELEMENTWISE, *DROPOUTS, *PASS_KINDS, *SOFTMAXES,
+    "aten::cat", "aten::flatten", "aten::quantize_per_tensor", "aten::dequantize")})) + " (dropout in eval mode; " \
+    "cat along channels; flatten from dim 1; softmax/log_softmax only as the last op, dropped)"
 NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
                  "torch.ao.quantization.convert (eager) before torch.jit.trace / torch.jit.script")
 HINTS = {  # ops that say what kind of model this is
@@ -71,13 +78,10 @@ HINTS = {  # ops that say what kind of model this is
 
 
 def _label(node) -> str:
-    """A readable name for an op: the traced module scope, else its output's debug name, else the op."""
+    """A readable name for an op: the traced module scope (lost by torch.jit.save), else the op's kind (a
+    variable name such as `x` says nothing about the op)."""
     scope = node.scopeName().split("/")[-1].replace("__module.", "")
-    if scope:
-        return scope
-    outs = list(node.outputs())
-    base = outs[0].debugName().split(".")[0] if outs else ""
-    return base if base and not base.isdigit() else node.kind().split("::")[-1]
+    return scope or node.kind().split("::")[-1].strip("_")
 
 
 def _raises(block) -> bool:
@@ -385,6 +389,24 @@ class _Walker:
             return Val(v.value, v.q, v.fns + [("flatten", reshape)])
         return self.add(reshape, [v.value])
 
+    def final_softmax(self, node, ins) -> Val:
+        """A softmax / log_softmax whose result is only returned: dropped (monotone per sample, so the argmax and
+        the class are unchanged), with a note; anywhere else it is refused."""
+        what = node.kind().split("::")[-1].strip("_")
+        users = [u.user for u in node.output().uses()]
+        while len(users) == 1 and users[0].kind() in ("prim::TupleConstruct", "prim::ListConstruct"):
+            users = [u.user for u in users[0].output().uses()]
+        if not users or any(u.kind() != "prim::Return" for u in users):
+            raise ConversionError(f"{self.where(node)}: {what} inside the model is not supported (it is not "
+                                  "element-wise); as the model's last op it is dropped")
+        self.graph.notes.append(f"the final {what} is dropped: the device returns the codes of the layer before it "
+                                "(argmax and class unchanged; apply softmax on the host to the dequantized codes "
+                                "for probabilities)")
+        dim = self.value(ins[1], node)
+        fn = torch.log_softmax if "log" in what else torch.softmax
+        self.graph.dropped.append(lambda x: fn(x, dim))
+        return self.arg(node, ins)
+
     def step(self, node, ins) -> Val:
         kind = node.kind()
         if kind == "aten::quantize_per_tensor":
@@ -405,6 +427,8 @@ class _Walker:
             return self.quantized_mul(node, ins, MULS[kind])
         if kind in ("aten::cat", "quantized::cat"):
             return self.cat(node, ins)
+        if kind in SOFTMAXES:
+            return self.final_softmax(node, ins)
         if kind in ELEMENTWISE:
             return self.elementwise(node, ins)
         if kind == "aten::flatten":
@@ -431,6 +455,8 @@ class _Walker:
         kind = node.kind()
         ins = list(node.inputs())
         outs = list(node.outputs())
+        if kind in RECURRENT:
+            raise ConversionError(f"{self.where(node)}: {RECURRENT[kind]} ({kind}): {RECURRENT_ADVICE}")
         if kind in STATIC_KINDS and all(self.is_static(v) for v in ins):
             self.static.update(o.unique() for o in outs)
             return
@@ -532,4 +558,6 @@ def from_script_module(module: torch.jit.ScriptModule, name: str) -> Graph:
         kind = getattr(sub, "original_name", "")
         if kind.endswith(("Observer", "FakeQuantize")):
             raise ConversionError(f"module '{path}' ({kind}): {NOT_CONVERTED}")
+        if kind in ("LSTM", "GRU", "RNN"):  # named before the walk meets their weight lists
+            raise ConversionError(f"module '{path}' ({kind}): {RECURRENT_ADVICE}")
     return _Walker(module, name).walk()
