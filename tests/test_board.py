@@ -76,6 +76,14 @@ def test_deploy_predict_verify_and_skip(board, seed_files, seed_codes, report):
         want = torch_model.layer_codes(torch_model.quant.scale * torch.tensor([x], dtype=torch.float32))[-1][0]
         assert f"output codes : {want.tolist()}" in r.stdout and f"class        : {int(want.argmax())}" in r.stdout
 
+    codes_file = Path(module).with_name("seed_codes.csv")
+    codes_file.write_text("\n".join(",".join(map(str, x)) for x in seed_codes))
+    r = uquant_cli("predict", "--port", board.device, "--data", codes_file, "--codes", env=NO_TORCH)  # many at once
+    assert r.returncode == 0, r.stderr
+    classes = [int(line.split("class ")[1].split()[0]) for line in r.stdout.splitlines() if ": class " in line]
+    want = torch_model.layer_codes(torch_model.quant.scale * torch.tensor(seed_codes, dtype=torch.float32))[-1]
+    assert classes == want.argmax(1).tolist(), r.stdout
+
     r = uquant_cli("verify", model, "--relu", "hidden", "--port", board.device, "--module", "seed_q",
                    "--samples", 300)
     here = platform_here().name

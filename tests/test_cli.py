@@ -181,6 +181,32 @@ def test_run_raw_input(built):
     assert "class        : 5" in p.stdout.splitlines()
 
 
+def test_run_codes_from_a_file_and_many_samples(built, tmp_path, capsys):
+    """--input @FILE (text or .npy), --codes (and its old name --raw), --data with one sample per row."""
+    module = str(built / "build" / "seed_q.py")
+    (tmp_path / "one.txt").write_text("0\n0.75\n")
+    np.save(tmp_path / "one.npy", np.array([[0.0, 0.75]], np.float32))
+    (tmp_path / "codes.txt").write_text("0 192")
+    want = str(torch_codes("x86", [0, 0.75]))
+    for args in (["--input", f"@{tmp_path / 'one.txt'}"], ["--input", f"@{tmp_path / 'one.npy'}"],
+                 ["--codes", "--input", f"@{tmp_path / 'codes.txt'}"], ["--raw", "--input", "0,192"]):
+        rc, out, err = main_inproc(capsys, "run", module, *args)
+        assert rc == 0, err
+        assert parse_report(out)["output codes"] == want, args
+    x = SEED_INPUTS.numpy() if hasattr(SEED_INPUTS, "numpy") else np.asarray(SEED_INPUTS)
+    np.save(tmp_path / "many.npy", x.astype(np.float32))
+    rc, out, err = main_inproc(capsys, "run", module, "--data", str(tmp_path / "many.npy"))
+    assert rc == 0, err
+    lines = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(lines) == len(x) and f"samples      : {len(x)} from many.npy" in out
+    assert [int(line.split("class ")[1].split()[0]) for line in lines] == seed_expected("x86", platform_here())
+    assert lines[0].split("codes ")[1] == str(torch_codes("x86", x[0].tolist()))
+    assert_clean_error(main_inproc(capsys, "run", module, "--input", f"@{tmp_path / 'nothere.txt'}"),
+                       "nothere.txt: no such file", "@FILE")
+    assert_clean_error(main_inproc(capsys, "run", module, "--codes", "--data", str(tmp_path / "many.npy")),
+                       "--codes takes integer codes")
+
+
 def test_run_micropython(built):
     reason = wasm.missing_reason()
     if reason is not None:
@@ -238,7 +264,7 @@ def test_engines_give_their_own_torch_codes(built, capsys):
 @pytest.mark.parametrize("args, fragments", [
     (["--raw", "--input", "0,300"], ["inputs must be ints in [0, 255], got 300"]),
     (["--raw", "--input", "0,-1"], ["got -1"]),
-    (["--raw", "--input", "0,1.5"], ["--raw takes integer codes", "'0,1.5'"]),
+    (["--raw", "--input", "0,1.5"], ["--codes takes integer codes", "'0,1.5'"]),
     (["--input", "0,abc"], ["--input takes comma-separated numbers", "'0,abc'"]),
     (["--input", "1"], ["takes 2 input values, got 1"]),
     (["--input", ""], ["takes 2 input values, got 0"]),

@@ -116,7 +116,7 @@ def test_negative_raw_values_need_no_equals_sign(modules, capsys):
     ("seed_u.py", ["--input-raw", "1,4096"], ["raw value 4096 is outside", "[-4096, 4095]"]),
     ("seed_u.py", ["--input-raw", "-4097,0"], ["raw value -4097 is outside"]),
     ("seed_u.py", ["--input-raw", "1,2,3"], ["takes 2 input values, got 3"]),
-    ("seed_u.py", ["--input-raw", "1,2", "--raw"], ["--raw marks --input as codes"]),
+    ("seed_u.py", ["--input-raw", "1,2", "--raw"], ["--codes marks --input as codes"]),
 ])
 def test_run_input_raw_errors(modules, capsys, module, args, fragments):
     assert_clean_error(main_inproc(capsys, "run", str(modules / module), *args), *fragments)

@@ -19,22 +19,42 @@ def _quiet_torch():
     warnings.filterwarnings("ignore", message=".*(quint8|qint8|qint32|TypedStorage|deprecated).*")
 
 
+def _values(text: str) -> list[str]:
+    """The numbers of an --input / --input-raw argument: comma-separated, or @FILE (a .npy file, or text with the
+    numbers separated by commas, spaces or newlines: one sample, e.g. 144 values for a 1x12x12 input)."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise ValueError(f"{text}: no such file (@FILE names a file holding one sample's numbers)")
+        if path.suffix.lower() == ".npy":
+            try:
+                return [repr(v) for v in np.load(path, allow_pickle=False).ravel().tolist()]
+            except ValueError as e:
+                raise ValueError(f"{path}: not a numeric .npy file ({e})") from None
+        text = path.read_text(errors="replace").replace("\n", ",").replace("\t", ",").replace(" ", ",")
+    return [v for v in text.replace(" ", "").split(",") if v != ""]
+
+
 def _ints(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise ValueError(f"--input with --raw takes integer codes, got {text!r}") from None
+        return [int(v) for v in _values(text)]
+    except ValueError as e:
+        if text.startswith("@") and "no such file" in str(e):
+            raise
+        raise ValueError(f"--input with --codes takes integer codes, got {text!r}") from None
 
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise ValueError(f"--input takes comma-separated numbers, got {text!r}") from None
+        return [float(v) for v in _values(text)]
+    except ValueError as e:
+        if text.startswith("@") and "no such file" in str(e):
+            raise
+        raise ValueError(f"--input takes comma-separated numbers (or @FILE), got {text!r}") from None
 
 
 def _raw_ints(text: str) -> list[int]:
-    vals = [v for v in text.replace(" ", "").split(",") if v != ""]
+    vals = _values(text)
     try:
         return [int(v) for v in vals]
     except ValueError:
@@ -79,6 +99,28 @@ def output_unit_text(spec: tuple, scale: float) -> str:
         if cand > 0 and fixed_point_targets(q, cand) == want:
             return repr(float(cand))
     return f"~{approx:.6g}"
+
+
+def _data_codes(path: str, n_in: int, are_codes: bool, quantize) -> np.ndarray:
+    """--data: (samples, n_in) input codes from a .npy/.csv file of float samples (quantized by `quantize`, one
+    sample's floats -> codes) or, with --codes, of codes."""
+    from .data import read_samples
+
+    x = read_samples(path, n_in)
+    if are_codes:
+        if not np.array_equal(x, np.round(x)):
+            raise ValueError(f"{path}: --codes takes integer codes, the file holds fractions")
+        return x.astype(np.int64)
+    return np.array([quantize(row) for row in x], np.int64)
+
+
+def _print_batch(path: str, ys: np.ndarray, preds: np.ndarray, units: dict | None) -> None:
+    """One line per sample of --data: its class (and label) and output codes."""
+    labels = units["labels"] if units is not None else None
+    print(f"samples      : {len(ys)} from {Path(path).name}")
+    for i, (y, p) in enumerate(zip(ys, preds)):
+        print(f"{i:>5}: class {int(p)}" + (f" ({labels[int(p)]})" if labels else "")
+              + f"  codes {[int(v) for v in y]}")
 
 
 def _print_result(raws, codes, y, values, fixed, pred: int, units: dict | None, out_scale: float) -> None:
@@ -209,13 +251,29 @@ def cmd_run(args) -> int:
     n_in = mod.model.n_in
     units = module_units(mod)
     raws = None
+    if args.data:
+        codes = _data_codes(args.data, n_in, args.codes, lambda x: _quantize_floats(
+            x, mod.INPUT_SCALE_BITS, mod.INPUT_ZERO_POINT, mod.model.qmin, getattr(mod, "INPUT_QUANTIZE", "aten")))
+        if args.micropython or args.circuitpython:
+            from .hosts.mpmodule import run_batch
+
+            host = "circuitpython" if args.circuitpython else "wasm"
+            ys, preds, _ = run_batch(path.read_text(), path.stem, codes, host=host)
+            where = "CircuitPython (its unix port, built like a board)" if args.circuitpython else "MicroPython (wasm)"
+        else:
+            ys = np.array([list(mod.run([int(v) for v in row])) for row in codes])
+            preds = np.array([mod.predict([int(v) for v in row]) for row in codes])
+            where = "CPython"
+        print(f"runtime      : device runtime under {where}")
+        _print_batch(args.data, ys, preds, units)
+        return 0
     if args.input_raw is not None:
-        if args.raw:
-            raise ValueError("--raw marks --input as codes; --input-raw takes raw sensor integers: use one of them")
+        if args.codes:
+            raise ValueError("--codes marks --input as codes; --input-raw takes raw sensor integers: use one of them")
         raws = _raw_ints(args.input_raw)
         _check_raw(raws, units, path.name, n_in)
         codes = [int(v) for v in mod.units.quantize_raw(raws)]  # the device's own step (what run_raw runs)
-    elif args.raw:
+    elif args.codes:
         codes = _ints(args.input)
     else:
         x = np.array(_floats(args.input), np.float32)
@@ -316,18 +374,27 @@ def cmd_predict(args) -> int:
 
     raws = None
     if args.input_raw is not None:
-        if args.raw:
-            raise ValueError("--raw marks --input as codes; --input-raw takes raw sensor integers: use one of them")
+        if args.codes:
+            raise ValueError("--codes marks --input as codes; --input-raw takes raw sensor integers: use one of them")
         raws = _raw_ints(args.input_raw)
     with _open_link(args) as link:
         args.module = args.module or deployed_module(link)
         info = board_model(link, args.module)
         units = board_units(link, args.module)
+        if args.data:
+            codes = _data_codes(args.data, info["n_in"], args.codes, lambda x: _quantize_floats(
+                x, info["in_bits"], info["in_zp"], info["qmin"], info.get("in_formula", "aten")))
+            ys, preds = run_batch(link, args.module, codes, info["qmin"])
+            if info["qmin"] < 0:
+                ys = np.where(ys > 127, ys - 256, ys)
+            print(f"board        : {link.port} ({info['tier']} kernels)")
+            _print_batch(args.data, ys, preds, units)
+            return 0
         if raws is not None:
             _check_raw(raws, units, args.module, info["n_in"])
             codes, y, pred = board_run_raw(link, args.module, raws)
         else:
-            if args.raw:
+            if args.codes:
                 codes = _ints(args.input)
             else:
                 codes = _quantize_floats(np.array(_floats(args.input), np.float32), info["in_bits"], info["in_zp"],
@@ -512,11 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a generated module on one input, with the device runtime")
     r.add_argument("module", help="generated module, e.g. build/model_q.py")
     ri = r.add_mutually_exclusive_group(required=True)
-    ri.add_argument("--input", help="comma-separated float inputs (quantized as torch does), or codes with --raw")
+    ri.add_argument("--input", help="one sample: comma-separated float inputs (quantized as torch does), or codes "
+                    "with --codes; @FILE reads them from a file (.npy, or numbers separated by commas/spaces/lines)")
     ri.add_argument("--input-raw", metavar="INTS", help="comma-separated raw sensor integers, e.g. 1200,-35,4095, "
-                    "through the module's run_raw (converted with --input-unit)")
-    r.add_argument("--raw", action="store_true", help="--input holds already-quantized codes (not raw sensor "
-                   "values: those go in --input-raw)")
+                    "through the module's run_raw (converted with --input-unit); @FILE as for --input")
+    ri.add_argument("--data", help="many samples: a .npy or .csv file, one float sample per row (codes with --codes)")
+    r.add_argument("--codes", "--raw", dest="codes", action="store_true",
+                   help="--input / --data hold already-quantized codes (--raw is its old name; raw sensor integers "
+                   "go in --input-raw)")
     rh = r.add_mutually_exclusive_group()
     rh.add_argument("--micropython", action="store_true",
                     help="run inside a real MicroPython interpreter (the WebAssembly port in node_modules, which "
@@ -538,11 +608,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--port", default="auto", help="serial port, or 'auto'")
     pr.add_argument("--module", help="model module on the board (default: the one `uquant deploy` put there last)")
     pi = pr.add_mutually_exclusive_group(required=True)
-    pi.add_argument("--input", help="comma-separated float inputs, or codes with --raw")
+    pi.add_argument("--input", help="one sample: comma-separated float inputs, or codes with --codes; @FILE reads "
+                    "them from a file")
     pi.add_argument("--input-raw", metavar="INTS", help="comma-separated raw sensor integers, e.g. 1200,-35,4095, "
-                    "through the board module's run_raw (converted with --input-unit)")
-    pr.add_argument("--raw", action="store_true", help="--input holds already-quantized codes (not raw sensor "
-                    "values: those go in --input-raw)")
+                    "through the board module's run_raw (converted with --input-unit); @FILE as for --input")
+    pi.add_argument("--data", help="many samples: a .npy or .csv file, one float sample per row (codes with --codes)")
+    pr.add_argument("--codes", "--raw", dest="codes", action="store_true",
+                    help="--input / --data hold already-quantized codes (--raw is its old name; raw sensor integers "
+                    "go in --input-raw)")
     pr.set_defaults(func=cmd_predict)
 
     v = sub.add_parser("verify", help="run many inputs on the board and compare every output byte with torch")
