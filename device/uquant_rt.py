@@ -27,7 +27,7 @@ VERSION = 3  # modules made for version 2 (no platform, no saturating pairs) sti
 # CircuitPython boards as shipped (their ports build without it; CircuitPython's unix port and boards built with
 # CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything runs here. Set TIER before building a model to
 # force one.
-TIERS = (("thumb", ("uquant_thumb", "uquant_viper")), ("viper", ("uquant_viper",)), ("bytecode", ()))
+TIERS = (("thumb", ("uquant_thumb", "uquant_thumbconv", "uquant_viper")), ("viper", ("uquant_viper",)), ("bytecode", ()))
 TIER = None
 _kernel_modules = {}
 
@@ -61,6 +61,18 @@ def tier():
         if ok:
             return name, modules
     raise ValueError("unknown kernel tier %r" % (TIER,))
+
+
+def fast_prepare(modules, op, args):
+    # (op, handle) of the first module of the tier whose prepare_<op>(*args) takes the layer (one may decline it
+    # by returning None), or (None, None): bytecode.
+    for name in modules:
+        m = _kernel_module(name)
+        if m is not None and hasattr(m, op):
+            h = getattr(m, "prepare_" + op)(*args)
+            if h is not None:
+                return getattr(m, op), h
+    return None, None
 
 
 def fast_kernel(modules, op):
@@ -428,24 +440,21 @@ class Node:
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
             if len(W) != N * kk or len(P) != 7 * N or len(self.out) < N * g[13] * g[14]:
                 raise CorruptModel("conv: sizes do not match its data")
-            m = fast_kernel(modules, "conv")
-            if m is not None:
-                self.fast, self.handle = m.conv, m.prepare_conv(g, xzp, lo, hi, W, array("i", P), array("i", F or ()), T)
-            else:
+            self.fast, self.handle = fast_prepare(modules, "conv", (g, xzp, lo, hi, W, array("i", P), array("i", F or ()), T))
+            if self.fast is None:
                 self.args = (g, xzp, lo, hi, W, P, _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
             g = a[0]
             if len(g) != 13 or len(self.out) < g[0] * g[11] * g[12]:
                 raise CorruptModel("maxpool: sizes do not match its data")
-            m = fast_kernel(modules, "maxpool")
-            if m is not None:
-                self.fast, self.handle = m.maxpool, m.prepare_maxpool(g)
+            self.fast, self.handle = fast_prepare(modules, "maxpool", (g,))
             self.args = (g,)
         elif kind == "avgpool":
             g, R, Q, cls, lo, hi, P, F = a
             if (len(g) != 8 or len(R) != 2 * g[3] or len(Q) != 2 * g[4] or len(cls) != g[3] * g[4]
                     or len(P) != 6 * g[7] * (2 if g[6] else 1) or len(self.out) < g[0] * g[3] * g[4]):
                 raise CorruptModel("avgpool: sizes do not match its data")
+            self.fast, self.handle = fast_prepare(modules, "avgpool", (g, R, Q, cls, lo, hi, P, array("i", F or ())))
             self.args = (g, R, Q, cls, P, _fixes(F), lo, hi)
         elif kind == "add":
             n_vec, n, lo, hi, Pv, Fv, Pt, Ft, C, HW = a

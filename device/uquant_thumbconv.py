@@ -1,0 +1,1160 @@
+# uquant_thumbconv: asm_thumb convolution and pooling kernels of uquant's "thumb" tier (ARM MicroPython).
+#
+# One asm call per layer, in Thumb-1 code only (ARMv6-M: Cortex-M0+ and every larger Cortex-M). Each op computes
+# exactly the bytes of its bytecode twin in uquant_rt (conv with SAT 0 and 1, maxpool, avgpool):
+#
+#     h = prepare_conv(g, xzp, lo, hi, W, P, E, T)    # once, when the model is built (allocates); None: declined
+#     conv(x, out, h)                                 # per inference: allocates nothing
+#     h = prepare_maxpool(g);  maxpool(x, out, h)
+#     h = prepare_avgpool(g, R, Q, cls, lo, hi, P, E);  avgpool(x, out, h)
+#
+# E holds exceptions as flat triples (channel or class, a, code) sorted by channel then a, as for uquant_viper.
+# SAT 2 convolutions (fbgemm's im2col order on CPUs without VNNI) are declined: prepare_conv returns None and the
+# next module of the tier (uquant_viper) takes the layer.
+#
+# How a convolution runs (_run, kind 0):
+# * Padding: when the layer pads, the input is first copied into the interior of a buffer of the padded size
+#   whose border was filled with the input zero point once, by prepare_conv (maxpool pads with 0, which never
+#   wins over a real code). Every window then lies inside that buffer: tap t of the window at (oy, ox) of group
+#   grp is at  base + TOFF[t],  base = grp * cg*Hp*Wp + oy*SH*Wp + ox*SW.
+# * For each output position the group's window is gathered into `win` (and its sum sx), then every output
+#   channel of the group is a dot product over win: four channels at a time (uquant_thumb's dense loop, 4.75
+#   cycles per multiply-add), the rest one at a time; SAT 1 (fbgemm's depthwise path) adds raw products in
+#   int16-saturating pairs, one channel at a time.
+# * chan requantizes one output. prepare_conv rewrites the channel's words P[7n : 7n+7] as 9 words
+#   (c, c_lo, Wn, A, Dl, S', Dh, first exception, end of exceptions), read with LDM. For a channel whose
+#   outputs need neither the 15-bit limb form (S < 30) nor exceptions nor the clip to [lo, hi] (checked at
+#   prepare: y is monotone in a, so y(0) and y(Wn) bound it), S' = S and the fast path costs ~33 cycles per
+#   output, table included (an identity table stands in for none). Other channels have S' = S + 128 and take
+#   the general path (uquant_rt.requant_channel).
+#
+# x and out must be buffers (bytes, bytearray, array). This module only imports on ARM MicroPython.
+
+import micropython
+from micropython import const
+from array import array
+
+# Header words (array 'i', one per layer). LDR reaches 32 words from a base register, so the words the loops
+# read (0-31) come first and the rest (read once per layer, group or row, and by the general requant path) sit
+# at _COLD + _C_*, read through a second pointer 128 bytes on. Working state is rewritten on every call.
+_GB = const(0)  # working state: input of the current group (channel)
+_WG = const(1)  # its rows of W, its records, its first output
+_QG = const(2)
+_OG = const(3)
+_GCNT = const(4)  # groups (channels) left
+_OYC = const(5)  # output rows left, positions left in the row
+_OXC = const(6)
+_RB = const(7)  # window base of the row's first position
+_B = const(8)  # window base of the current position
+_OP = const(9)  # output of the current position (the group's first channel)
+_SX = const(10)  # sum of the window
+_WCUR = const(11)  # cursors: row of W, record, output byte
+_QCUR = const(12)
+_OCUR = const(13)
+_CNT = const(14)  # channel blocks (or channels) left
+_OW = const(15)
+_RSTR = const(16)  # SH * Wp: bytes from one output row's windows to the next
+_SW = const(17)
+_WIN = const(18)  # address of the gathered window
+_TOFF = const(19)  # address of the taps' offsets (words); avgpool: of its position records
+_TEND = const(20)  # address just past them
+_KK = const(21)  # taps per window
+_K4 = const(22)  # kk rounded down to 4, kk % 4, kk rounded down to 8, kk % 8, kk rounded down to 2
+_KT = const(23)
+_K8 = const(24)
+_K8T = const(25)
+_K2 = const(26)
+_NB = const(27)  # blocks of four channels per group
+_NR = const(28)  # channels per group done one at a time
+_SAT = const(29)
+_T = const(30)  # address of the 256-byte code table (identity if the layer has none)
+_OHW = const(31)  # outputs per channel
+_COLD = const(32)
+_C_KIND = const(0)  # 0 conv, 1 maxpool, 2 avgpool
+_C_OUT = const(1)  # address of out
+_C_XP = const(2)  # address of the padded input buffer, or 0 (no padding: windows read x itself)
+_C_NC = const(3)  # padding copy: channels, rows per channel, row bytes, padded row bytes minus row bytes,
+_C_H = const(4)  # bytes skipped after each channel, offset of the first interior byte
+_C_WD = const(5)
+_C_WPD = const(6)
+_C_XSKIP = const(7)
+_C_XOFF = const(8)
+_C_G = const(9)  # groups (conv), channels (pools)
+_C_GSTR = const(10)  # bytes from one group's (channel's) input to the next
+_C_OH = const(11)
+_C_W = const(12)  # address of W
+_C_Q = const(13)  # address of the 9-word channel (class) records
+_C_LO = const(14)
+_C_HI = const(15)
+_C_WGS = const(16)  # bytes of W per group
+_C_QGS = const(17)  # bytes of records per group
+_C_OGS = const(18)  # output bytes per group
+_C_CV = const(19)  # avgpool: channels below CV use the records from KOFF bytes on
+_C_KOFF = const(20)
+_HWORDS = const(53)
+_REC = const(9)  # words per channel record
+
+# Thumb-1 encodings the inline assembler has no mnemonic for (emitted with data(2, ...)).
+_ADD_R8_R6 = const(0x44B0)  # add r8, r6   (high registers, flags unchanged)
+_ADD_R9_R6 = const(0x44B1)
+_ADD_R10_R6 = const(0x44B2)
+_ADD_R11_R6 = const(0x44B3)
+_ADD_R6_R12 = const(0x4466)  # add r6, r12
+_LDRB_R3_R2_R3 = const(0x5CD3)  # ldrb r3, [r2, r3]
+_LDRB_R0_R5_R0 = const(0x5C28)  # ldrb r0, [r5, r0]
+_LDM_R1_R2_R4 = const(0xC91C)  # ldm r1!, {r2, r3, r4}
+_LDM_R1_R3_R4 = const(0xC918)  # ldm r1!, {r3, r4}
+_LDR_R7_SP0 = const(0x9F00)  # ldr r7, [sp, #0]
+_LDR_R7_SP16 = const(0x9F04)  # ldr r7, [sp, #16]
+
+_IDENTITY = bytes(range(256))  # the table of a layer without one
+_NONE = array("i", (0, 0, 0))  # stands in for an empty exception list
+
+
+@micropython.asm_thumb
+def _addr(r0):
+    # The address of a buffer's data: an asm function receives a buffer argument as its data pointer.
+    nop()
+
+
+@micropython.asm_thumb
+def _run(r0, r1, r2):
+    # r0 = x, r1 = out, r2 = header. Returns 0. r8-r12 belong to the caller; the header stays at [sp, 0]
+    # for the whole call (chan and the pool bodies rely on it), r12 = what chan adds to its output cursor.
+    mov(r3, r8)
+    mov(r4, r9)
+    mov(r5, r10)
+    mov(r6, r11)
+    push({r3, r4, r5, r6})
+    mov(r3, r12)
+    push({r3})
+    push({r2})
+    mov(r3, r2)
+    add(r3, 128)  # r3 = the cold words
+    str(r1, [r3, 4 * _C_OUT])
+    ldr(r3, [r3, 4 * _C_XP])
+    cmp(r3, 0)
+    beq(nocopy)
+    bl(copy)  # r0 = the padded buffer, its interior now x
+    label(nocopy)
+    data(2, _LDR_R7_SP0)
+    mov(r6, r7)
+    add(r6, 128)  # r6 = the cold words
+    ldr(r3, [r6, 4 * _C_KIND])
+    cmp(r3, 1)
+    bne(not_max)
+    b(maxpool)
+    label(not_max)
+    cmp(r3, 2)
+    bne(conv)
+    b(avgpool)
+
+    # ---- conv: r0 = input (x or the padded buffer), r7 = header ----------------------------------------
+    label(conv)
+    str(r0, [r7, 4 * _GB])
+    ldr(r3, [r6, 4 * _C_W])
+    str(r3, [r7, 4 * _WG])
+    ldr(r3, [r6, 4 * _C_Q])
+    str(r3, [r7, 4 * _QG])
+    ldr(r3, [r6, 4 * _C_OUT])
+    str(r3, [r7, 4 * _OG])
+    ldr(r3, [r7, 4 * _OHW])
+    mov(r12, r3)
+    ldr(r3, [r6, 4 * _C_G])
+    str(r3, [r7, 4 * _GCNT])
+    label(grp)
+    ldr(r3, [r7, 4 * _GB])
+    str(r3, [r7, 4 * _RB])
+    ldr(r3, [r7, 4 * _OG])
+    str(r3, [r7, 4 * _OP])
+    mov(r6, r7)
+    add(r6, 128)
+    ldr(r3, [r6, 4 * _C_OH])
+    str(r3, [r7, 4 * _OYC])
+    label(row)
+    ldr(r3, [r7, 4 * _RB])
+    str(r3, [r7, 4 * _B])
+    ldr(r3, [r7, 4 * _OW])
+    str(r3, [r7, 4 * _OXC])
+    label(pos)
+    # gather the window: r0 = win cursor, r1 = offsets cursor, r2 = window base, r5 = sx, r7 = end
+    ldr(r0, [r7, 4 * _WIN])
+    ldr(r1, [r7, 4 * _TOFF])
+    ldr(r2, [r7, 4 * _B])
+    ldr(r7, [r7, 4 * _K4])
+    add(r7, r7, r0)
+    mov(r5, 0)
+    b(g4_test)
+    label(g4)
+    ldr(r3, [r1, 0])
+    data(2, _LDRB_R3_R2_R3)
+    strb(r3, [r0, 0])
+    add(r5, r5, r3)
+    ldr(r3, [r1, 4])
+    data(2, _LDRB_R3_R2_R3)
+    strb(r3, [r0, 1])
+    add(r5, r5, r3)
+    ldr(r3, [r1, 8])
+    data(2, _LDRB_R3_R2_R3)
+    strb(r3, [r0, 2])
+    add(r5, r5, r3)
+    ldr(r3, [r1, 12])
+    data(2, _LDRB_R3_R2_R3)
+    strb(r3, [r0, 3])
+    add(r5, r5, r3)
+    add(r0, 4)
+    add(r1, 16)
+    label(g4_test)
+    cmp(r0, r7)
+    bcc(g4)
+    data(2, _LDR_R7_SP0)
+    ldr(r7, [r7, 4 * _KT])
+    add(r7, r7, r0)
+    b(g1_test)
+    label(g1)
+    ldr(r3, [r1, 0])
+    data(2, _LDRB_R3_R2_R3)
+    strb(r3, [r0, 0])
+    add(r5, r5, r3)
+    add(r0, 1)
+    add(r1, 4)
+    label(g1_test)
+    cmp(r0, r7)
+    bcc(g1)
+    data(2, _LDR_R7_SP0)
+    str(r5, [r7, 4 * _SX])
+    ldr(r3, [r7, 4 * _WG])
+    str(r3, [r7, 4 * _WCUR])
+    ldr(r3, [r7, 4 * _QG])
+    str(r3, [r7, 4 * _QCUR])
+    ldr(r3, [r7, 4 * _OP])
+    str(r3, [r7, 4 * _OCUR])
+    ldr(r3, [r7, 4 * _NB])
+    str(r3, [r7, 4 * _CNT])
+
+    # ---- blocks of four channels ---------------------------------------------------------------------
+    label(blk_next)
+    data(2, _LDR_R7_SP0)
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bpl(blk_go)
+    b(blk_done)
+    label(blk_go)
+    str(r3, [r7, 4 * _CNT])
+    # r0 = win cursor, r1-r4 = cursors in four rows of W, r5 = win[k], r6 = product, r7 = end,
+    # r8-r11 = the four dot products
+    ldr(r1, [r7, 4 * _WCUR])
+    ldr(r6, [r7, 4 * _KK])
+    add(r2, r1, r6)
+    add(r3, r2, r6)
+    add(r4, r3, r6)
+    ldr(r0, [r7, 4 * _WIN])
+    ldr(r7, [r7, 4 * _K8])
+    add(r7, r7, r0)
+    mov(r5, 0)
+    mov(r8, r5)
+    mov(r9, r5)
+    mov(r10, r5)
+    mov(r11, r5)
+    b(q8_test)
+    label(q8)
+    ldrb(r5, [r0, 0])
+    ldrb(r6, [r1, 0])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 0])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 0])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 0])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    ldrb(r5, [r0, 1])
+    ldrb(r6, [r1, 1])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 1])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 1])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 1])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    ldrb(r5, [r0, 2])
+    ldrb(r6, [r1, 2])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 2])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 2])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 2])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    ldrb(r5, [r0, 3])
+    ldrb(r6, [r1, 3])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 3])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 3])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 3])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    ldrb(r5, [r0, 4])
+    ldrb(r6, [r1, 4])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 4])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 4])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 4])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    ldrb(r5, [r0, 5])
+    ldrb(r6, [r1, 5])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 5])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 5])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 5])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    ldrb(r5, [r0, 6])
+    ldrb(r6, [r1, 6])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 6])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 6])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 6])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    ldrb(r5, [r0, 7])
+    ldrb(r6, [r1, 7])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 7])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 7])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 7])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    add(r0, 8)
+    add(r1, 8)
+    add(r2, 8)
+    add(r3, 8)
+    add(r4, 8)
+    label(q8_test)
+    cmp(r0, r7)
+    bcc(q8)
+    data(2, _LDR_R7_SP0)
+    ldr(r7, [r7, 4 * _K8T])
+    add(r7, r7, r0)
+    b(q1_test)
+    label(q1)
+    ldrb(r5, [r0, 0])
+    ldrb(r6, [r1, 0])
+    mul(r6, r5)
+    data(2, _ADD_R8_R6)
+    ldrb(r6, [r2, 0])
+    mul(r6, r5)
+    data(2, _ADD_R9_R6)
+    ldrb(r6, [r3, 0])
+    mul(r6, r5)
+    data(2, _ADD_R10_R6)
+    ldrb(r6, [r4, 0])
+    mul(r6, r5)
+    data(2, _ADD_R11_R6)
+    add(r0, 1)
+    add(r1, 1)
+    add(r2, 1)
+    add(r3, 1)
+    add(r4, 1)
+    label(q1_test)
+    cmp(r0, r7)
+    bcc(q1)
+    data(2, _LDR_R7_SP0)
+    str(r4, [r7, 4 * _WCUR])  # r4 is at the row after the block
+    ldr(r1, [r7, 4 * _QCUR])
+    ldr(r6, [r7, 4 * _OCUR])
+    ldr(r5, [r7, 4 * _T])
+    ldr(r7, [r7, 4 * _SX])
+    mov(r0, r8)
+    bl(chan)
+    mov(r0, r9)
+    bl(chan)
+    mov(r0, r10)
+    bl(chan)
+    mov(r0, r11)
+    bl(chan)
+    data(2, _LDR_R7_SP0)
+    str(r1, [r7, 4 * _QCUR])
+    str(r6, [r7, 4 * _OCUR])
+    b(blk_next)
+    label(blk_done)
+
+    # ---- the group's other channels, one at a time ----------------------------------------------------
+    ldr(r3, [r7, 4 * _NR])
+    str(r3, [r7, 4 * _CNT])
+    label(one_next)
+    data(2, _LDR_R7_SP0)
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bpl(one_go)
+    b(pos_done)
+    label(one_go)
+    str(r3, [r7, 4 * _CNT])
+    # r0 = win cursor, r1 = cursor in the row of W, r2 = dot product, r7 = end
+    ldr(r1, [r7, 4 * _WCUR])
+    ldr(r0, [r7, 4 * _WIN])
+    mov(r2, 0)
+    ldr(r3, [r7, 4 * _SAT])
+    cmp(r3, 0)
+    bne(sat_go)
+    ldr(r7, [r7, 4 * _K4])
+    add(r7, r7, r0)
+    b(s4_test)
+    label(s4)
+    ldrb(r5, [r0, 0])
+    ldrb(r6, [r1, 0])
+    mul(r6, r5)
+    add(r2, r2, r6)
+    ldrb(r5, [r0, 1])
+    ldrb(r6, [r1, 1])
+    mul(r6, r5)
+    add(r2, r2, r6)
+    ldrb(r5, [r0, 2])
+    ldrb(r6, [r1, 2])
+    mul(r6, r5)
+    add(r2, r2, r6)
+    ldrb(r5, [r0, 3])
+    ldrb(r6, [r1, 3])
+    mul(r6, r5)
+    add(r2, r2, r6)
+    add(r0, 4)
+    add(r1, 4)
+    label(s4_test)
+    cmp(r0, r7)
+    bcc(s4)
+    data(2, _LDR_R7_SP0)
+    ldr(r7, [r7, 4 * _KT])
+    add(r7, r7, r0)
+    b(s1_test)
+    label(s1)
+    ldrb(r5, [r0, 0])
+    ldrb(r6, [r1, 0])
+    mul(r6, r5)
+    add(r2, r2, r6)
+    add(r0, 1)
+    add(r1, 1)
+    label(s1_test)
+    cmp(r0, r7)
+    bcc(s1)
+    b(one_req)
+    # SAT 1 (uquant_rt.channel_sat): raw products x * (w - 128) in consecutive pairs, each pair sum saturated
+    # to int16, then the odd tap
+    label(sat_go)
+    ldr(r7, [r7, 4 * _K2])
+    add(r7, r7, r0)
+    b(p_test)
+    label(p)
+    ldrb(r5, [r0, 0])
+    ldrb(r6, [r1, 0])
+    sub(r6, 128)
+    mul(r6, r5)
+    ldrb(r5, [r0, 1])
+    ldrb(r3, [r1, 1])
+    sub(r3, 128)
+    mul(r3, r5)
+    add(r6, r6, r3)  # the pair's sum
+    asr(r3, r6, 15)
+    add(r3, 1)
+    cmp(r3, 1)
+    bls(p_ok)  # sum >> 15 is 0 or -1: inside int16
+    mov(r3, 1)
+    lsl(r3, r3, 15)
+    cmp(r6, 0)
+    blt(p_neg)
+    sub(r6, r3, 1)  # 32767
+    b(p_ok)
+    label(p_neg)
+    neg(r6, r3)  # -32768
+    label(p_ok)
+    add(r2, r2, r6)
+    add(r0, 2)
+    add(r1, 2)
+    label(p_test)
+    cmp(r0, r7)
+    bcc(p)
+    data(2, _LDR_R7_SP0)
+    ldr(r3, [r7, 4 * _KK])
+    ldr(r7, [r7, 4 * _WIN])
+    add(r7, r7, r3)
+    cmp(r0, r7)
+    bcs(one_req)
+    ldrb(r5, [r0, 0])
+    ldrb(r6, [r1, 0])
+    sub(r6, 128)
+    mul(r6, r5)
+    add(r2, r2, r6)
+    add(r1, 1)
+    label(one_req)
+    data(2, _LDR_R7_SP0)
+    str(r1, [r7, 4 * _WCUR])
+    ldr(r1, [r7, 4 * _QCUR])
+    ldr(r6, [r7, 4 * _OCUR])
+    ldr(r5, [r7, 4 * _T])
+    ldr(r7, [r7, 4 * _SX])
+    mov(r0, r2)
+    bl(chan)
+    data(2, _LDR_R7_SP0)
+    str(r1, [r7, 4 * _QCUR])
+    str(r6, [r7, 4 * _OCUR])
+    b(one_next)
+
+    # ---- next position, row, group ---------------------------------------------------------------------
+    label(pos_done)
+    ldr(r3, [r7, 4 * _OP])
+    add(r3, 1)
+    str(r3, [r7, 4 * _OP])
+    ldr(r3, [r7, 4 * _B])
+    ldr(r4, [r7, 4 * _SW])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _B])
+    ldr(r3, [r7, 4 * _OXC])
+    sub(r3, 1)
+    str(r3, [r7, 4 * _OXC])
+    beq(row_done)
+    b(pos)
+    label(row_done)
+    ldr(r3, [r7, 4 * _RB])
+    ldr(r4, [r7, 4 * _RSTR])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _RB])
+    ldr(r3, [r7, 4 * _OYC])
+    sub(r3, 1)
+    str(r3, [r7, 4 * _OYC])
+    beq(grp_done)
+    b(row)
+    label(grp_done)
+    mov(r6, r7)
+    add(r6, 128)
+    ldr(r3, [r7, 4 * _GB])
+    ldr(r4, [r6, 4 * _C_GSTR])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _GB])
+    ldr(r3, [r7, 4 * _WG])
+    ldr(r4, [r6, 4 * _C_WGS])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _WG])
+    ldr(r3, [r7, 4 * _QG])
+    ldr(r4, [r6, 4 * _C_QGS])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _QG])
+    ldr(r3, [r7, 4 * _OG])
+    ldr(r4, [r6, 4 * _C_OGS])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _OG])
+    ldr(r3, [r7, 4 * _GCNT])
+    sub(r3, 1)
+    str(r3, [r7, 4 * _GCNT])
+    beq(finish)
+    b(grp)
+
+    # ---- done: give back r8-r12, return 0 -----------------------------------------------------------------
+    label(finish)
+    pop({r2})
+    pop({r3})
+    mov(r12, r3)
+    pop({r3, r4, r5, r6})
+    mov(r8, r3)
+    mov(r9, r4)
+    mov(r10, r5)
+    mov(r11, r6)
+    mov(r0, 0)
+    b(leave)
+
+    # ---- chan: requantize one output and store it -------------------------------------------------------
+    # In: r0 = dot product, r1 = the channel's record, r5 = table, r6 = output byte, r7 = sx, r12 = output
+    # step. Out: r1 at the next record, r6 stepped by r12. Uses r0, r2-r4; keeps r5, r7, r8-r12. Called with
+    # the header at [sp, 0].
+    label(chan)
+    data(2, _LDM_R1_R2_R4)  # c, c_lo, Wn
+    mul(r2, r7)
+    sub(r0, r0, r2)  # acc = dot - c * sx
+    sub(r0, r0, r3)  # a = clamp(acc - c_lo, 0, Wn)
+    bge(ch_pos)
+    mov(r0, 0)
+    label(ch_pos)
+    cmp(r0, r4)
+    ble(ch_in)
+    mov(r0, r4)
+    label(ch_in)
+    data(2, _LDM_R1_R2_R4)  # A, Dl, S' (direct form) or Alo, Dlo, 64 + k (split form)
+    cmp(r4, 31)
+    bhi(ch_other)
+    mul(r0, r2)
+    add(r0, r0, r3)
+    asr(r0, r4)  # y = (a * A + Dl) >> S, inside [lo, hi]
+    data(2, _LDRB_R0_R5_R0)  # T[y]
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 12)
+    bx(lr)
+    label(ch_other)
+    cmp(r4, 127)
+    bhi(ch_slow)
+    # split form: y = (a * Ahi + Dhi + ((a * Alo + Dlo) >> k)) >> (S - k)
+    mul(r2, r0)
+    add(r2, r2, r3)
+    sub(r4, 64)
+    lsr(r2, r4)  # r2 = (a * Alo + Dlo) >> k
+    data(2, _LDM_R1_R3_R4)  # Ahi, Dhi
+    mul(r0, r3)
+    add(r0, r0, r4)
+    add(r0, r0, r2)
+    ldr(r4, [r1, 0])  # S - k
+    asr(r0, r4)
+    data(2, _LDRB_R0_R5_R0)  # T[y]
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 4)
+    bx(lr)
+    label(ch_slow)
+    # uquant_rt.requant_channel: r0 = a, r2 = A, r3 = Dl, r4 = S + 128, [r1] = Dh, first and end exception
+    push({r1, r5, r6, r7})
+    sub(r4, 128)
+    cmp(r4, 30)
+    bge(sl_limbs)
+    mov(r6, r2)
+    mul(r6, r0)
+    add(r6, r6, r3)
+    asr(r6, r4)
+    b(sl_exc)
+    label(sl_limbs)
+    push({r0, r4})
+    lsl(r6, r0, 17)
+    lsr(r6, r6, 17)  # r6 = al = a & 0x7FFF
+    lsr(r0, r0, 15)  # r0 = ah
+    lsl(r5, r2, 17)
+    lsr(r5, r5, 17)  # r5 = Al
+    asr(r2, r2, 15)  # r2 = Ah
+    lsl(r7, r3, 17)
+    lsr(r7, r7, 17)  # r7 = Dl & 0x7FFF
+    asr(r3, r3, 15)  # r3 = Dl >> 15
+    mov(r4, r6)
+    mul(r4, r5)
+    add(r7, r7, r4)  # lo
+    asr(r7, r7, 15)
+    add(r7, r7, r3)
+    mov(r4, r0)
+    mul(r4, r5)
+    add(r7, r7, r4)
+    mov(r4, r6)
+    mul(r4, r2)
+    add(r7, r7, r4)  # mid
+    asr(r7, r7, 15)
+    mul(r0, r2)
+    add(r0, r0, r7)
+    ldr(r4, [r1, 0])
+    add(r6, r0, r4)  # ah*Ah + Dh + (mid >> 15)
+    pop({r0, r4})
+    sub(r4, 30)
+    asr(r6, r4)
+    label(sl_exc)
+    ldr(r2, [r1, 4])
+    ldr(r3, [r1, 8])
+    b(sl_test)
+    label(sl_loop)
+    ldr(r4, [r2, 4])
+    cmp(r4, r0)
+    bne(sl_next)
+    ldr(r6, [r2, 8])
+    b(sl_clip)
+    label(sl_next)
+    add(r2, 12)
+    label(sl_test)
+    cmp(r2, r3)
+    bcc(sl_loop)
+    label(sl_clip)
+    data(2, _LDR_R7_SP16)
+    add(r7, 128)
+    ldr(r4, [r7, 4 * _C_LO])
+    cmp(r6, r4)
+    bge(sl_lo)
+    mov(r6, r4)
+    label(sl_lo)
+    ldr(r4, [r7, 4 * _C_HI])
+    cmp(r6, r4)
+    ble(sl_hi)
+    mov(r6, r4)
+    label(sl_hi)
+    mov(r0, r6)
+    pop({r1, r5, r6, r7})
+    data(2, _LDRB_R0_R5_R0)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 12)
+    bx(lr)
+
+    # ---- copy: x into the interior of the padded buffer. In: r0 = x; out: r0 = the buffer. Uses r1-r7.
+    label(copy)
+    data(2, _LDR_R7_SP0)
+    add(r7, 128)  # r7 = the cold words
+    ldr(r1, [r7, 4 * _C_XP])
+    ldr(r3, [r7, 4 * _C_XOFF])
+    add(r1, r1, r3)
+    ldr(r4, [r7, 4 * _C_NC])
+    label(cp_c)
+    ldr(r5, [r7, 4 * _C_H])
+    label(cp_r)
+    ldr(r6, [r7, 4 * _C_WD])
+    add(r6, r6, r0)
+    label(cp_b)
+    ldrb(r3, [r0, 0])
+    strb(r3, [r1, 0])
+    add(r0, 1)
+    add(r1, 1)
+    cmp(r0, r6)
+    bcc(cp_b)
+    ldr(r3, [r7, 4 * _C_WPD])
+    add(r1, r1, r3)
+    sub(r5, 1)
+    bne(cp_r)
+    ldr(r3, [r7, 4 * _C_XSKIP])
+    add(r1, r1, r3)
+    sub(r4, 1)
+    bne(cp_c)
+    ldr(r0, [r7, 4 * _C_XP])
+    bx(lr)
+
+    # ---- maxpool (uquant_rt.maxpool): r0 = input, r7 = header ------------------------------------------
+    label(maxpool)
+    ldr(r1, [r6, 4 * _C_OUT])  # r1 = output cursor
+    str(r0, [r7, 4 * _GB])
+    ldr(r3, [r6, 4 * _C_G])
+    str(r3, [r7, 4 * _GCNT])
+    label(mp_c)
+    ldr(r3, [r7, 4 * _GB])
+    str(r3, [r7, 4 * _RB])
+    mov(r6, r7)
+    add(r6, 128)
+    ldr(r3, [r6, 4 * _C_OH])
+    str(r3, [r7, 4 * _OYC])
+    label(mp_row)
+    ldr(r2, [r7, 4 * _RB])  # r2 = window base
+    ldr(r3, [r7, 4 * _OW])
+    str(r3, [r7, 4 * _OXC])
+    label(mp_pos)
+    ldr(r4, [r7, 4 * _TOFF])  # r4 = offsets cursor, r6 = their end, r5 = best
+    ldr(r6, [r7, 4 * _TEND])
+    mov(r5, 0)
+    label(mp_t)
+    ldr(r3, [r4, 0])
+    data(2, _LDRB_R3_R2_R3)
+    cmp(r3, r5)
+    bls(mp_n)
+    mov(r5, r3)
+    label(mp_n)
+    add(r4, 4)
+    cmp(r4, r6)
+    bcc(mp_t)
+    strb(r5, [r1, 0])
+    add(r1, 1)
+    ldr(r3, [r7, 4 * _SW])
+    add(r2, r2, r3)
+    ldr(r3, [r7, 4 * _OXC])
+    sub(r3, 1)
+    str(r3, [r7, 4 * _OXC])
+    bne(mp_pos)
+    ldr(r3, [r7, 4 * _RB])
+    ldr(r4, [r7, 4 * _RSTR])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _RB])
+    ldr(r3, [r7, 4 * _OYC])
+    sub(r3, 1)
+    str(r3, [r7, 4 * _OYC])
+    bne(mp_row)
+    mov(r6, r7)
+    add(r6, 128)
+    ldr(r3, [r7, 4 * _GB])
+    ldr(r4, [r6, 4 * _C_GSTR])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _GB])
+    ldr(r3, [r7, 4 * _GCNT])
+    sub(r3, 1)
+    str(r3, [r7, 4 * _GCNT])
+    bne(mp_c)
+    b(finish)
+
+    # ---- avgpool (uquant_rt.avgpool): r0 = x, r7 = header. Position records (5 words): offset of the
+    # window's first byte, rows, columns, byte offset of the class record, taps * zp.
+    label(avgpool)
+    mov(r3, 1)
+    mov(r12, r3)  # chan's output step
+    ldr(r3, [r6, 4 * _C_OUT])
+    str(r3, [r7, 4 * _OCUR])
+    str(r0, [r7, 4 * _GB])
+    mov(r3, 0)
+    str(r3, [r7, 4 * _GCNT])  # channel number, counting up
+    label(ap_c)
+    mov(r6, r7)
+    add(r6, 128)
+    ldr(r3, [r7, 4 * _GCNT])
+    ldr(r4, [r6, 4 * _C_G])
+    cmp(r3, r4)
+    bge(ap_done)
+    ldr(r5, [r6, 4 * _C_Q])
+    ldr(r4, [r6, 4 * _C_CV])
+    cmp(r3, r4)
+    bge(ap_q)
+    ldr(r4, [r6, 4 * _C_KOFF])
+    add(r5, r5, r4)
+    label(ap_q)
+    str(r5, [r7, 4 * _QG])
+    ldr(r3, [r7, 4 * _TOFF])
+    str(r3, [r7, 4 * _WCUR])
+    ldr(r3, [r7, 4 * _OHW])
+    str(r3, [r7, 4 * _OXC])
+    label(ap_p)
+    ldr(r2, [r7, 4 * _WCUR])  # r2 = position record
+    ldr(r0, [r7, 4 * _GB])
+    ldr(r3, [r2, 0])
+    add(r0, r0, r3)  # r0 = the window row's first byte
+    ldr(r4, [r2, 4])  # r4 = rows left
+    mov(r5, 0)  # r5 = sum
+    label(ap_r)
+    ldr(r6, [r2, 8])
+    add(r6, r6, r0)
+    mov(r1, r0)
+    label(ap_b)
+    ldrb(r3, [r1, 0])
+    add(r5, r5, r3)
+    add(r1, 1)
+    cmp(r1, r6)
+    bcc(ap_b)
+    ldr(r3, [r7, 4 * _SW])
+    add(r0, r0, r3)
+    sub(r4, 1)
+    bne(ap_r)
+    ldr(r3, [r2, 16])
+    sub(r0, r5, r3)  # acc = sum - taps * zp
+    ldr(r1, [r2, 12])
+    ldr(r3, [r7, 4 * _QG])
+    add(r1, r1, r3)  # the class record
+    add(r2, 20)
+    str(r2, [r7, 4 * _WCUR])
+    ldr(r6, [r7, 4 * _OCUR])
+    ldr(r5, [r7, 4 * _T])
+    mov(r7, 0)  # sx (the records' c is 0)
+    bl(chan)
+    data(2, _LDR_R7_SP0)
+    str(r6, [r7, 4 * _OCUR])
+    ldr(r3, [r7, 4 * _OXC])
+    sub(r3, 1)
+    str(r3, [r7, 4 * _OXC])
+    bne(ap_p)
+    mov(r6, r7)
+    add(r6, 128)
+    ldr(r3, [r7, 4 * _GB])
+    ldr(r4, [r6, 4 * _C_GSTR])
+    add(r3, r3, r4)
+    str(r3, [r7, 4 * _GB])
+    ldr(r3, [r7, 4 * _GCNT])
+    add(r3, 1)
+    str(r3, [r7, 4 * _GCNT])
+    b(ap_c)
+    label(ap_done)
+    b(finish)
+    label(leave)
+
+
+def _header(kind):
+    H = array("i", bytes(4 * _HWORDS))
+    H[_COLD + _C_KIND] = kind
+    H[_T] = _addr(_IDENTITY)
+    return H
+
+
+def _padding(H, C, Hi, Wd, PH, PW, fill):
+    # The padded input buffer (border = fill) and the copy's words, or None without padding. Returns (buffer,
+    # padded row bytes, padded channel bytes).
+    if not PH and not PW:
+        return None, Wd, Hi * Wd
+    Hp = Hi + 2 * PH
+    Wp = Wd + 2 * PW
+    xp = bytearray(bytes((fill,)) * (C * Hp * Wp))
+    H[_COLD + _C_XP] = _addr(xp)
+    H[_COLD + _C_NC] = C
+    H[_COLD + _C_H] = Hi
+    H[_COLD + _C_WD] = Wd
+    H[_COLD + _C_WPD] = Wp - Wd
+    H[_COLD + _C_XSKIP] = 2 * PH * Wp
+    H[_COLD + _C_XOFF] = PH * Wp + PW
+    return xp, Wp, Hp * Wp
+
+
+def _taps(H, cg, KH, KW, DH, DW, Wp, HWp):
+    # Offsets of a window's taps from its first byte, in uquant_rt.conv's order (channel, row, column).
+    n = cg * KH * KW
+    toff = array("i", bytes(4 * n))
+    t = 0
+    for c in range(cg):
+        for ky in range(KH):
+            for kx in range(KW):
+                toff[t] = c * HWp + ky * DH * Wp + kx * DW
+                t += 1
+    H[_KK] = n
+    H[_TOFF] = _addr(toff)
+    H[_TEND] = H[_TOFF] + 4 * n
+    return toff
+
+
+def _fixes(E, N):
+    # Exception triples (n, a, code) as an array, checked sorted by (n, a); and each n's [first, end) index.
+    E = array("i", E or ())
+    if len(E) % 3:
+        raise ValueError("uquant_thumbconv: exceptions are not (channel, a, code) triples")
+    first = {}
+    last = {}
+    for j in range(0, len(E), 3):
+        if not 0 <= E[j] < N or (j and (E[j - 3], E[j - 2]) >= (E[j], E[j + 1])):
+            raise ValueError("uquant_thumbconv: exceptions must name channels < %d, sorted by (channel, a)" % N)
+        if E[j] not in first:
+            first[E[j]] = j
+        last[E[j]] = j + 3
+    return E, first, last
+
+
+def _requant(a, A, Dh, Dl, S):
+    # uquant_rt.requant's y for a clamped a (every intermediate within +-2**30)
+    if S < 30:
+        return (a * A + Dl) >> S
+    al = a & 0x7FFF
+    ah = a >> 15
+    Al = A & 0x7FFF
+    Ah = A >> 15
+    lo = al * Al + (Dl & 0x7FFF)
+    mid = ah * Al + al * Ah + (Dl >> 15) + (lo >> 15)
+    return (ah * Ah + Dh + (mid >> 15)) >> (S - 30)
+
+
+def _split(Wn, A, Dh, Dl, S):
+    # The split form of a limb-form channel, or None: with A = Ahi * 2**k + Alo and D = Dh * 2**30 + Dl =
+    # Dhi * 2**k + Dlo (0 <= Alo, Dlo < 2**k),  y = (a * Ahi + Dhi + ((a * Alo + Dlo) >> k)) >> (S - k)  exactly,
+    # and for a in [0, Wn] every term stays within +-2**30 (k is chosen so that a * Alo + Dlo < 2**30).
+    if A < 0 or Wn < 0:
+        return None
+    k = 30
+    w = Wn + 1
+    while w > 1:
+        w = (w + 1) >> 1
+        k -= 1
+    if k > S:
+        k = S
+    if k < 1 or k > 29 or Dl < 0 or Dl >= 1 << 30:
+        return None
+    if Dh:
+        if not -(1 << (k - 1)) < Dh < 1 << (k - 1):
+            return None
+        Dhi = Dh * (1 << (30 - k)) + (Dl >> k)
+    else:
+        Dhi = Dl >> k
+    m = (1 << k) - 1
+    Ahi = A >> k
+    room = 0x3FFFFFFF - (Dhi if Dhi > 0 else -Dhi) - (1 << (30 - k))
+    if room < 0 or (Ahi and Wn > room // Ahi):
+        return None
+    return Ahi, A & m, Dhi, Dl & m, k
+
+
+def _records(N, words, n_words, E, lo, hi, T, sat):
+    # The 9-word records chan reads (see the top of the file), from n_words requantization words per channel
+    # or class (7: c first; 6: avgpool's, c = 0).
+    E, first, last = _fixes(E, N)
+    base = _addr(E) if len(E) else _addr(_NONE)
+    Q = array("i", bytes(4 * _REC * N))
+    for n in range(N):
+        p = n_words * n
+        c = words[p] if n_words == 7 else 0
+        p += n_words - 6
+        c_lo, Wn, A, Dh, Dl, S = words[p], words[p + 1], words[p + 2], words[p + 3], words[p + 4], words[p + 5]
+        if Wn < 0:
+            raise ValueError("uquant_thumbconv: bad requantization words")
+        split = _split(Wn, A, Dh, Dl, S) if S >= 30 else None
+        y0 = _requant(0, A, Dh, Dl, S)
+        y1 = _requant(Wn, A, Dh, Dl, S)
+        slow = n in first or min(y0, y1) < lo or max(y0, y1) > hi or (S >= 30 and split is None)
+        r = _REC * n
+        Q[r] = c - 128 if sat else c
+        Q[r + 1] = c_lo
+        Q[r + 2] = Wn
+        if slow or split is None:
+            Q[r + 3] = A
+            Q[r + 4] = Dl
+            Q[r + 5] = S + 128 if slow else S
+            Q[r + 6] = Dh
+            Q[r + 7] = base + 4 * first.get(n, 0)
+            Q[r + 8] = base + 4 * last.get(n, 0)
+        else:
+            Ahi, Alo, Dhi, Dlo, k = split
+            Q[r + 3] = Alo
+            Q[r + 4] = Dlo
+            Q[r + 5] = 64 + k
+            Q[r + 6] = Ahi
+            Q[r + 7] = Dhi
+            Q[r + 8] = S - k
+    return Q, E
+
+
+def prepare_conv(g, xzp, lo, hi, W, P, E, T):
+    # Handle for conv(): arguments as for uquant_rt.conv, except E = sorted flat (n, a, code) triples and no
+    # window buffer (the handle owns one). None for SAT 2 (the next module of the tier takes the layer).
+    if len(g) != 16:
+        raise ValueError("uquant_thumbconv: conv geometry has 16 entries")
+    C, Hi, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT = g
+    if SAT == 2:
+        return None
+    if G < 1 or C % G or N % G or SAT not in (0, 1) or not 0 <= lo <= hi <= 255 or not 0 <= xzp <= 255:
+        raise ValueError("uquant_thumbconv: bad conv layer")
+    if min(OH, OW, KH, KW, SH, SW, DH, DW) < 1 or min(PH, PW) < 0:
+        raise ValueError("uquant_thumbconv: bad conv geometry")
+    if T is not None and len(T) != 256:
+        raise ValueError("uquant_thumbconv: a code table has 256 entries")
+    cg = C // G
+    ng = N // G
+    kk = cg * KH * KW
+    if len(W) != N * kk or len(P) != 7 * N:
+        raise ValueError("uquant_thumbconv: conv weights or words do not match the geometry")
+    H = _header(0)
+    xp, Wp, HWp = _padding(H, C, Hi, Wd, PH, PW, xzp)
+    if (OH - 1) * SH + (KH - 1) * DH >= HWp // Wp or (OW - 1) * SW + (KW - 1) * DW >= Wp:
+        raise ValueError("uquant_thumbconv: conv windows leave the padded input")
+    toff = _taps(H, cg, KH, KW, DH, DW, Wp, HWp)
+    win = bytearray(kk + 8)
+    Q, E = _records(N, P, 7, E, lo, hi, T, SAT)
+    if T is not None:
+        H[_T] = _addr(T)
+    H[_COLD + _C_G] = G
+    H[_COLD + _C_GSTR] = cg * HWp
+    H[_COLD + _C_OH] = OH
+    H[_OW] = OW
+    H[_RSTR] = SH * Wp
+    H[_SW] = SW
+    H[_WIN] = _addr(win)
+    H[_COLD + _C_W] = _addr(W)
+    H[_COLD + _C_Q] = _addr(Q)
+    H[_NB] = 0 if SAT else ng // 4
+    H[_NR] = ng if SAT else ng % 4
+    H[_OHW] = OH * OW
+    H[_K8] = kk - kk % 8
+    H[_K8T] = kk % 8
+    H[_K4] = kk - kk % 4
+    H[_KT] = kk % 4
+    H[_K2] = kk - kk % 2
+    H[_SAT] = SAT
+    H[_COLD + _C_LO] = lo
+    H[_COLD + _C_HI] = hi
+    H[_COLD + _C_WGS] = ng * kk
+    H[_COLD + _C_QGS] = 4 * _REC * ng
+    H[_COLD + _C_OGS] = ng * OH * OW
+    return (H, W, Q, E, T, win, xp, toff)
+
+
+def conv(x, out, handle):
+    # out = the convolution of the handle's layer over the CHW codes x (as uquant_rt.conv). Allocates nothing.
+    _run(x, out, handle[0])
+
+
+def prepare_maxpool(g):
+    # Handle for maxpool(): g as for uquant_rt.maxpool (C, H, Wd, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW).
+    if len(g) != 13:
+        raise ValueError("uquant_thumbconv: maxpool geometry has 13 entries")
+    C, Hi, Wd, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW = g
+    if min(C, OH, OW, KH, KW, SH, SW, DH, DW) < 1 or min(PH, PW) < 0:
+        raise ValueError("uquant_thumbconv: bad maxpool geometry")
+    H = _header(1)
+    xp, Wp, HWp = _padding(H, C, Hi, Wd, PH, PW, 0)  # 0 never beats a real code, and every window has one
+    if (OH - 1) * SH + (KH - 1) * DH >= HWp // Wp or (OW - 1) * SW + (KW - 1) * DW >= Wp:
+        return None  # a window reaching past the padding (ceil mode): left to the next module
+    toff = _taps(H, 1, KH, KW, DH, DW, Wp, HWp)
+    H[_COLD + _C_G] = C
+    H[_COLD + _C_GSTR] = HWp
+    H[_COLD + _C_OH] = OH
+    H[_OW] = OW
+    H[_RSTR] = SH * Wp
+    H[_SW] = SW
+    return (H, xp, toff)
+
+
+def maxpool(x, out, handle):
+    # out = the max over each window of each channel of x (as uquant_rt.maxpool). Allocates nothing.
+    _run(x, out, handle[0])
+
+
+def prepare_avgpool(g, R, Q, cls, lo, hi, P, E):
+    # Handle for avgpool(): arguments as for uquant_rt.avgpool, except E = sorted flat (class, a, code) triples.
+    if len(g) != 8:
+        raise ValueError("uquant_thumbconv: avgpool geometry has 8 entries")
+    C, Hi, Wd, OH, OW, zp, cv, K = g
+    n_cls = K * (2 if cv else 1)
+    if len(P) != 6 * n_cls or len(R) != 2 * OH or len(Q) != 2 * OW or len(cls) != OH * OW or not 0 <= lo <= hi <= 255:
+        raise ValueError("uquant_thumbconv: bad avgpool layer")
+    H = _header(2)
+    recs = array("i", bytes(20 * OH * OW))
+    j = 0
+    for oy in range(OH):
+        y0 = R[2 * oy]
+        y1 = R[2 * oy + 1]
+        for ox in range(OW):
+            x0 = Q[2 * ox]
+            x1 = Q[2 * ox + 1]
+            k = cls[oy * OW + ox]
+            if not (0 <= y0 < y1 <= Hi and 0 <= x0 < x1 <= Wd and 0 <= k < K):
+                return None  # an empty window: left to the next module
+            recs[j] = y0 * Wd + x0
+            recs[j + 1] = y1 - y0
+            recs[j + 2] = x1 - x0
+            recs[j + 3] = 4 * _REC * k
+            recs[j + 4] = (y1 - y0) * (x1 - x0) * zp
+            j += 5
+    Qr, E = _records(n_cls, P, 6, E, lo, hi, None, 0)
+    H[_COLD + _C_G] = C
+    H[_COLD + _C_GSTR] = Hi * Wd
+    H[_SW] = Wd  # the input row's bytes
+    H[_TOFF] = _addr(recs)
+    H[_COLD + _C_Q] = _addr(Qr)
+    H[_COLD + _C_CV] = cv
+    H[_COLD + _C_KOFF] = 4 * _REC * K
+    H[_OHW] = OH * OW
+    H[_COLD + _C_LO] = lo
+    H[_COLD + _C_HI] = hi
+    return (H, recs, Qr, E)
+
+
+def avgpool(x, out, handle):
+    # out = the average pooling of the handle's layer over x (as uquant_rt.avgpool). Allocates nothing.
+    _run(x, out, handle[0])
