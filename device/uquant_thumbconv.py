@@ -766,6 +766,37 @@ def _run(r0, r1, r2):
     str(r3, [r7, 4 * _OYC])
     label(mp_row)
     ldr(r2, [r7, 4 * _RB])  # r2 = window base
+    ldr(r3, [r7, 4 * _K4])  # 2x2 windows (columns adjacent): the window's second row, else 0
+    cmp(r3, 0)
+    beq(mp_any)
+    add(r3, r3, r2)  # r2, r3 = the window's two rows, r6 = SW, r0 = positions left
+    ldr(r6, [r7, 4 * _SW])
+    ldr(r0, [r7, 4 * _OW])
+    label(mp2)
+    ldrb(r4, [r2, 0])
+    ldrb(r5, [r2, 1])
+    cmp(r4, r5)
+    bcs(mp2a)
+    mov(r4, r5)
+    label(mp2a)
+    ldrb(r5, [r3, 0])
+    cmp(r4, r5)
+    bcs(mp2b)
+    mov(r4, r5)
+    label(mp2b)
+    ldrb(r5, [r3, 1])
+    cmp(r4, r5)
+    bcs(mp2c)
+    mov(r4, r5)
+    label(mp2c)
+    strb(r4, [r1, 0])
+    add(r1, 1)
+    add(r2, r2, r6)
+    add(r3, r3, r6)
+    sub(r0, 1)
+    bne(mp2)
+    b(mp_row_done)
+    label(mp_any)
     ldr(r3, [r7, 4 * _OW])
     str(r3, [r7, 4 * _OXC])
     label(mp_pos)
@@ -790,6 +821,7 @@ def _run(r0, r1, r2):
     sub(r3, 1)
     str(r3, [r7, 4 * _OXC])
     bne(mp_pos)
+    label(mp_row_done)
     ldr(r3, [r7, 4 * _RB])
     ldr(r4, [r7, 4 * _RSTR])
     add(r3, r3, r4)
@@ -1101,6 +1133,8 @@ def prepare_maxpool(g):
     if (OH - 1) * SH + (KH - 1) * DH >= HWp // Wp or (OW - 1) * SW + (KW - 1) * DW >= Wp:
         return None  # a window reaching past the padding (ceil mode): left to the next module
     toff = _taps(H, 1, KH, KW, DH, DW, Wp, HWp)
+    if KH == 2 and KW == 2 and DW == 1:
+        H[_K4] = DH * Wp  # the 2x2 loop
     H[_COLD + _C_G] = C
     H[_COLD + _C_GSTR] = HWp
     H[_COLD + _C_OH] = OH
