@@ -104,6 +104,9 @@ _LDRB_R3_R2_R3 = const(0x5CD3)  # ldrb r3, [r2, r3]
 _LDRB_R0_R5_R0 = const(0x5C28)  # ldrb r0, [r5, r0]
 _LDM_R1_R2_R4 = const(0xC91C)  # ldm r1!, {r2, r3, r4}
 _LDM_R1_R3_R4 = const(0xC918)  # ldm r1!, {r3, r4}
+_UXTH_R5_R4 = const(0xB2A5)  # uxth r5, r4
+_LDRB_R5_R2_R5 = const(0x5D55)  # ldrb r5, [r2, r5]
+_LDR_R4_SP0 = const(0x9C00)  # ldr r4, [sp, #0]
 _LDR_R7_SP0 = const(0x9F00)  # ldr r7, [sp, #0]
 _LDR_R7_SP16 = const(0x9F04)  # ldr r7, [sp, #16]
 
@@ -177,6 +180,97 @@ def _run(r0, r1, r2):
     ldr(r3, [r7, 4 * _OW])
     str(r3, [r7, 4 * _OXC])
     label(pos)
+    ldr(r3, [r7, 4 * _NB])
+    cmp(r3, 0)
+    bge(pos_gen)
+    # ---- depthwise (one channel per group): no gather; the group's tap block is (mode, then per tap the
+    # word offset | (w - 128) << 16); mode 1: int16-saturating pairs (SAT 1 with a pair that can saturate).
+    # r0 = dot, r1 = end of the pairs, r2 = window base, r3 = tap cursor, r4-r6 = temporaries, r7 = sx
+    ldr(r2, [r7, 4 * _B])
+    ldr(r3, [r7, 4 * _WG])
+    ldr(r1, [r7, 4 * _KK])  # bytes of the taps taken in pairs
+    ldr(r6, [r3, 0])
+    add(r3, 4)
+    add(r1, r1, r3)
+    mov(r0, 0)
+    mov(r7, 0)
+    cmp(r6, 0)
+    bne(dwp_test)
+    b(dwe_test)
+    label(dwe)
+    ldr(r4, [r3, 0])
+    data(2, _UXTH_R5_R4)
+    data(2, _LDRB_R5_R2_R5)
+    asr(r4, r4, 16)
+    add(r7, r7, r5)
+    mul(r4, r5)
+    add(r0, r0, r4)
+    ldr(r4, [r3, 4])
+    data(2, _UXTH_R5_R4)
+    data(2, _LDRB_R5_R2_R5)
+    asr(r4, r4, 16)
+    add(r7, r7, r5)
+    mul(r4, r5)
+    add(r0, r0, r4)
+    add(r3, 8)
+    label(dwe_test)
+    cmp(r3, r1)
+    bcc(dwe)
+    b(dw_tail)
+    label(dwp)
+    ldr(r4, [r3, 0])
+    data(2, _UXTH_R5_R4)
+    data(2, _LDRB_R5_R2_R5)
+    asr(r4, r4, 16)
+    add(r7, r7, r5)
+    mul(r4, r5)
+    mov(r6, r4)
+    ldr(r4, [r3, 4])
+    data(2, _UXTH_R5_R4)
+    data(2, _LDRB_R5_R2_R5)
+    asr(r4, r4, 16)
+    add(r7, r7, r5)
+    mul(r4, r5)
+    add(r4, r4, r6)  # the pair's sum
+    asr(r6, r4, 15)
+    add(r6, 1)
+    cmp(r6, 1)
+    bls(dwp_ok)
+    mov(r6, 1)
+    lsl(r6, r6, 15)
+    cmp(r4, 0)
+    blt(dwp_neg)
+    sub(r4, r6, 1)
+    b(dwp_ok)
+    label(dwp_neg)
+    neg(r4, r6)
+    label(dwp_ok)
+    add(r0, r0, r4)
+    add(r3, 8)
+    label(dwp_test)
+    cmp(r3, r1)
+    bcc(dwp)
+    label(dw_tail)
+    data(2, _LDR_R4_SP0)
+    ldr(r4, [r4, 4 * _KT])  # an odd tap left
+    cmp(r4, 0)
+    beq(dw_req)
+    ldr(r4, [r3, 0])
+    data(2, _UXTH_R5_R4)
+    data(2, _LDRB_R5_R2_R5)
+    asr(r4, r4, 16)
+    add(r7, r7, r5)
+    mul(r4, r5)
+    add(r0, r0, r4)
+    label(dw_req)
+    data(2, _LDR_R4_SP0)
+    ldr(r1, [r4, 4 * _QG])
+    ldr(r6, [r4, 4 * _OP])
+    ldr(r5, [r4, 4 * _T])
+    bl(chan)
+    data(2, _LDR_R7_SP0)
+    b(pos_done)
+    label(pos_gen)
     # gather the window: r0 = win cursor, r1 = offsets cursor, r2 = window base, r5 = sx, r7 = end
     ldr(r0, [r7, 4 * _WIN])
     ldr(r1, [r7, 4 * _TOFF])
@@ -1087,7 +1181,28 @@ def prepare_conv(g, xzp, lo, hi, W, P, E, T):
         raise ValueError("uquant_thumbconv: conv windows leave the padded input")
     toff = _taps(H, cg, KH, KW, DH, DW, Wp, HWp)
     win = bytearray(kk + 8)
-    Q, E = _records(N, P, 7, E, lo, hi, T, SAT)
+    dw = cg == 1 and ng == 1 and toff[kk - 1] < 0x8000
+    Q, E = _records(N, P, 7, E, lo, hi, T, SAT or dw)
+    taps = None
+    if dw:  # per group: mode, then each tap's offset | (w - 128) << 16
+        taps = array("i", bytes(4 * (kk + 1) * G))
+        j = 0
+        for grp in range(G):
+            i = grp * kk
+            mode = 0
+            if SAT:  # pairs only where a pair can leave int16
+                for k in range(0, kk - 1, 2):
+                    w0 = W[i + k] - 128
+                    w1 = W[i + k + 1] - 128
+                    if 255 * ((w0 if w0 > 0 else 0) + (w1 if w1 > 0 else 0)) > 32767:
+                        mode = 1
+                    if 255 * ((w0 if w0 < 0 else 0) + (w1 if w1 < 0 else 0)) < -32768:
+                        mode = 1
+            taps[j] = mode
+            j += 1
+            for t in range(kk):
+                taps[j] = toff[t] + (W[i + t] - 128) * 65536
+                j += 1
     if T is not None:
         H[_T] = _addr(T)
     H[_COLD + _C_G] = G
@@ -1097,7 +1212,7 @@ def prepare_conv(g, xzp, lo, hi, W, P, E, T):
     H[_RSTR] = SH * Wp
     H[_SW] = SW
     H[_WIN] = _addr(win)
-    H[_COLD + _C_W] = _addr(W)
+    H[_COLD + _C_W] = _addr(W) if taps is None else _addr(taps)
     H[_COLD + _C_Q] = _addr(Q)
     H[_NB] = 0 if SAT else ng // 4
     H[_NR] = ng if SAT else ng % 4
@@ -1110,10 +1225,14 @@ def prepare_conv(g, xzp, lo, hi, W, P, E, T):
     H[_SAT] = SAT
     H[_COLD + _C_LO] = lo
     H[_COLD + _C_HI] = hi
-    H[_COLD + _C_WGS] = ng * kk
+    H[_COLD + _C_WGS] = ng * kk if taps is None else 4 * (kk + 1)
+    if dw:
+        H[_NB] = -1
+        H[_KK] = 4 * (kk - kk % 2)
+        H[_KT] = kk % 2
     H[_COLD + _C_QGS] = 4 * _REC * ng
     H[_COLD + _C_OGS] = ng * OH * OW
-    return (H, W, Q, E, T, win, xp, toff)
+    return (H, W, Q, E, T, win, xp, toff, taps)
 
 
 def conv(x, out, handle):
