@@ -21,11 +21,12 @@
 #   channel of the group is a dot product over win: four channels at a time (uquant_thumb's dense loop, 4.75
 #   cycles per multiply-add), the rest one at a time; SAT 1 (fbgemm's depthwise path) adds raw products in
 #   int16-saturating pairs, one channel at a time.
-# * chan requantizes one output. prepare_conv rewrites the channel's words P[7n : 7n+7] as 9 words
+# * chan requantizes one output. prepare_conv rewrites the channel's words P[7n : 7n+7] as 11 words
 #   (c, c_lo, Wn, A, Dl, S', Dh, first exception, end of exceptions), read with LDM. For a channel whose
 #   outputs need neither the 15-bit limb form (S < 30) nor exceptions nor the clip to [lo, hi] (checked at
 #   prepare: y is monotone in a, so y(0) and y(Wn) bound it), S' = S and the fast path costs ~33 cycles per
-#   output, table included (an identity table stands in for none). Other channels have S' = S + 128 and take
+#   output, table included (an identity table stands in for none). S >= 30 channels use an exact split of the
+#   product (~10 cycles more, see _split), channels with exceptions walk them after (S' flag bits); the rest take
 #   the general path (uquant_rt.requant_channel).
 #
 # x and out must be buffers (bytes, bytearray, array). This module only imports on ARM MicroPython.
@@ -83,7 +84,7 @@ _C_G = const(9)  # groups (conv), channels (pools)
 _C_GSTR = const(10)  # bytes from one group's (channel's) input to the next
 _C_OH = const(11)
 _C_W = const(12)  # address of W
-_C_Q = const(13)  # address of the 9-word channel (class) records
+_C_Q = const(13)  # address of the 11-word channel (class) records
 _C_LO = const(14)
 _C_HI = const(15)
 _C_WGS = const(16)  # bytes of W per group
@@ -92,7 +93,7 @@ _C_OGS = const(18)  # output bytes per group
 _C_CV = const(19)  # avgpool: channels below CV use the records from KOFF bytes on
 _C_KOFF = const(20)
 _HWORDS = const(53)
-_REC = const(9)  # words per channel record
+_REC = const(11)  # words per channel record
 
 # Thumb-1 encodings the inline assembler has no mnemonic for (emitted with data(2, ...)).
 _ADD_R8_R6 = const(0x44B0)  # add r8, r6   (high registers, flags unchanged)
@@ -102,6 +103,7 @@ _ADD_R11_R6 = const(0x44B3)
 _ADD_R6_R12 = const(0x4466)  # add r6, r12
 _LDRB_R3_R2_R3 = const(0x5CD3)  # ldrb r3, [r2, r3]
 _LDRB_R0_R5_R0 = const(0x5C28)  # ldrb r0, [r5, r0]
+_LDRB_R3_R5_R3 = const(0x5CEB)  # ldrb r3, [r5, r3]
 _LDM_R1_R2_R4 = const(0xC91C)  # ldm r1!, {r2, r3, r4}
 _LDM_R1_R3_R4 = const(0xC918)  # ldm r1!, {r3, r4}
 _UXTH_R5_R4 = const(0xB2A5)  # uxth r5, r4
@@ -700,14 +702,11 @@ def _run(r0, r1, r2):
     mul(r2, r7)
     sub(r0, r0, r2)  # acc = dot - c * sx
     sub(r0, r0, r3)  # a = clamp(acc - c_lo, 0, Wn)
-    bge(ch_pos)
-    mov(r0, 0)
-    label(ch_pos)
+    bmi(ch_neg)
     cmp(r0, r4)
-    ble(ch_in)
-    mov(r0, r4)
+    bgt(ch_big)
     label(ch_in)
-    data(2, _LDM_R1_R2_R4)  # A, Dl, S' (direct form) or Alo, Dlo, 64 + k (split form)
+    data(2, _LDM_R1_R2_R4)  # A, Dl, S' (direct form) or Alo, Dlo, 0x100 | k (split form), ...
     cmp(r4, 31)
     bhi(ch_other)
     mul(r0, r2)
@@ -716,31 +715,81 @@ def _run(r0, r1, r2):
     data(2, _LDRB_R0_R5_R0)  # T[y]
     strb(r0, [r6, 0])
     data(2, _ADD_R6_R12)
-    add(r1, 12)
+    add(r1, 20)
     bx(lr)
+    label(ch_neg)
+    mov(r0, 0)
+    b(ch_in)
+    label(ch_big)
+    mov(r0, r4)
+    b(ch_in)
     label(ch_other)
-    cmp(r4, 127)
-    bhi(ch_slow)
-    # split form: y = (a * Ahi + Dhi + ((a * Alo + Dlo) >> k)) >> (S - k)
     mul(r2, r0)
     add(r2, r2, r3)
-    sub(r4, 64)
-    lsr(r2, r4)  # r2 = (a * Alo + Dlo) >> k
+    asr(r2, r4)  # the low byte of S' shifts: r2 = y (direct form) or (a * Alo + Dlo) >> k (split form)
+    lsr(r3, r4, 9)  # 0: split form, 1: split form with exceptions, 2: direct form with exceptions, 4: general
+    bne(ch_other2)
+    # split form: y = (a * Ahi + Dhi + ((a * Alo + Dlo) >> k)) >> (S - k)
     data(2, _LDM_R1_R3_R4)  # Ahi, Dhi
-    mul(r0, r3)
-    add(r0, r0, r4)
-    add(r0, r0, r2)
+    mul(r3, r0)
+    add(r3, r3, r4)
+    add(r3, r3, r2)
     ldr(r4, [r1, 0])  # S - k
-    asr(r0, r4)
+    asr(r3, r4)
+    data(2, _LDRB_R3_R5_R3)  # T[y]
+    strb(r3, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 12)
+    bx(lr)
+    label(ch_other2)
+    cmp(r3, 1)
+    bne(ch_other3)
+    data(2, _LDM_R1_R3_R4)  # Ahi, Dhi
+    mul(r3, r0)
+    add(r3, r3, r4)
+    add(r2, r2, r3)
+    ldr(r4, [r1, 0])
+    asr(r2, r4)  # r2 = y, r0 = a
+    add(r1, 4)
+    b(ch_exc)
+    label(ch_other3)
+    cmp(r3, 2)
+    bne(ch_slow)
+    add(r1, 12)  # direct form: r2 = y, r0 = a
+    label(ch_exc)
+    # r0 = a, r2 = y, r1 at the record's last two words (first exception, end): the one whose a matches
+    # gives the code (the host's codes lie in [lo, hi], checked by prepare)
+    data(2, _LDM_R1_R3_R4)
+    push({r1})
+    b(ex_test)
+    label(ex_loop)
+    ldr(r1, [r3, 4])
+    cmp(r1, r0)
+    bne(ex_next)
+    ldr(r2, [r3, 8])
+    b(ex_done)
+    label(ex_next)
+    add(r3, 12)
+    label(ex_test)
+    cmp(r3, r4)
+    bcc(ex_loop)
+    label(ex_done)
+    pop({r1})
+    mov(r0, r2)
     data(2, _LDRB_R0_R5_R0)  # T[y]
     strb(r0, [r6, 0])
     data(2, _ADD_R6_R12)
-    add(r1, 4)
     bx(lr)
     label(ch_slow)
-    # uquant_rt.requant_channel: r0 = a, r2 = A, r3 = Dl, r4 = S + 128, [r1] = Dh, first and end exception
+    # uquant_rt.requant_channel: r0 = a, r4 = 0x800 | S, [r1 - 12] = A, [r1 - 8] = Dl, [r1] = Dh, [r1 + 12] = first exception,
+    # [r1 + 16] = end
     push({r1, r5, r6, r7})
-    sub(r4, 128)
+    mov(r2, r1)
+    sub(r2, 12)
+    ldr(r3, [r2, 4])  # Dl
+    ldr(r2, [r2, 0])  # A
+    lsl(r4, r4, 24)
+    lsr(r4, r4, 24)  # S
     cmp(r4, 30)
     bge(sl_limbs)
     mov(r6, r2)
@@ -779,8 +828,8 @@ def _run(r0, r1, r2):
     sub(r4, 30)
     asr(r6, r4)
     label(sl_exc)
-    ldr(r2, [r1, 4])
-    ldr(r3, [r1, 8])
+    ldr(r2, [r1, 12])
+    ldr(r3, [r1, 16])
     b(sl_test)
     label(sl_loop)
     ldr(r4, [r2, 4])
@@ -811,7 +860,7 @@ def _run(r0, r1, r2):
     data(2, _LDRB_R0_R5_R0)
     strb(r0, [r6, 0])
     data(2, _ADD_R6_R12)
-    add(r1, 12)
+    add(r1, 20)
     bx(lr)
 
     # ---- copy: x into the interior of the padded buffer. In: r0 = x; out: r0 = the buffer. Uses r1-r7.
@@ -1118,7 +1167,7 @@ def _split(Wn, A, Dh, Dl, S):
 
 
 def _records(N, words, n_words, E, lo, hi, T, sat):
-    # The 9-word records chan reads (see the top of the file), from n_words requantization words per channel
+    # The 11-word records chan reads (see the top of the file), from n_words requantization words per channel
     # or class (7: c first; 6: avgpool's, c = 0).
     E, first, last = _fixes(E, N)
     base = _addr(E) if len(E) else _addr(_NONE)
@@ -1133,23 +1182,28 @@ def _records(N, words, n_words, E, lo, hi, T, sat):
         split = _split(Wn, A, Dh, Dl, S) if S >= 30 else None
         y0 = _requant(0, A, Dh, Dl, S)
         y1 = _requant(Wn, A, Dh, Dl, S)
-        slow = n in first or min(y0, y1) < lo or max(y0, y1) > hi or (S >= 30 and split is None)
+        exc = n in first
+        slow = min(y0, y1) < lo or max(y0, y1) > hi or (S >= 30 and split is None)
+        if exc:
+            for j in range(first[n], last[n], 3):
+                if not lo <= E[j + 2] <= hi:
+                    slow = True
         r = _REC * n
         Q[r] = c - 128 if sat else c
         Q[r + 1] = c_lo
         Q[r + 2] = Wn
+        Q[r + 9] = base + 4 * first.get(n, 0)
+        Q[r + 10] = base + 4 * last.get(n, 0)
         if slow or split is None:
             Q[r + 3] = A
             Q[r + 4] = Dl
-            Q[r + 5] = S + 128 if slow else S
+            Q[r + 5] = 0x800 | S if slow else 0x400 | S if exc else S
             Q[r + 6] = Dh
-            Q[r + 7] = base + 4 * first.get(n, 0)
-            Q[r + 8] = base + 4 * last.get(n, 0)
         else:
             Ahi, Alo, Dhi, Dlo, k = split
             Q[r + 3] = Alo
             Q[r + 4] = Dlo
-            Q[r + 5] = 64 + k
+            Q[r + 5] = 0x300 | k if exc else 0x100 | k
             Q[r + 6] = Ahi
             Q[r + 7] = Dhi
             Q[r + 8] = S - k
