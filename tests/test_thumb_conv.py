@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import warnings
+from array import array
 
 import numpy as np
 import pytest
@@ -81,6 +82,96 @@ def test_sat2_is_declined(tiers):
     conv, _ = tiers
     g = (2, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5, 5, 2)
     assert conv.prepare_conv(g, 0, 0, 255, bytes(2 * 18), [0, 0, 1, 1, 0, 0, 0] * 2, [], None) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# random words against the bytecode kernels (every requantization form: direct, limbs, split, exceptions, clip,
+# table), on random geometries
+
+def windows(x: np.ndarray, g: tuple, xzp: int) -> np.ndarray:
+    """Every (position, group) window of uquant_rt.conv, in its (channel, row, column) order."""
+    C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT = g
+    xp = np.full((C, H + 2 * PH, Wd + 2 * PW), xzp, np.int64)
+    xp[:, PH:PH + H, PW:PW + Wd] = x.reshape(C, H, Wd)
+    cg = C // G
+    out = []
+    for grp in range(G):
+        for oy in range(OH):
+            for ox in range(OW):
+                w = xp[grp * cg:(grp + 1) * cg, oy * SH:oy * SH + (KH - 1) * DH + 1:DH, ox * SW:ox * SW + (KW - 1) * DW + 1:DW]
+                out.append(w.reshape(-1))
+    return np.array(out)
+
+
+def inside(rng, P, E, lo, hi):
+    """Move some channels' outputs inside [lo, hi] (y(0) and y(Wn) there, exception codes too), so that the kernel's
+    fast forms (direct, split, with exceptions) are exercised besides the general one."""
+    for n in range(len(P) // 7):
+        if rng.random() < 0.3:
+            continue
+        c, c_lo, Wn, A, Dh, Dl, S = P[7 * n:7 * n + 7]
+        span = int((hi - lo) * rng.uniform(0.5, 1))
+        A = max(0, (span * 2 ** S) // max(Wn, 1))
+        D = lo * 2 ** S + int(rng.integers(0, 2 ** min(S, 20) + 1))
+        if S < 30:
+            if Wn * A + abs(D) >= 2 ** 30:
+                continue
+            Dh, Dl = 0, D
+        else:
+            if A >= 2 ** 29:
+                continue
+            Dh, Dl = D >> 30, D & (2 ** 30 - 1)
+        P[7 * n + 3:7 * n + 6] = [A, Dh, Dl]
+        assert lo <= (Wn * A + D) >> S <= hi
+    for j in range(0, len(E), 3):
+        if rng.random() < 0.7:
+            E[j + 2] = int(rng.integers(lo, hi + 1))
+
+
+def test_random_words_match_the_bytecode_conv(tiers, report):
+    from test_thumb import random_layer
+
+    conv, _ = tiers
+    rng = np.random.default_rng(21)
+    outputs = 0
+    forms = {"direct": 0, "split": 0, "exceptions": 0, "general": 0}
+    while outputs < MIN_OUTPUTS:
+        dim2 = rng.random() < 0.7
+        G = int(pick(rng, [1, 1, 2, 3, -1]))
+        cg = int(rng.integers(1, 5)) if G > 0 else 1
+        G = G if G > 0 else int(rng.integers(1, 9))
+        C, N = G * cg, G * int(pick(rng, [1, 1, 2, 3, 5]))
+        KH, KW = (int(pick(rng, [1, 2, 3])) if dim2 else 1), int(pick(rng, [1, 2, 3, 5]))
+        SH, SW = (int(pick(rng, [1, 2])) if dim2 else 1), int(pick(rng, [1, 2]))
+        DH, DW = (int(pick(rng, [1, 1, 2])) if dim2 else 1), int(pick(rng, [1, 1, 2]))
+        PH, PW = (int(rng.integers(0, KH)) if dim2 else 0), int(rng.integers(0, KW))
+        H = int(rng.integers(max(1, (KH - 1) * DH + 1 - 2 * PH), 8)) if dim2 else 1
+        Wd = int(rng.integers(max(1, (KW - 1) * DW + 1 - 2 * PW), 10))
+        OH, OW = (H + 2 * PH - (KH - 1) * DH - 1) // SH + 1, (Wd + 2 * PW - (KW - 1) * DW - 1) // SW + 1
+        SAT = int(rng.random() < 0.3)
+        g = (C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT)
+        kk = cg * KH * KW
+        xzp = int(rng.integers(0, 256))
+        xs = rng.integers(0, 256, (3, C * H * Wd))
+        xs[1, :C * H * Wd // 2] = 0
+        xs[2, C * H * Wd // 3:] = 255
+        wins = np.concatenate([windows(x, g, xzp) for x in xs])
+        Wb, P, E, lo, hi, T = random_layer(rng, kk, N, wins[rng.integers(0, len(wins), min(len(wins), 40))])
+        inside(rng, P, E, lo, hi)
+        h = conv.prepare_conv(g, xzp, lo, hi, Wb, array("i", P), array("i", E), T)
+        Q = h[2]
+        for n in range(N):
+            forms[{0: "direct", 1: "split", 3: "exceptions", 4: "exceptions", 8: "general"}[Q[11 * n + 5] >> 8]] += 1
+        for x in xs:
+            xb = bytes(x.astype(np.uint8).tolist())
+            out = bytearray(b"\xaa" * (N * OH * OW + 2))
+            want = bytearray(b"\xaa" * (N * OH * OW + 2))
+            conv.conv(xb, out, h)
+            rt.conv(xb, want, g, xzp, lo, hi, Wb, array("i", P), rt._fixes(E), T, bytearray(kk))
+            assert out == want, g
+            outputs += N * OH * OW
+    assert min(forms.values()) > 0, forms
+    report(f"thumbconv = uquant_rt.conv on {outputs} outputs of random words and geometries (channel forms {forms})")
 
 
 # ---------------------------------------------------------------------------------------------------
