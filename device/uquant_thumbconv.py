@@ -101,14 +101,21 @@ _ADD_R9_R6 = const(0x44B1)
 _ADD_R10_R6 = const(0x44B2)
 _ADD_R11_R6 = const(0x44B3)
 _ADD_R6_R12 = const(0x4466)  # add r6, r12
+_ADD_R9_R11 = const(0x44D9)  # add r9, r11
+_ADD_R10_R3 = const(0x449A)  # add r10, r3
 _LDRB_R3_R2_R3 = const(0x5CD3)  # ldrb r3, [r2, r3]
 _LDRB_R0_R5_R0 = const(0x5C28)  # ldrb r0, [r5, r0]
 _LDRB_R3_R5_R3 = const(0x5CEB)  # ldrb r3, [r5, r3]
 _LDM_R1_R2_R4 = const(0xC91C)  # ldm r1!, {r2, r3, r4}
 _LDM_R1_R3_R4 = const(0xC918)  # ldm r1!, {r3, r4}
-_UXTH_R5_R4 = const(0xB2A5)  # uxth r5, r4
-_LDRB_R5_R2_R5 = const(0x5D55)  # ldrb r5, [r2, r5]
-_LDR_R4_SP0 = const(0x9C00)  # ldr r4, [sp, #0]
+_LDM_R3_R1_R6 = const(0xCB42)  # ldm r3!, {r1, r6}
+_LDM_R3_R4_R5 = const(0xCB30)  # ldm r3!, {r4, r5}
+_LDRB_R4_R2_R4 = const(0x5D14)  # ldrb r4, [r2, r4]
+_STR_R3_SP4 = const(0x9301)  # str r3, [sp, #4]
+_STR_R3_SP8 = const(0x9302)  # str r3, [sp, #8]
+_LDR_R3_SP4 = const(0x9B01)  # ldr r3, [sp, #4]
+_LDR_R4_SP4 = const(0x9C01)  # ldr r4, [sp, #4]
+_LDR_R5_SP8 = const(0x9D02)  # ldr r5, [sp, #8]
 _LDR_R7_SP0 = const(0x9F00)  # ldr r7, [sp, #0]
 _LDR_R7_SP16 = const(0x9F04)  # ldr r7, [sp, #16]
 
@@ -133,6 +140,7 @@ def _run(r0, r1, r2):
     push({r3, r4, r5, r6})
     mov(r3, r12)
     push({r3})
+    push({r3, r4})  # two scratch words, [sp, 4] and [sp, 8] below
     push({r2})
     mov(r3, r2)
     add(r3, 128)  # r3 = the cold words
@@ -177,102 +185,114 @@ def _run(r0, r1, r2):
     ldr(r3, [r6, 4 * _C_OH])
     str(r3, [r7, 4 * _OYC])
     label(row)
-    ldr(r3, [r7, 4 * _RB])
-    str(r3, [r7, 4 * _B])
-    ldr(r3, [r7, 4 * _OW])
-    str(r3, [r7, 4 * _OXC])
-    label(pos)
     ldr(r3, [r7, 4 * _NB])
     cmp(r3, 0)
-    bge(pos_gen)
-    # ---- depthwise (one channel per group): no gather; the group's tap block is (mode, then per tap the
-    # word offset | (w - 128) << 16); mode 1: int16-saturating pairs (SAT 1 with a pair that can saturate).
-    # r0 = dot, r1 = end of the pairs, r2 = window base, r3 = tap cursor, r4-r6 = temporaries, r7 = sx
-    ldr(r2, [r7, 4 * _B])
+    bge(row_gen)
+    # ---- depthwise (one channel per group), a row of positions: no gather. The group's tap block is
+    # (bytes of the taps taken two at a time; flags: 1 pairs, 2 an odd tap), then per tap (offset, w - 128);
+    # pairs: int16-saturating pair sums (SAT 1 where a pair can leave int16). Row state in r8 (positions
+    # left), r9 (window base), r10 (output), r11 (SW), r12 (the channel's record); [sp, 4] = the tap block,
+    # [sp, 8] = the table.
+    ldr(r3, [r7, 4 * _OW])
+    mov(r8, r3)
+    ldr(r3, [r7, 4 * _RB])
+    mov(r9, r3)
+    ldr(r3, [r7, 4 * _OP])
+    mov(r10, r3)
+    ldr(r3, [r7, 4 * _SW])
+    mov(r11, r3)
+    ldr(r3, [r7, 4 * _QG])
+    mov(r12, r3)
     ldr(r3, [r7, 4 * _WG])
-    ldr(r1, [r7, 4 * _KK])  # bytes of the taps taken in pairs
-    ldr(r6, [r3, 0])
-    add(r3, 4)
+    data(2, _STR_R3_SP4)
+    ldr(r3, [r7, 4 * _T])
+    data(2, _STR_R3_SP8)
+    label(dw_pos)
+    # r0 = dot, r1 = end of the paired taps, r2 = window base, r3 = tap cursor, r4-r6 temporaries, r7 = sx
+    mov(r2, r9)
+    data(2, _LDR_R3_SP4)
+    data(2, _LDM_R3_R1_R6)  # r1 = bytes of paired taps, r6 = flags
     add(r1, r1, r3)
     mov(r0, 0)
     mov(r7, 0)
-    cmp(r6, 0)
-    bne(dwp_test)
-    b(dwe_test)
+    lsr(r6, r6, 1)  # carry: pairs
+    bcc(dwe_test)
+    b(dwp_test)
     label(dwe)
-    ldr(r4, [r3, 0])
-    data(2, _UXTH_R5_R4)
-    data(2, _LDRB_R5_R2_R5)
-    asr(r4, r4, 16)
-    add(r7, r7, r5)
-    mul(r4, r5)
-    add(r0, r0, r4)
-    ldr(r4, [r3, 4])
-    data(2, _UXTH_R5_R4)
-    data(2, _LDRB_R5_R2_R5)
-    asr(r4, r4, 16)
-    add(r7, r7, r5)
-    mul(r4, r5)
-    add(r0, r0, r4)
-    add(r3, 8)
+    data(2, _LDM_R3_R4_R5)  # offset, w - 128
+    data(2, _LDRB_R4_R2_R4)
+    add(r7, r7, r4)
+    mul(r5, r4)
+    add(r0, r0, r5)
+    data(2, _LDM_R3_R4_R5)
+    data(2, _LDRB_R4_R2_R4)
+    add(r7, r7, r4)
+    mul(r5, r4)
+    add(r0, r0, r5)
     label(dwe_test)
     cmp(r3, r1)
     bcc(dwe)
     b(dw_tail)
     label(dwp)
-    ldr(r4, [r3, 0])
-    data(2, _UXTH_R5_R4)
-    data(2, _LDRB_R5_R2_R5)
-    asr(r4, r4, 16)
-    add(r7, r7, r5)
-    mul(r4, r5)
-    mov(r6, r4)
-    ldr(r4, [r3, 4])
-    data(2, _UXTH_R5_R4)
-    data(2, _LDRB_R5_R2_R5)
-    asr(r4, r4, 16)
-    add(r7, r7, r5)
-    mul(r4, r5)
-    add(r4, r4, r6)  # the pair's sum
-    asr(r6, r4, 15)
+    data(2, _LDM_R3_R4_R5)
+    data(2, _LDRB_R4_R2_R4)
+    add(r7, r7, r4)
+    mul(r5, r4)
+    mov(r6, r5)
+    data(2, _LDM_R3_R4_R5)
+    data(2, _LDRB_R4_R2_R4)
+    add(r7, r7, r4)
+    mul(r5, r4)
+    add(r5, r5, r6)  # the pair's sum
+    asr(r6, r5, 15)
     add(r6, 1)
     cmp(r6, 1)
     bls(dwp_ok)
     mov(r6, 1)
     lsl(r6, r6, 15)
-    cmp(r4, 0)
+    cmp(r5, 0)
     blt(dwp_neg)
-    sub(r4, r6, 1)
+    sub(r5, r6, 1)
     b(dwp_ok)
     label(dwp_neg)
-    neg(r4, r6)
+    neg(r5, r6)
     label(dwp_ok)
-    add(r0, r0, r4)
-    add(r3, 8)
+    add(r0, r0, r5)
     label(dwp_test)
     cmp(r3, r1)
     bcc(dwp)
     label(dw_tail)
-    data(2, _LDR_R4_SP0)
-    ldr(r4, [r4, 4 * _KT])  # an odd tap left
-    cmp(r4, 0)
-    beq(dw_req)
-    ldr(r4, [r3, 0])
-    data(2, _UXTH_R5_R4)
-    data(2, _LDRB_R5_R2_R5)
-    asr(r4, r4, 16)
-    add(r7, r7, r5)
-    mul(r4, r5)
-    add(r0, r0, r4)
+    data(2, _LDR_R4_SP4)
+    ldr(r4, [r4, 4])
+    lsr(r4, r4, 2)  # carry: an odd tap left
+    bcc(dw_req)
+    data(2, _LDM_R3_R4_R5)
+    data(2, _LDRB_R4_R2_R4)
+    add(r7, r7, r4)
+    mul(r5, r4)
+    add(r0, r0, r5)
     label(dw_req)
-    data(2, _LDR_R4_SP0)
-    ldr(r1, [r4, 4 * _QG])
-    ldr(r6, [r4, 4 * _OP])
-    ldr(r5, [r4, 4 * _T])
+    mov(r1, r12)
+    mov(r6, r10)
+    data(2, _LDR_R5_SP8)
     bl(chan)
+    data(2, _ADD_R9_R11)  # next position
+    mov(r3, 1)
+    data(2, _ADD_R10_R3)
+    mov(r3, r8)
+    sub(r3, 1)
+    mov(r8, r3)
+    bne(dw_pos)
     data(2, _LDR_R7_SP0)
-    b(pos_done)
-    label(pos_gen)
+    mov(r3, r10)
+    str(r3, [r7, 4 * _OP])
+    b(row_done)
+    label(row_gen)
+    ldr(r3, [r7, 4 * _RB])
+    str(r3, [r7, 4 * _B])
+    ldr(r3, [r7, 4 * _OW])
+    str(r3, [r7, 4 * _OXC])
+    label(pos)
     # gather the window: r0 = win cursor, r1 = offsets cursor, r2 = window base, r5 = sx, r7 = end
     ldr(r0, [r7, 4 * _WIN])
     ldr(r1, [r7, 4 * _TOFF])
@@ -683,6 +703,7 @@ def _run(r0, r1, r2):
     # ---- done: give back r8-r12, return 0 -----------------------------------------------------------------
     label(finish)
     pop({r2})
+    pop({r3, r4})
     pop({r3})
     mov(r12, r3)
     pop({r3, r4, r5, r6})
@@ -1235,28 +1256,30 @@ def prepare_conv(g, xzp, lo, hi, W, P, E, T):
         raise ValueError("uquant_thumbconv: conv windows leave the padded input")
     toff = _taps(H, cg, KH, KW, DH, DW, Wp, HWp)
     win = bytearray(kk + 8)
-    dw = cg == 1 and ng == 1 and toff[kk - 1] < 0x8000
+    dw = cg == 1 and ng == 1
     Q, E = _records(N, P, 7, E, lo, hi, T, SAT or dw)
     taps = None
-    if dw:  # per group: mode, then each tap's offset | (w - 128) << 16
-        taps = array("i", bytes(4 * (kk + 1) * G))
+    if dw:  # per group: bytes of the paired taps, flags (1 pairs, 2 odd tap), then each tap's offset, w - 128
+        taps = array("i", bytes(4 * (2 + 2 * kk) * G))
         j = 0
         for grp in range(G):
             i = grp * kk
-            mode = 0
+            mode = 2 if kk % 2 else 0
             if SAT:  # pairs only where a pair can leave int16
                 for k in range(0, kk - 1, 2):
                     w0 = W[i + k] - 128
                     w1 = W[i + k + 1] - 128
                     if 255 * ((w0 if w0 > 0 else 0) + (w1 if w1 > 0 else 0)) > 32767:
-                        mode = 1
+                        mode |= 1
                     if 255 * ((w0 if w0 < 0 else 0) + (w1 if w1 < 0 else 0)) < -32768:
-                        mode = 1
-            taps[j] = mode
-            j += 1
+                        mode |= 1
+            taps[j] = 8 * (kk - kk % 2)
+            taps[j + 1] = mode
+            j += 2
             for t in range(kk):
-                taps[j] = toff[t] + (W[i + t] - 128) * 65536
-                j += 1
+                taps[j] = toff[t]
+                taps[j + 1] = W[i + t] - 128
+                j += 2
     if T is not None:
         H[_T] = _addr(T)
     H[_COLD + _C_G] = G
@@ -1279,11 +1302,9 @@ def prepare_conv(g, xzp, lo, hi, W, P, E, T):
     H[_SAT] = SAT
     H[_COLD + _C_LO] = lo
     H[_COLD + _C_HI] = hi
-    H[_COLD + _C_WGS] = ng * kk if taps is None else 4 * (kk + 1)
+    H[_COLD + _C_WGS] = ng * kk if taps is None else 4 * (2 + 2 * kk)
     if dw:
         H[_NB] = -1
-        H[_KK] = 4 * (kk - kk % 2)
-        H[_KT] = kk % 2
     H[_COLD + _C_QGS] = 4 * _REC * ng
     H[_COLD + _C_OGS] = ng * OH * OW
     return (H, W, Q, E, T, win, xp, toff, taps)
