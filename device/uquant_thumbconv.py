@@ -21,7 +21,7 @@
 #   channel of the group is a dot product over win: four channels at a time (uquant_thumb's dense loop, 4.75
 #   cycles per multiply-add), the rest one at a time; SAT 1 (fbgemm's depthwise path) adds raw products in
 #   int16-saturating pairs, one channel at a time.
-# * chan requantizes one output. prepare_conv rewrites the channel's words P[7n : 7n+7] as 11 words
+# * chan requantizes one output. prepare_conv rewrites the channel's words P[7n : 7n+7] as 13 words
 #   (c, c_lo, Wn, A, Dl, S', Dh, first exception, end of exceptions), read with LDM. For a channel whose
 #   outputs need neither the 15-bit limb form (S < 30) nor exceptions nor the clip to [lo, hi] (checked at
 #   prepare: y is monotone in a, so y(0) and y(Wn) bound it), S' = S and the fast path costs ~33 cycles per
@@ -84,7 +84,7 @@ _C_G = const(9)  # groups (conv), channels (pools)
 _C_GSTR = const(10)  # bytes from one group's (channel's) input to the next
 _C_OH = const(11)
 _C_W = const(12)  # address of W
-_C_Q = const(13)  # address of the 11-word channel (class) records
+_C_Q = const(13)  # address of the 13-word channel (class) records
 _C_LO = const(14)
 _C_HI = const(15)
 _C_WGS = const(16)  # bytes of W per group
@@ -93,7 +93,7 @@ _C_OGS = const(18)  # output bytes per group
 _C_CV = const(19)  # avgpool: channels below CV use the records from KOFF bytes on
 _C_KOFF = const(20)
 _HWORDS = const(53)
-_REC = const(11)  # words per channel record
+_REC = const(13)  # words per channel record
 
 # Thumb-1 encodings the inline assembler has no mnemonic for (emitted with data(2, ...)).
 _ADD_R8_R6 = const(0x44B0)  # add r8, r6   (high registers, flags unchanged)
@@ -736,14 +736,18 @@ def _run(r0, r1, r2):
     data(2, _LDRB_R0_R5_R0)  # T[y]
     strb(r0, [r6, 0])
     data(2, _ADD_R6_R12)
-    add(r1, 20)
+    add(r1, 28)
     bx(lr)
-    label(ch_neg)
-    mov(r0, 0)
-    b(ch_in)
+    label(ch_neg)  # a clamped to 0 or Wn: the output code prepare computed for it (exceptions, clip, table)
+    ldr(r0, [r1, 32])
+    b(ch_end)
     label(ch_big)
-    mov(r0, r4)
-    b(ch_in)
+    ldr(r0, [r1, 36])
+    label(ch_end)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 40)
+    bx(lr)
     label(ch_other)
     mul(r2, r0)
     add(r2, r2, r3)
@@ -760,7 +764,7 @@ def _run(r0, r1, r2):
     data(2, _LDRB_R3_R5_R3)  # T[y]
     strb(r3, [r6, 0])
     data(2, _ADD_R6_R12)
-    add(r1, 12)
+    add(r1, 20)
     bx(lr)
     label(ch_other2)
     cmp(r3, 1)
@@ -796,6 +800,7 @@ def _run(r0, r1, r2):
     bcc(ex_loop)
     label(ex_done)
     pop({r1})
+    add(r1, 8)
     mov(r0, r2)
     data(2, _LDRB_R0_R5_R0)  # T[y]
     strb(r0, [r6, 0])
@@ -881,7 +886,7 @@ def _run(r0, r1, r2):
     data(2, _LDRB_R0_R5_R0)
     strb(r0, [r6, 0])
     data(2, _ADD_R6_R12)
-    add(r1, 20)
+    add(r1, 28)
     bx(lr)
 
     # ---- copy: x into the interior of the padded buffer. In: r0 = x; out: r0 = the buffer. Uses r1-r7.
@@ -1158,6 +1163,18 @@ def _requant(a, A, Dh, Dl, S):
     return (ah * Ah + Dh + (mid >> 15)) >> (S - 30)
 
 
+def _code(a, A, Dh, Dl, S, E, j, end, lo, hi, T):
+    # The output code of a clamped a, as uquant_rt.requant_channel and the table give it.
+    y = _requant(a, A, Dh, Dl, S)
+    while j < end:
+        if E[j + 1] == a:
+            y = E[j + 2]
+            break
+        j += 3
+    y = lo if y < lo else hi if y > hi else y
+    return y if T is None else T[y]
+
+
 def _split(Wn, A, Dh, Dl, S):
     # The split form of a limb-form channel, or None: with A = Ahi * 2**k + Alo and D = Dh * 2**30 + Dl =
     # Dhi * 2**k + Dlo (0 <= Alo, Dlo < 2**k),  y = (a * Ahi + Dhi + ((a * Alo + Dlo) >> k)) >> (S - k)  exactly,
@@ -1188,7 +1205,7 @@ def _split(Wn, A, Dh, Dl, S):
 
 
 def _records(N, words, n_words, E, lo, hi, T, sat):
-    # The 11-word records chan reads (see the top of the file), from n_words requantization words per channel
+    # The 13-word records chan reads (see the top of the file), from n_words requantization words per channel
     # or class (7: c first; 6: avgpool's, c = 0).
     E, first, last = _fixes(E, N)
     base = _addr(E) if len(E) else _addr(_NONE)
@@ -1215,6 +1232,8 @@ def _records(N, words, n_words, E, lo, hi, T, sat):
         Q[r + 2] = Wn
         Q[r + 9] = base + 4 * first.get(n, 0)
         Q[r + 10] = base + 4 * last.get(n, 0)
+        Q[r + 11] = _code(0, A, Dh, Dl, S, E, first.get(n, 0), last.get(n, 0), lo, hi, T)
+        Q[r + 12] = _code(Wn, A, Dh, Dl, S, E, first.get(n, 0), last.get(n, 0), lo, hi, T)
         if slow or split is None:
             Q[r + 3] = A
             Q[r + 4] = Dl

@@ -161,7 +161,7 @@ def test_random_words_match_the_bytecode_conv(tiers, report):
         h = conv.prepare_conv(g, xzp, lo, hi, Wb, array("i", P), array("i", E), T)
         Q = h[2]
         for n in range(N):
-            forms[{0: "direct", 1: "split", 3: "exceptions", 4: "exceptions", 8: "general"}[Q[11 * n + 5] >> 8]] += 1
+            forms[{0: "direct", 1: "split", 3: "exceptions", 4: "exceptions", 8: "general"}[Q[conv._REC * n + 5] >> 8]] += 1
         for x in xs:
             xb = bytes(x.astype(np.uint8).tolist())
             out = bytearray(b"\xaa" * (N * OH * OW + 2))
