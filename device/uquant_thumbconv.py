@@ -114,6 +114,9 @@ _LDRB_R4_R2_R4 = const(0x5D14)  # ldrb r4, [r2, r4]
 _STR_R3_SP4 = const(0x9301)  # str r3, [sp, #4]
 _STR_R3_SP8 = const(0x9302)  # str r3, [sp, #8]
 _LDR_R3_SP4 = const(0x9B01)  # ldr r3, [sp, #4]
+_LDR_R3_SP8 = const(0x9B02)  # ldr r3, [sp, #8]
+_LDR_R1_SP20 = const(0x9905)  # ldr r1, [sp, #20]
+_STR_R4_SP20 = const(0x9405)  # str r4, [sp, #20]
 _LDR_R4_SP4 = const(0x9C01)  # ldr r4, [sp, #4]
 _LDR_R5_SP8 = const(0x9D02)  # ldr r5, [sp, #8]
 _LDR_R7_SP0 = const(0x9F00)  # ldr r7, [sp, #0]
@@ -356,26 +359,28 @@ def _run(r0, r1, r2):
     data(2, _LDR_R7_SP0)
     str(r5, [r7, 4 * _SX])
     ldr(r3, [r7, 4 * _WG])
-    str(r3, [r7, 4 * _WCUR])
-    ldr(r3, [r7, 4 * _QG])
-    str(r3, [r7, 4 * _QCUR])
-    ldr(r3, [r7, 4 * _OP])
-    str(r3, [r7, 4 * _OCUR])
+    data(2, _STR_R3_SP4)  # [sp, 4] = cursor in W
     ldr(r3, [r7, 4 * _NB])
-    str(r3, [r7, 4 * _CNT])
+    data(2, _STR_R3_SP8)  # [sp, 8] = blocks left
+    ldr(r1, [r7, 4 * _QG])  # r1, r5, r6, r7: what the requantizations read (record, table, output, sx)
+    ldr(r6, [r7, 4 * _OP])
+    mov(r3, r5)
+    ldr(r5, [r7, 4 * _T])
+    mov(r7, r3)
 
     # ---- blocks of four channels ---------------------------------------------------------------------
     label(blk_next)
-    data(2, _LDR_R7_SP0)
-    ldr(r3, [r7, 4 * _CNT])
+    data(2, _LDR_R3_SP8)
     sub(r3, 1)
     bpl(blk_go)
     b(blk_done)
     label(blk_go)
-    str(r3, [r7, 4 * _CNT])
+    data(2, _STR_R3_SP8)
+    push({r1, r5, r6, r7})  # until the dot products are done (the header is at [sp, 16] meanwhile)
     # r0 = win cursor, r1-r4 = cursors in four rows of W, r5 = win[k], r6 = product, r7 = end,
     # r8-r11 = the four dot products
-    ldr(r1, [r7, 4 * _WCUR])
+    data(2, _LDR_R1_SP20)
+    data(2, _LDR_R7_SP16)
     ldr(r6, [r7, 4 * _KK])
     add(r2, r1, r6)
     add(r3, r2, r6)
@@ -502,7 +507,7 @@ def _run(r0, r1, r2):
     label(q8_test)
     cmp(r0, r7)
     bcc(q8)
-    data(2, _LDR_R7_SP0)
+    data(2, _LDR_R7_SP16)
     ldr(r7, [r7, 4 * _K8T])
     add(r7, r7, r0)
     b(q1_test)
@@ -528,12 +533,8 @@ def _run(r0, r1, r2):
     label(q1_test)
     cmp(r0, r7)
     bcc(q1)
-    data(2, _LDR_R7_SP0)
-    str(r4, [r7, 4 * _WCUR])  # r4 is at the row after the block
-    ldr(r1, [r7, 4 * _QCUR])
-    ldr(r6, [r7, 4 * _OCUR])
-    ldr(r5, [r7, 4 * _T])
-    ldr(r7, [r7, 4 * _SX])
+    data(2, _STR_R4_SP20)  # r4 is at the row after the block
+    pop({r1, r5, r6, r7})
     mov(r0, r8)  # chan, inline: its direct and split forms and the clamped codes
     data(2, _LDM_R1_R2_R4)
     mul(r2, r7)
@@ -730,11 +731,13 @@ def _run(r0, r1, r2):
     label(i3_rest)
     bl(ch_other2)
     label(i3_done)
+    b(blk_next)
+    label(blk_done)
     data(2, _LDR_R7_SP0)
     str(r1, [r7, 4 * _QCUR])
     str(r6, [r7, 4 * _OCUR])
-    b(blk_next)
-    label(blk_done)
+    data(2, _LDR_R3_SP4)
+    str(r3, [r7, 4 * _WCUR])
 
     # ---- the group's other channels, one at a time ----------------------------------------------------
     ldr(r3, [r7, 4 * _NR])
