@@ -17,17 +17,21 @@
 #   whose border was filled with the input zero point once, by prepare_conv (maxpool pads with 0, which never
 #   wins over a real code). Every window then lies inside that buffer: tap t of the window at (oy, ox) of group
 #   grp is at  base + TOFF[t],  base = grp * cg*Hp*Wp + oy*SH*Wp + ox*SW.
-# * For each output position the group's window is gathered into `win` (and its sum sx), then every output
-#   channel of the group is a dot product over win: four channels at a time (uquant_thumb's dense loop, 4.75
-#   cycles per multiply-add), the rest one at a time; SAT 1 (fbgemm's depthwise path) adds raw products in
-#   int16-saturating pairs, one channel at a time.
-# * chan requantizes one output. prepare_conv rewrites the channel's words P[7n : 7n+7] as 13 words
-#   (c, c_lo, Wn, A, Dl, S', Dh, first exception, end of exceptions), read with LDM. For a channel whose
-#   outputs need neither the 15-bit limb form (S < 30) nor exceptions nor the clip to [lo, hi] (checked at
-#   prepare: y is monotone in a, so y(0) and y(Wn) bound it), S' = S and the fast path costs ~33 cycles per
-#   output, table included (an identity table stands in for none). S >= 30 channels use an exact split of the
-#   product (~10 cycles more, see _split), channels with exceptions walk them after (S' flag bits); the rest take
-#   the general path (uquant_rt.requant_channel).
+# * Depthwise layers (one input and one output channel per group) read each window in place through per-tap
+#   (offset, w - 128) word pairs, a whole output row per loop with the row state in r8-r12; SAT 1 groups in
+#   which some pair of weights can leave int16 add the products in int16-saturating pairs (uquant_rt.
+#   channel_sat), the others exactly (the same sum then).
+# * Other layers: for each output position the group's window is gathered into `win` (and its sum sx), then
+#   every output channel of the group is a dot product over win: four channels at a time (uquant_thumb's dense
+#   loop, 4.75 cycles per multiply-add), the rest one at a time (SAT 1 with a depth multiplier of 2: in pairs).
+# * Requantization (chan, and inline after each block of four channels): prepare rewrites the channel's words
+#   P[7n : 7n+7] as 13 words (c, c_lo, Wn, A|Alo, Dl|Dlo, S', Dh|Ahi, Dhi, S-k, first exception, end of them,
+#   code at a = 0, code at a = Wn), read with LDM. An a clamped to 0 or Wn (ReLU's zeros) stores the code
+#   prepare computed for it. Otherwise, by the flags above the low byte of S': the direct form (S < 30) or an
+#   exact split of the product for S >= 30 (see _split), then the channel's exceptions if it has any, costing
+#   ~30-40 cycles per output with the table (an identity table stands in for none). Where y could leave
+#   [lo, hi] (checked at prepare: y is monotone in a, so y(0) and y(Wn) bound it), an exception's code could,
+#   or no split exists, the general path runs uquant_rt.requant_channel as it is (15-bit limbs and all).
 #
 # x and out must be buffers (bytes, bytearray, array). This module only imports on ARM MicroPython.
 
@@ -1495,7 +1499,7 @@ def _split(Wn, A, Dh, Dl, S):
         k -= 1
     if k > S:
         k = S
-    if k < 1 or k > 29 or Dl < 0 or Dl >= 1 << 30:
+    if k < 1 or k > 29 or Dl < 0 or Dl > 0x3FFFFFFF:
         return None
     if Dh:
         if not -(1 << (k - 1)) < Dh < 1 << (k - 1):
