@@ -136,6 +136,7 @@ _LDR_R7_SP16 = const(0x9F04)  # ldr r7, [sp, #16]
 
 _IDENTITY = bytes(range(256))  # the table of a layer without one
 _NONE = array("i", (0, 0, 0))  # stands in for an empty exception list
+_PADS = {}  # padded input buffers by (C, H, W, PH, PW, fill)
 
 
 @micropython.asm_thumb
@@ -1418,7 +1419,11 @@ def _padding(H, C, Hi, Wd, PH, PW, fill):
         return None, Wd, Hi * Wd
     Hp = Hi + 2 * PH
     Wp = Wd + 2 * PW
-    xp = bytearray(bytes((fill,)) * (C * Hp * Wp))
+    key = (C, Hi, Wd, PH, PW, fill)  # layers of one padded shape and fill share a buffer: each call rewrites
+    xp = _PADS.get(key)  # its interior before reading it, and nothing ever writes its border
+    if xp is None:
+        xp = bytearray(bytes((fill,)) * (C * Hp * Wp))
+        _PADS[key] = xp
     H[_COLD + _C_XP] = _addr(xp)
     H[_COLD + _C_NC] = C
     H[_COLD + _C_H] = Hi
