@@ -23,13 +23,15 @@ VERSION = 4  # modules made for versions 2 (no platform, no saturating pairs) an
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
 # none of them provides runs on the bytecode kernels below. uquant_dsp (asm_thumb with SMLAD) only imports on
-# cores with the DSP extension (RP2350's Cortex-M33, Cortex-M4/M7; not the RP2040's Cortex-M0+), uquant_thumb
-# (asm_thumb) on any ARM MicroPython, uquant_viper only where the firmware has the native emitter: not on CPython,
-# the wasm port or CircuitPython boards as shipped (their ports build without it; CircuitPython's unix port and
-# boards built with CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything runs here. Set TIER before building
-# a model to force one. A module whose prepare_<op> returns None leaves that layer to the tier's next module.
-TIERS = (("dsp", ("uquant_dsp", "uquant_thumb", "uquant_viper")), ("thumb", ("uquant_thumb", "uquant_viper")),
-         ("viper", ("uquant_viper",)), ("bytecode", ()))
+# cores with the DSP extension (RP2350's Cortex-M33, Cortex-M4/M7; not the RP2040's Cortex-M0+), uquant_thumb and
+# uquant_thumbconv (asm_thumb, Thumb-1) on any ARM MicroPython, uquant_viper only where the firmware has the native
+# emitter: not on CPython, the wasm port or CircuitPython boards as shipped (their ports build without it;
+# CircuitPython's unix port and boards built with CIRCUITPY_ENABLE_MPY_NATIVE=1 have it). Elsewhere everything
+# runs here. Set TIER before building a model to force one. A module whose prepare_<op> returns None leaves that
+# layer to the tier's next module.
+TIERS = (("dsp", ("uquant_dsp", "uquant_thumb", "uquant_thumbconv", "uquant_viper")),
+         ("thumb", ("uquant_thumb", "uquant_thumbconv", "uquant_viper")), ("viper", ("uquant_viper",)),
+         ("bytecode", ()))
 TIER = None
 _kernel_modules = {}
 
@@ -495,6 +497,7 @@ class Node:
             if (len(g) != 8 or len(R) != 2 * g[3] or len(Q) != 2 * g[4] or len(cls) != g[3] * g[4]
                     or len(P) != 24 * g[7] * (2 if g[6] else 1) or len(self.out) < g[0] * g[3] * g[4]):
                 raise CorruptModel("avgpool: sizes do not match its data")
+            self.fast, self.handle = fast_prepare(modules, "avgpool", (g, R, Q, cls, lo, hi, P, F or b""))
             self.args = (g, R, Q, cls, P, _fixes(F), lo, hi)
         elif kind == "add":
             n_vec, n, lo, hi, Pv, Fv, Pt, Ft, C, HW = a

@@ -52,7 +52,8 @@ def test_files_are_mpy_for_the_boards_arch_else_source(tmp_path):
     module.write_text("X = 1\n")
     mp = {"name": "micropython", "version": (1, 29, 0), "mpy_version": 6, "mpy_arch": "armv6m"}
     files = plan_files(module, boards.get("pico").device_files, mp)
-    assert [f.name for f in files] == ["uquant_rt.mpy", "uquant_viper.mpy", "uquant_thumb.mpy", "model_q.mpy"]
+    assert [f.name for f in files] == ["uquant_rt.mpy", "uquant_viper.mpy", "uquant_thumb.mpy", "uquant_thumbconv.mpy",
+                                      "model_q.mpy"]
     assert all(f.data[:2] == b"M\x06" and f.stale.endswith(".py") for f in files)
     old = dict(mp, mpy_version=5)  # firmware older than our .mpy format: ship source
     assert [f.name for f in plan_files(module, ("uquant_rt.py",), old)] == ["uquant_rt.py", "model_q.py"]

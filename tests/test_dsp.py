@@ -122,7 +122,7 @@ def test_the_core_is_asked_on_boards(core, isar3, ok):
 def test_tier_order_and_board():
     from uquant import boards
 
-    assert rt.TIERS[0] == ("dsp", ("uquant_dsp", "uquant_thumb", "uquant_viper"))
+    assert rt.TIERS[0] == ("dsp", ("uquant_dsp", "uquant_thumb", "uquant_thumbconv", "uquant_viper"))
     assert rt.TIERS[1][0] == "thumb"
     assert boards.get("pico2").tier == "dsp" and "uquant_dsp.py" in boards.get("pico2").device_files
     assert boards.get("pico").tier == "thumb" and "uquant_dsp.py" not in boards.get("pico").device_files

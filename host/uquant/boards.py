@@ -10,8 +10,8 @@ from pathlib import Path
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 TIER_FILES = {  # the device files each kernel tier needs, besides the model
-    "dsp": ("uquant_rt.py", "uquant_viper.py", "uquant_thumb.py", "uquant_dsp.py"),
-    "thumb": ("uquant_rt.py", "uquant_viper.py", "uquant_thumb.py"),
+    "dsp": ("uquant_rt.py", "uquant_viper.py", "uquant_thumb.py", "uquant_thumbconv.py", "uquant_dsp.py"),
+    "thumb": ("uquant_rt.py", "uquant_viper.py", "uquant_thumb.py", "uquant_thumbconv.py"),
     "viper": ("uquant_rt.py", "uquant_viper.py"),
     "bytecode": ("uquant_rt.py",),
 }

@@ -75,3 +75,28 @@ class SeedTorchModel(torch.nn.Module):
 
     def forward(self, x):
         return self.dequant(self.out(self.input_layer(self.quant(x))))
+
+
+def kws_ds_cnn(engine: str = "fbgemm"):
+    """A keyword-spotting DS-CNN (the shape of ARM's ML-KWS DS-CNN, narrowed): input 1x49x10 (49 MFCC frames of
+    10 coefficients), Conv2d(1, 64, (10, 4), stride 2, padding (5, 1)) + ReLU, four depthwise-separable blocks
+    (depthwise Conv2d(64, 64, 3, padding 1, groups 64) + ReLU, pointwise Conv2d(64, 64, 1) + ReLU), global average
+    pooling and Linear(64, 12). FX-quantized for `engine` (x86's default qconfig mapping for fbgemm and x86,
+    qnnpack's for qnnpack) and calibrated on random inputs, untrained: speed and exactness do not depend on the
+    weights. Returns (quantized model, example inputs)."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    layers = [nn.Conv2d(1, 64, (10, 4), stride=2, padding=(5, 1)), nn.ReLU()]
+    for _ in range(4):
+        layers += [nn.Conv2d(64, 64, 3, padding=1, groups=64), nn.ReLU(), nn.Conv2d(64, 64, 1), nn.ReLU()]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 12)]
+    model = nn.Sequential(*layers).eval()
+    x = torch.randn(64, 1, 49, 10)
+    torch.backends.quantized.engine = engine
+    prepared = prepare_fx(model, get_default_qconfig_mapping("qnnpack" if engine == "qnnpack" else "x86"), (x,))
+    with torch.no_grad():
+        prepared(x)
+    return convert_fx(prepared), x
