@@ -511,6 +511,7 @@ class Node:
                     or (C and C * HW != n)):
                 raise CorruptModel("table: sizes do not match its data")
             self.args = (n, T, n_vec, Tt if Tt is not None else T, simd_cuts(n_vec, n, C, HW), HW)
+            self.fast, self.handle = fast_prepare(modules, "table", self.args)
         elif kind == "mul":
             n, za, zb, lo, hi, words, F = a
             if len(self.srcs) != 2 or len(words) != 6 or len(self.out) < n:

@@ -1740,3 +1740,68 @@ def prepare_avgpool(g, R, Q, cls, lo, hi, P, E):
 def avgpool(x, out, handle):
     # out = the average pooling of the handle's layer over x (as uquant_rt.avgpool). Allocates nothing.
     _run(x, out, handle[0])
+
+
+# ---- code tables: out[i] = T[x[i]] over segments (uquant_rt.lut) --------------------------------------------------
+
+_LDRB_R7_R6_R7 = const(0x5DF7)  # ldrb r7, [r6, r7]   (register offset)
+_STRB_R7_R1_R4 = const(0x550F)  # strb r7, [r1, r4]
+
+
+@micropython.asm_thumb
+def _lut(r0, r1, r2):
+    # r0 = x, r1 = out, r2 = segments (array 'i'): count, then per segment start, stop, address of its 256-byte
+    # table. About 9 cycles per byte. Returns 0.
+    push({r4, r5, r6, r7})
+    ldr(r3, [r2, 0])
+    add(r2, 4)
+    label(seg)
+    cmp(r3, 0)
+    beq(done)
+    ldr(r4, [r2, 0])  # i = start
+    ldr(r5, [r2, 4])  # stop
+    ldr(r6, [r2, 8])  # T
+    add(r2, 12)
+    sub(r3, 1)
+    b(test)
+    label(loop)
+    add(r7, r0, r4)
+    ldrb(r7, [r7, 0])  # x[i]
+    data(2, _LDRB_R7_R6_R7)  # T[x[i]]
+    data(2, _STRB_R7_R1_R4)  # out[i] =
+    add(r4, 1)
+    label(test)
+    cmp(r4, r5)
+    blt(loop)
+    b(seg)
+    label(done)
+    pop({r4, r5, r6, r7})
+    mov(r0, 0)
+
+
+def prepare_table(n, T, n_vec, Tt, cuts, HW):
+    # Handle for table(): the arguments of uquant_rt's table node (T on torch's SIMD-block positions, Tt on the
+    # scalar tail; cuts per channel for channels-last tensors, see uquant_rt.simd_cuts), as segments.
+    if len(T) != 256 or len(Tt) != 256:
+        raise ValueError("uquant_thumbconv: a code table has 256 entries")
+    if cuts is None:
+        segs = ((0, n_vec, T), (n_vec, n, Tt))
+    else:
+        segs = []
+        for c in range(len(cuts)):
+            segs.append((c * HW, c * HW + cuts[c], T))
+            segs.append((c * HW + cuts[c], c * HW + HW, Tt))
+    H = array("i", [len(segs)] + [0] * (3 * len(segs)))
+    for j in range(len(segs)):
+        a, b, t = segs[j]
+        H[1 + 3 * j] = a
+        H[2 + 3 * j] = b
+        H[3 + 3 * j] = _addr(t)
+    return (H, T, Tt, n)
+
+
+def table(x, out, handle):
+    # out[i] = the table of i's segment at x[i], for i < n. Allocates nothing.
+    if len(x) < handle[3] or len(out) < handle[3]:
+        raise ValueError("uquant_thumbconv.table: buffer too small")
+    _lut(x, out, handle[0])

@@ -368,3 +368,32 @@ def test_kws_ds_cnn_whole_inference(engine, report):
         cycles, macs, lines = whole_inference(model, x, engine, n=1)
     report(f"KWS DS-CNN {engine}: {macs} MACs, {cycles / macs:.2f} kernel cycles/MAC on the emulated Cortex-M0+, "
            f"{(cycles + 20 * 585) / macs:.2f} with 20 Python lines of 585 cycles; layers: {', '.join(lines)}")
+
+
+def test_code_tables_equal_the_bytecode_node(tiers, report):
+    """The asm table kernel (dequantize -> float ops -> quantize as a code table, with torch's SIMD-block and
+    tail tables, flat or channels-last) writes the bytecode node's bytes."""
+    conv, _ = tiers
+    rng = np.random.default_rng(21)
+    outputs = 0
+    for trial in range(60):
+        C = int(rng.integers(0, 5))
+        HW = int(rng.integers(1, 40))
+        n = C * HW if C else int(rng.integers(1, 300))
+        n_vec = int(rng.integers(0, n + 1))
+        T = bytes(rng.integers(0, 256, 256).astype(np.uint8).tolist())
+        Tt = None if trial % 3 == 0 else bytes(rng.integers(0, 256, 256).astype(np.uint8).tolist())
+        spec = ("table", -1, 0, n, T, n_vec, Tt, C, HW)
+        rt.register("uquant_thumbconv", conv)
+        try:
+            fast = rt.Node(spec, [bytearray(n)], ("uquant_thumbconv",))
+        finally:
+            rt.register("uquant_thumbconv", None)
+        slow = rt.Node(spec, [bytearray(n)], ())
+        assert fast.fast is not None and slow.fast is None
+        for _ in range(3):
+            x = bytes(rng.integers(0, 256, n).astype(np.uint8).tolist())
+            fast.fast(x, fast.out, fast.handle)
+            assert bytes(fast.out) == bytes(slow.run(x)), (trial, C, HW, n, n_vec)
+            outputs += n
+    report(f"thumbconv code tables: {outputs} outputs of 60 random table steps = the bytecode node")

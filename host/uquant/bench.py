@@ -165,28 +165,33 @@ def traced_lines(fn, files: tuple[str, ...], function: str | None = None) -> int
     return count
 
 
-def thumb_figures(converted, codes: np.ndarray) -> dict | None:
-    """The asm_thumb tier, emulated: Cortex-M0+ cycles per inference (kernels + the Python around them)."""
+def thumb_figures(converted, codes: np.ndarray) -> dict:
+    """The asm_thumb tier (uquant_thumb's dense, uquant_thumbconv's conv and pooling), emulated: Cortex-M0+ cycles
+    of one whole inference, the kernels' counted cycles plus every traced line of Python (Model.run, the tier
+    wrappers, and any op left to the bytecode kernels) at CYCLES_PER_LINE."""
     from .hosts import thumb
     from .runtime import DEVICE_DIR, load_source, rt
 
-    tier = thumb.emulated_tier()
-    rt.register("uquant_thumb", tier)
+    files = {"uquant_thumb": thumb.THUMB_FILE, "uquant_thumbconv": DEVICE_DIR / "uquant_thumbconv.py"}
+    tiers = {name: thumb.emulated_tier(source=path) for name, path in files.items()}
+    for name, tier in tiers.items():
+        rt.register(name, tier)
     rt.TIER = "thumb"
     try:
         module = load_source(converted.source, converted.module_name)
     finally:
         rt.TIER = None
-        rt.register("uquant_thumb", None)
-    if any(node.fast is None for node in module.model.layers):
-        return None  # some ops would run on viper or bytecode, which are not emulated
+        for name in tiers:
+            rt.register(name, None)
     x = bytes(map(int, codes))
     module.run(x)
-    tier.stats.reset()
-    lines = traced_lines(lambda: module.run(x), (str(DEVICE_DIR / "uquant_rt.py"), str(thumb.THUMB_FILE)))
-    kernel = tier.stats.cycles
+    for tier in tiers.values():
+        tier.stats.reset()
+    lines = traced_lines(lambda: module.run(x), (str(DEVICE_DIR / "uquant_rt.py"), *map(str, files.values())))
+    kernel = sum(t.stats.cycles for t in tiers.values())
+    bytecode = [n.kind for n in module.model.layers if n.fast is None]
     return {"kernel_cycles": kernel, "python_lines": lines, "cycles": kernel + lines * CYCLES_PER_LINE,
-            "instructions": tier.stats.instructions}
+            "instructions": sum(t.stats.instructions for t in tiers.values()), "bytecode_ops": bytecode}
 
 
 def bytecode_lines(converted, codes: np.ndarray, function: str | None = None) -> int:
@@ -209,6 +214,27 @@ def build_models():
     q, x = small_cnn()
     models.append(("digits CNN", convert(q, x[:4], engine="fbgemm", name="cnn")))
     return models
+
+
+def kws_section() -> float:
+    """The keyword-spotting DS-CNN (uquant.examples.kws_ds_cnn) on the asm tiers: whole-inference cycles per MAC on
+    the emulated Cortex-M0+ (thumb) and the dsp tier's kernel cycles on the emulated Cortex-M33."""
+    from . import convert
+    from .examples import kws_ds_cnn
+    from .hosts import dsp
+
+    q, x = kws_ds_cnn("fbgemm")
+    c = convert(q, x[:4], engine="fbgemm", name="kws")
+    codes = np.random.default_rng(0).integers(0, 256, c.plan.n_in)
+    macs = sum(s.macs for s in c.plan.steps)
+    th, d = thumb_figures(c, codes), dsp.dsp_figures(c, codes)
+    print(f"\nKWS DS-CNN (1x49x10, conv 10x4/2 + 4 depthwise-separable blocks of 64, avg pool, FC 12), {macs} MACs:")
+    print(f"  thumb (emulated Cortex-M0+): {th['cycles'] / macs:.2f} cycles/MAC whole inference ({th['kernel_cycles']} "
+          f"kernel cycles + {th['python_lines']} Python lines): {th['cycles'] / RP2040_HZ * 1000:.0f} ms per inference "
+          "at 125 MHz")
+    if d and d["cycles_per_mac"]:
+        print(f"  dsp (emulated Cortex-M33): {d['cycles_per_mac']:.2f} kernel cycles/MAC over the layers it runs")
+    return th["cycles"] / macs
 
 
 def saturation_section() -> None:
@@ -297,14 +323,15 @@ def main() -> int:
     print("  thumb: unicorn-counted Cortex-M0+ cycles of the armv6m kernels plus "
           f"{CYCLES_PER_LINE} cycles per traced line of the Python around them (calibrated on")
     print("  MicroPython 1.28 firmware in an RP2040 emulator: see CYCLES_PER_LINE)")
-    print("  (n/a: the model has ops the asm tier leaves to viper, which is not emulated). unix = x64 unix port.")
+    print("  unix = x64 unix port.")
     print("  dsp: the RP2350's tier (uquant_dsp, SMLAD) on unicorn's Cortex-M33 with a cycle model after the")
     print("  Cortex-M4 TRM: kernel cycles of its dense and conv layers over their MACs (Python not included)")
     for r in rows:
-        if r["thumb"]:
-            t = r["thumb"]
-            print(f"  {r['label']}: {t['kernel_cycles']} kernel cycles ({t['instructions']} instructions) + "
-                  f"{t['python_lines']} Python lines per inference")
+        t = r["thumb"]
+        print(f"  {r['label']}: {t['kernel_cycles']} kernel cycles ({t['instructions']} instructions) + "
+              f"{t['python_lines']} Python lines per inference"
+              + (f" (ops left to bytecode: {', '.join(t['bytecode_ops'])})" if t["bytecode_ops"] else ""))
+    kws = kws_section()
 
     saturation_section()
 
@@ -316,7 +343,10 @@ def main() -> int:
     print(f"import_peak_bytes={m['wasm']['import_garbage']}  # upper bound, see above")
     print(f"python_cycles_per_inference={m['thumb']['python_lines'] * CYCLES_PER_LINE}  # bench MLP, thumb tier")
     print(f"speedup_viper_over_bytecode_unix={m['unix']['bytecode']['us'] / m['unix']['viper']['us']:.1f}  # x64 port")
+    c = next(r for r in rows if r["label"].startswith("digits"))
     print(f"armv6m_cycles_per_mac={m['thumb']['cycles'] / m['macs']:.2f}")
+    print(f"armv6m_cnn_cycles_per_mac={c['thumb']['cycles'] / c['macs']:.2f}  # digits CNN, whole inference")
+    print(f"armv6m_kws_cycles_per_mac={kws:.2f}  # KWS DS-CNN, whole inference")
     print(f"armv7em_cycles_per_mac={m['dsp']['cycles_per_mac']:.2f}  # kernels only, emulated Cortex-M33")
     print(f"heap_bytes_per_inference={m['wasm']['heap']}")
     return 0
