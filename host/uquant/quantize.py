@@ -374,7 +374,10 @@ class Quantized:
             return self.model
         from .api import torch_engine
 
-        with torch_engine(self.engine), torch.no_grad():
+        import warnings
+
+        with torch_engine(self.engine), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # scales read as constants: they are
             return torch.jit.trace(self.model, self.example)
 
     def lines(self) -> list[str]:
@@ -415,8 +418,10 @@ def quantize(float_model, calibration_data, engine: str = "x86", *, labels=None,
     else:
         raise ConversionError(f"cannot quantize a {type(float_model).__name__}: pass a float nn.Module or a file")
     x = as_samples(calibration_data, input_shape)
-    try:
-        with torch.no_grad():
+    import contextlib
+
+    try:  # (an FX GraphModule prints its own traceback to stderr when a call fails: the one line below says it)
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             y_float = model(x)
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else ""
@@ -478,7 +483,11 @@ def _pt2e(model: nn.Module, x: torch.Tensor, engine: str) -> Quantized:
         raise ConversionError(f"--pt2e needs torchao (pip install torchao), which is not importable here ({e})") from None
     finally:
         pytree_log.setLevel(level)
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    import warnings
+
+    with warnings.catch_warnings():  # "XNNPACKQuantizer is deprecated!": it is the quantizer uquant's loader reads
+        warnings.simplefilter("ignore", UserWarning)
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     with torch.no_grad():
         try:
             exported = torch.export.export(model, (x[:1],)).module()
