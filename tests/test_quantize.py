@@ -69,10 +69,10 @@ def work(tmp_path_factory):
     torch.manual_seed(0)
     mlp = train(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), xt, y)
     (d / "cnnclass.py").write_text(CNN_SOURCE)
-    ns: dict = {}
-    exec(compile(CNN_SOURCE, "cnnclass.py", "exec"), ns)
+    from uquant.quantize import build_class
+
     torch.manual_seed(1)
-    cnn = train(ns["CNN"](), xt.reshape(-1, 1, 8, 8), y)
+    cnn = train(build_class(f"{d / 'cnnclass.py'}:CNN"), xt.reshape(-1, 1, 8, 8), y)  # (a file: torch.jit.script)
     torch.jit.save(torch.jit.trace(mlp, xt[:1]), str(d / "mlp_ts.pt"))
     torch.save(mlp, d / "mlp_pickle.pt")
     torch.save(cnn.state_dict(), d / "cnn_sd.pt")
@@ -173,6 +173,31 @@ def test_api_inputs(work, tmp_path):
     path = q2.save(tmp_path / "m_q.pt")
     xs = probe_inputs(x)  # the same quantized model from a module and from its traced TorchScript
     assert np.array_equal(q1.convert().run(xs), uquant.convert(path, engine="qnnpack").run(xs))
+    # a traced custom CNN (read from its graph) quantizes nearly as the module does: FX fuses the traced graph's
+    # conv + relu (the module's `.relu()` method call it leaves apart), so a few outputs move by a code
+    xc = x[:300].reshape(-1, 1, 8, 8)
+    traced = torch.jit.trace(work["cnn"], torch.from_numpy(xc[:1]))
+    a, b = (uquant.quantize(m, xc, engine="x86").convert() for m in (work["cnn"], traced))
+    assert np.abs(a.run(probe_inputs(x)) - b.run(probe_inputs(x))).max() <= 2
+    # a scripted Sequential is rebuilt as the very same modules
+    seq = nn.Sequential(*work["mlp"])
+    s1, s2 = (uquant.quantize(m, x[:300], engine="x86").convert() for m in (seq, torch.jit.script(seq)))
+    assert np.array_equal(s1.run(xs), s2.run(xs))
+    c = uquant.quantize(torch.jit.script(work["cnn"]), xc, engine="x86").convert()  # scripted: read as traced
+    assert np.array_equal(b.run(probe_inputs(x)), c.run(probe_inputs(x)))
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            if bool(x.sum() > 0):
+                return self.fc(x)
+            return self.fc(-x)
+
+    with pytest.raises(uquant.ConversionError, match="torch.jit.trace"):
+        uquant.quantize(torch.jit.script(Branchy()), x[:10])
     import uquant.quantize as submodule  # importing the submodule binds its name on the package
 
     assert uquant.quantize is submodule or callable(uquant.quantize)
@@ -278,6 +303,9 @@ def test_errors(work, tmp_path, capsys, monkeypatch):
         qmodel = uquant.quantize(work["mlp"], work["x"][:100], engine="qnnpack").model
     with pytest.raises(uquant.ConversionError, match="already quantized"):
         uquant.quantize(qmodel, work["x"][:10], engine="qnnpack")
+    torch.save(qmodel.state_dict(), tmp_path / "q_sd.pt")  # a quantized state_dict
+    assert_error(run_cli("quantize", str(tmp_path / "q_sd.pt"), "--class", "cnnclass.py:CNN", "--data", "x.npy",
+                         capsys=capsys), "already quantized")
     with pytest.raises(uquant.ConversionError, match="engine 'arm'"):
         uquant.quantize(work["mlp"], work["x"][:10], engine="arm")
 

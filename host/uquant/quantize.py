@@ -123,7 +123,8 @@ def load_float_model(path, *, model_class: str | None = None, allow_pickle: bool
         return obj.eval()
     if isinstance(obj, dict):
         if any(isinstance(v, torch.Tensor) and v.is_quantized for v in obj.values()) or any(
-                k.endswith("_packed_params") or k.endswith("scale") for k in obj):
+                isinstance(k, str) and (k.endswith("_packed_params") or (k.endswith("zero_point") and
+                                        k[:-len("zero_point")] + "scale" in obj)) for k in obj):
             raise _already_quantized(path)
         if not model_class:
             raise ConversionError(f"{path}: holds a state_dict (weights only): name the model's class with --class "
@@ -207,9 +208,16 @@ _IDENTITY = {"dropout", "dropout_", "contiguous", "detach", "clone"}
 
 
 def from_torchscript(script: torch.jit.ScriptModule, what: str = "the TorchScript module") -> nn.Module:
-    """A traced float TorchScript module as an FX GraphModule of torch's functional ops (F.linear, F.conv2d, ...),
-    its weights as attributes: FX quantization cannot trace TorchScript itself."""
+    """A float TorchScript module as an nn.Module FX quantization can trace (it cannot trace TorchScript): a
+    scripted or traced nn.Sequential of torch.nn layers rebuilt as one, otherwise (traced) an FX GraphModule of
+    torch's functional ops (F.linear, F.conv2d, ...) read from the graph, its weights as attributes."""
+    rebuilt = _rebuild_sequential(script)
+    if rebuilt is not None:
+        return rebuilt
     graph = script.inlined_graph
+    if any(n.kind() in ("prim::If", "prim::Loop") for n in graph.nodes()):
+        raise ConversionError(f"{what}: a scripted forward() with control flow (if/loops): save the float model "
+                              "with torch.jit.trace(model, x) instead, or its state_dict with --class file.py:Name")
     root = nn.Module()
     fx = torch.fx.Graph()
     env: dict = {}
@@ -273,9 +281,6 @@ def from_torchscript(script: torch.jit.ScriptModule, what: str = "the TorchScrip
                                       "TorchScript (linear, conv, relu, pooling, flatten/view, add, mul, cat, ...): "
                                       "pass the float model's state_dict with --class file.py:Name instead")
             env[outs[0].unique()] = out
-        elif kind in ("prim::If", "prim::Loop"):
-            raise ConversionError(f"{what}: a scripted forward() with control flow (if/loops): save the float model "
-                                  "with torch.jit.trace(model, x) instead, or its state_dict with --class file.py:Name")
         elif kind == "prim::NumToTensor":
             env[outs[0].unique()] = env[next(node.inputs()).unique()]
         else:
@@ -284,6 +289,44 @@ def from_torchscript(script: torch.jit.ScriptModule, what: str = "the TorchScrip
     res = [arg(v) for v in graph.outputs()]
     fx.output(res[0] if len(res) == 1 else tuple(res))
     return torch.fx.GraphModule(root, fx).eval()
+
+
+def _rebuild_sequential(script) -> nn.Module | None:
+    """nn.Sequential(...) again from a scripted one (whose layers keep their hyperparameters as attributes), or
+    None when it is not a Sequential of torch.nn layers whose arguments can all be read back."""
+    import inspect
+
+    if getattr(script, "original_name", "") != "Sequential":
+        return None
+    layers = []
+    for _, child in script.named_children():
+        cls = getattr(nn, getattr(child, "original_name", ""), None)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or cls is nn.Sequential:
+            return None
+        kwargs = {}
+        for name, par in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+            if par.kind in (par.VAR_POSITIONAL, par.VAR_KEYWORD) or name in ("device", "dtype"):
+                continue
+            try:
+                value = getattr(child, name)
+            except Exception:
+                value = inspect.Parameter.empty
+            if name == "bias" and (value is None or isinstance(value, torch.Tensor)):
+                value = value is not None
+            if name == "inplace":
+                value = False
+            if value is inspect.Parameter.empty or isinstance(value, (torch.Tensor, torch.jit.ScriptModule)):
+                if par.default is inspect.Parameter.empty:
+                    return None
+                continue
+            kwargs[name] = value
+        try:
+            layer = cls(**kwargs)
+            layer.load_state_dict(child.state_dict())
+        except Exception:
+            return None
+        layers.append(layer)
+    return nn.Sequential(*layers).eval()
 
 
 def as_samples(data, input_shape=None, what: str = "the calibration data") -> torch.Tensor:
