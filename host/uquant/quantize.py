@@ -202,7 +202,7 @@ _ATEN = {
     "adaptive_avg_pool1d": F.adaptive_avg_pool1d, "adaptive_avg_pool2d": F.adaptive_avg_pool2d,
     "flatten": torch.flatten, "reshape": torch.reshape, "view": torch.reshape, "cat": torch.cat,
     "mul": torch.mul, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "hardsigmoid": F.hardsigmoid,
-    "hardswish": F.hardswish, "mean": torch.mean, "leaky_relu": F.leaky_relu,
+    "hardswish": F.hardswish, "mean": torch.mean, "leaky_relu": F.leaky_relu, "unflatten": torch.unflatten,
 }
 _IDENTITY = {"dropout", "dropout_", "contiguous", "detach", "clone"}
 
@@ -262,7 +262,6 @@ def from_torchscript(script: torch.jit.ScriptModule, what: str = "the TorchScrip
                 if args[6]:
                     raise ConversionError(f"{what}: a transposed convolution is not supported")
                 out = fx.call_function(_conv, (args[0], args[1], args[2], args[3], args[4], args[5], args[8]))
-                out.meta["conv"] = True
             elif op in ("add", "add_", "sub"):
                 if len(args) > 2 and args[2] != 1:
                     raise ConversionError(f"{what}: aten::{op} with alpha {args[2]} is not supported")
@@ -307,18 +306,16 @@ def _rebuild_sequential(script) -> nn.Module | None:
         for name, par in list(inspect.signature(cls.__init__).parameters.items())[1:]:
             if par.kind in (par.VAR_POSITIONAL, par.VAR_KEYWORD) or name in ("device", "dtype"):
                 continue
-            try:
+            try:  # a traced layer keeps none of them: then the graph is read instead (never a default)
                 value = getattr(child, name)
             except Exception:
-                value = inspect.Parameter.empty
+                return None
             if name == "bias" and (value is None or isinstance(value, torch.Tensor)):
                 value = value is not None
             if name == "inplace":
                 value = False
-            if value is inspect.Parameter.empty or isinstance(value, (torch.Tensor, torch.jit.ScriptModule)):
-                if par.default is inspect.Parameter.empty:
-                    return None
-                continue
+            if isinstance(value, (torch.Tensor, torch.jit.ScriptModule)):
+                return None
             kwargs[name] = value
         try:
             layer = cls(**kwargs)
