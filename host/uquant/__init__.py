@@ -4,6 +4,7 @@
     m = uquant.convert(qmodel, example_input)      # FX / eager module, TorchScript, state_dict or a path
     m.save("build/model_q.py")                     # the module for the board (needs device/uquant_rt.py)
     m.run(x)                                       # float input -> output codes, via the device runtime
+    q = uquant.quantize(float_model, samples)      # torch's own PTQ, portable qconfig; q.save("m_q.pt"), q.convert()
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ __version__ = "0.1.0"
 
 from .ir import ConversionError  # noqa: E402
 
-__all__ = ["convert", "Converted", "ConversionError", "quantize_input", "__version__"]
+__all__ = ["convert", "Converted", "ConversionError", "quantize", "quantize_input", "__version__"]
 
 
 def __getattr__(name: str):
@@ -20,4 +21,7 @@ def __getattr__(name: str):
     if name in ("convert", "Converted", "quantize_input"):
         from . import api
         return getattr(api, name)
+    if name == "quantize":  # torch's own post-training quantization, driven (uquant.quantize)
+        from .quantize import quantize
+        return quantize
     raise AttributeError(f"module 'uquant' has no attribute {name!r}")

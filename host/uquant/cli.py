@@ -640,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", default="build/frozen", help="folder for manifest.py (default: %(default)s)")
     f.set_defaults(func=cmd_freeze)
     add_explain_parser(sub)
+    add_quantize_parser(sub)
     from .sim import add_sim_parser; add_sim_parser(sub)  # noqa: E702 - one line: `uquant sim`
     return p
 
@@ -671,6 +672,45 @@ def add_explain_parser(sub) -> None:
     e.add_argument("--input-shape", help="one sample's input shape (see info)")
     add_platform_option(e)
     e.set_defaults(func=cmd_explain)
+
+
+def cmd_quantize(args) -> int:
+    from .quantize import cmd_quantize as run  # imports torch: only when quantizing
+
+    return run(args)
+
+
+def add_quantize_parser(sub) -> None:
+    """`uquant quantize`: torch's own post-training quantization of a float model, driven for the user."""
+    from .engines import ENGINES
+
+    q = sub.add_parser("quantize", help="quantize a float model with torch's own post-training quantization (FX, "
+                       "or PT2E), calibrated on samples; the result is ready for `uquant convert`")
+    q.add_argument("model", help="float model: a traced TorchScript file, a state_dict file with --class, or with "
+                   "--allow-pickle a whole pickled model (torch.save(model))")
+    q.add_argument("--data", required=True, help="calibration samples: .npy or .csv, one float sample per row")
+    q.add_argument("-o", "--output", help="quantized model to write: TorchScript (default: build/model_q.pt; with "
+                   "--pt2e a torch.export program, build/model_q.pt2)")
+    q.add_argument("--engine", choices=ENGINES, default="x86", help="quantized engine to quantize for (default: "
+                   "%(default)s); the qconfig is its default, made portable across CPUs (the output says how)")
+    q.add_argument("--labels", help="class indices of the --data samples (.npy or .csv of ints): print the float and "
+                   "quantized top-1 accuracy")
+    q.add_argument("--input-shape", help="one sample's input shape, e.g. 1,8,8, for models whose first layer is a "
+                   "convolution (--data rows are reshaped to it)")
+    q.add_argument("--class", dest="model_class", metavar="FILE.py:NAME", help="the model's class, for a state_dict "
+                   "file (built as NAME() from FILE.py)")
+    q.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled model (see convert)")
+    q.add_argument("--pt2e", action="store_true", help="use torchao's PT2E flow (prepare_pt2e/convert_pt2e, "
+                   "XNNPACKQuantizer) instead of FX graph mode")
+    q.add_argument("--convert", nargs="?", const=True, metavar="MODULE.py", help="also convert the quantized model to "
+                   "a MicroPython module (default: the output's name with .py), as `uquant convert` does")
+    q.add_argument("--name", help="with --convert: model name inside the module")
+    q.add_argument("--input-unit", help="with --convert: raw integer inputs' unit (see convert)")
+    q.add_argument("--output-unit", help="with --convert: fixed-point outputs' unit (see convert)")
+    q.add_argument("--raw-range", help="with --convert: raw values accepted by run_raw, LO,HI (see convert)")
+    q.add_argument("--class-names", help="with --convert: comma-separated class names (convert's --labels)")
+    add_platform_option(q)
+    q.set_defaults(func=cmd_quantize)
 
 
 def _attach_negative_values(argv: list[str]) -> list[str]:

@@ -12,24 +12,35 @@ def read_samples(path: str | Path, n_in: int) -> np.ndarray:
     """(samples, n_in) float32 from a .npy file (any shape whose rows flatten to n_in values) or a .csv file
     (comma-separated, one sample per line; a header line of names is skipped)."""
     path = Path(path)
+    x = read_array(path)
+    if x.size % n_in:
+        raise ValueError(f"{path}: {x.size} values do not make samples of {n_in} values each (shape {x.shape})")
+    return x.reshape(-1, n_in)
+
+
+def read_array(path: str | Path, option: str = "--data") -> np.ndarray:
+    """A .npy file's array (its own shape) or a .csv file's rows (samples, columns), float32, finite, not empty."""
+    path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such file (--data takes a .npy or .csv file of samples)")
+        raise ValueError(f"{path}: no such file ({option} takes a .npy or .csv file of samples)")
     if path.suffix.lower() == ".npy":
         try:
             x = np.load(path, allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, OSError, EOFError) as e:
             raise ValueError(f"{path}: not a numeric .npy file ({e})") from None
     elif path.suffix.lower() in (".csv", ".txt"):
         try:
-            x = np.genfromtxt(path, delimiter=",", dtype=np.float64, skip_header=_header_lines(path))
+            x = np.genfromtxt(path, delimiter=",", dtype=np.float64, skip_header=_header_lines(path), ndmin=2)
         except ValueError as e:
             raise ValueError(f"{path}: not a CSV file of numbers ({e})") from None
     else:
-        raise ValueError(f"{path}: --data takes a .npy or .csv file, one sample per row")
-    x = np.asarray(x, np.float32)
-    if x.size == 0 or x.size % n_in:
-        raise ValueError(f"{path}: {x.size} values do not make samples of {n_in} values each (shape {x.shape})")
-    x = x.reshape(-1, n_in)
+        raise ValueError(f"{path}: {option} takes a .npy or .csv file, one sample per row")
+    try:
+        x = np.asarray(x, np.float32)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: not a numeric array ({e})") from None
+    if x.size == 0:
+        raise ValueError(f"{path}: holds no values (shape {x.shape})")
     if not np.isfinite(x).all():
         raise ValueError(f"{path}: the samples hold NaN or infinite values")
     return x
