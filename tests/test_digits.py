@@ -48,7 +48,7 @@ def check_readme_figures(engine: str, r: dict, mem: dict) -> None:
     from conftest import ROOT, platform_here
 
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## A real example: digits"):text.index("## Speed: three kernel tiers")]
+    section = text[text.index("## A real example: digits"):text.index("## Speed: ")]
     if engine == "qnnpack":
         m = re.search(r"with `qnnpack`\s+torch's quantized accuracy is ([\d.]+) and the parameters take (\d+) bytes "
                       r"\(no exceptions\)", section)
