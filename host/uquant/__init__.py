@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from .ir import ConversionError  # noqa: E402
 
-__all__ = ["convert", "Converted", "ConversionError", "quantize_input", "__version__"]
+__all__ = ["convert", "Converted", "ConversionError", "quantize_input", "evaluate", "__version__"]
 
 
 def __getattr__(name: str):
@@ -20,4 +20,7 @@ def __getattr__(name: str):
     if name in ("convert", "Converted", "quantize_input"):
         from . import api
         return getattr(api, name)
+    if name == "evaluate":  # the module uquant.evaluate, callable: uquant.evaluate(model, data, labels)
+        from importlib import import_module
+        return import_module(".evaluate", __name__)
     raise AttributeError(f"module 'uquant' has no attribute {name!r}")

@@ -568,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_freeze)
     add_explain_parser(sub)
     from .sim import add_sim_parser; add_sim_parser(sub)  # noqa: E702 - one line: `uquant sim`
+    from .evaluate import add_evaluate_parser; add_evaluate_parser(sub)  # noqa: E702 - torch loads when it runs
     return p
 
 
