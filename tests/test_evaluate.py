@@ -199,3 +199,71 @@ def test_on_the_sim_board(digits, tmp_path):
     acc = round(100 * float((want["codes"][:n].argmax(1) == want["labels"][:n]).mean()), 1)
     assert pct(board_line) == acc and f"codes identical to torch on {n}/{n} samples" in board_line
     assert f"confusion matrix of device (board {board.device})" in r.stdout
+
+
+def test_progress_bar_on_a_pseudo_terminal(digits):
+    """Run as on a terminal (a pty of 100 columns): tqdm draws on stderr for each source; the report follows."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    d, want = digits
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdout and stderr are the pty
+        try:
+            fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+            os.chdir(d)
+            os.execv(sys.executable, [sys.executable, "-m", "uquant.cli", "evaluate", "mlp.pt", "--data", "x.npy",
+                                      "--labels", "y.npy"])
+        finally:
+            os._exit(127)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the pty
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    text = out.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text[-2000:]
+    assert "torch quantized:" in text and "device (host):" in text and f"/{want['n']} [" in text, text[:2000]
+    assert "sample/s" in text and "codes identical to torch" in text
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return os.environ.get("UQUANT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (Debian package 'chromium')")
+def test_html_renders_in_headless_chromium(digits, tmp_path):
+    import tempfile
+
+    from test_explain import _png_pixels
+    from uquant.evaluate import BAR, GOOD
+
+    d, _ = digits
+    ev = uquant.evaluate(d / "mlp.pt", d / "x.npy", d / "y.npy", float_model=d / "float.pt")
+    page = tmp_path / "report.html"
+    page.write_text(ev.html())
+    shot = tmp_path / "report.png"
+    with tempfile.TemporaryDirectory() as profile:
+        p = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                            "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars",
+                            "--window-size=1200,1400", f"--screenshot={shot}", page.as_uri()],
+                           capture_output=True, text=True, timeout=90)
+    assert p.returncode == 0 and shot.is_file(), p.stderr[-2000:]
+    px = _png_pixels(shot.read_bytes())
+
+    def count(hex_colour: str, tol: int = 12) -> int:
+        rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+        return int((np.abs(px - rgb).max(-1) <= tol).sum())
+
+    assert count(BAR) > 3 * 400 * 15  # three accuracy bars, ~400 px long
+    assert count(GOOD) > 10 * 30 * 30 * 0.8  # the confusion matrix's diagonal: ten full cells, digits written in

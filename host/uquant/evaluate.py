@@ -508,7 +508,7 @@ def _sample_section(doc, ev: Evaluation, idx: np.ndarray, title: str, empty: str
             tip = f"sample #{i}: " + ", ".join(f"{s.name} {int(s.preds[i])}" for s in ev.sources)
             bad = ev.labels is not None and ev.device.preds[i] != ev.labels[i]
             pics.append(sample_svg(ev.x[i], ev.image_shape, f"{head}\n{preds}", tip, bad))
-        doc.svg(pics, f"{len(idx)} samples{more}, drawn from their float values; under each, its number"
+        doc.svg(pics, f"{len(idx)} sample{'s' if len(idx) > 1 else ''}{more}, drawn from their float values; under each, its number"
                 + (", label" if ev.labels is not None else "") + " and the class each source predicts ("
                 + ", ".join(f"{_short(s.name)[0]} = {s.name}" for s in ev.sources) + "); a red frame: the device is "
                 "wrong")
