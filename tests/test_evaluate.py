@@ -68,7 +68,7 @@ def digits(tmp_path_factory):
     r = uquant_cmd("convert", "mlp.pt", "-o", "mlp_q.py", cwd=d)
     assert r.returncode == 0, r.stderr
     want = {"n": len(y_te), "float": float((float_pred == y_te).mean()), "codes": q_codes, "labels": y_te,
-            "quant": float((q_codes.argmax(1) == y_te).mean())}
+            "quant": float((q_codes.argmax(1) == y_te).mean()), "model": model, "x_train": xt}
     return d, want
 
 
@@ -145,6 +145,34 @@ def test_without_labels_agreement_only(digits):
     assert got["torch quantized"] == "" and got["device (host)"] == (f"codes identical to torch on {n}/{n} samples, "
                                                                      f"same class as torch on {n}/{n}")
     assert "<svg" in (d / "a.html").read_text()
+
+
+def test_pt2e_program(digits):
+    """A .pt2 file (torchao's PT2E, XNNPACK int8): torch runs the program; the device agrees within one code."""
+    pytest.importorskip("torchao")
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+
+    d, want = digits
+    xt = want["x_train"]
+    p = prepare_pt2e(torch.export.export(want["model"], (xt[:1],)).module(),
+                     XNNPACKQuantizer().set_global(get_symmetric_quantization_config()))
+    with torch.no_grad():
+        for i in range(0, len(xt), 4):  # the program takes one sample (as the device does)
+            p(xt[i:i + 1])
+    c = convert_pt2e(p)
+    torch.export.save(torch.export.export(c, (xt[:1],)), d / "mlp.pt2")
+    xe = torch.from_numpy(np.load(d / "x.npy"))
+    with torch.no_grad():
+        torch_pred = np.array([int(c(xe[i:i + 1]).argmax()) for i in range(len(xe))])
+    ev = uquant.evaluate(d / "mlp.pt2", d / "x.npy", d / "y.npy")
+    n = want["n"]
+    assert np.array_equal(ev.source("torch quantized").preds, torch_pred)
+    assert ev.accuracy("torch quantized") == pytest.approx(float((torch_pred == want["labels"]).mean()))
+    against, same_codes, same_class = ev.agreement("device (host)")
+    assert against == "torch quantized" and same_class >= n - 4 and same_codes >= n * 0.9
+    assert np.abs(ev.source("device (host)").codes - ev.source("torch quantized").codes).max() <= 1
+    assert any("PT2E" in note for note in ev.notes) and "note: a PT2E program" in ev.text()
 
 
 def test_errors(digits):

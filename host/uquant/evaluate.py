@@ -313,11 +313,20 @@ def run_torch(converted, model, codes: np.ndarray, relu, allow_pickle: bool, qui
 
     from .oracle import load_torch_model, torch_codes_fn
 
-    if isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
-        tm = model.eval()
+    plan = converted.plan
+    if isinstance(model, torch.export.ExportedProgram):
+        tm = model.module()
+    elif isinstance(model, torch.nn.Module):
+        tm = model if plan.input.formula == "pt2e" else model.eval()  # a PT2E GraphModule has no eval()
+    elif Path(model).suffix == ".pt2":  # torch.export.save of a PT2E program
+        from .loaders import _export_load
+
+        tm = _export_load(Path(model)).module()
     else:
         tm = load_torch_model(Path(model), relu=relu, allow_pickle=allow_pickle)
-    plan = converted.plan
+    if plan.input.formula == "pt2e":
+        notes.append("a PT2E program computes linear, conv and pooling in float32: the device agrees with it within "
+                     "one output code there, not always exactly (README, 'PT2E (torchao) programs')")
     if converted.graph.dropped:  # torch ends with a softmax the device leaves out: classes only
         from . import engines
 
@@ -508,8 +517,8 @@ def _sample_section(doc, ev: Evaluation, idx: np.ndarray, title: str, empty: str
             tip = f"sample #{i}: " + ", ".join(f"{s.name} {int(s.preds[i])}" for s in ev.sources)
             bad = ev.labels is not None and ev.device.preds[i] != ev.labels[i]
             pics.append(sample_svg(ev.x[i], ev.image_shape, f"{head}\n{preds}", tip, bad))
-        doc.svg(pics, f"{len(idx)} sample{'s' if len(idx) > 1 else ''}{more}, drawn from their float values; under each, its number"
-                + (", label" if ev.labels is not None else "") + " and the class each source predicts ("
+        doc.svg(pics, f"{len(idx)} sample{'s' if len(idx) > 1 else ''}{more}, drawn from their float values; under "
+                "each, its number" + (", label" if ev.labels is not None else "") + " and the class each source predicts ("
                 + ", ".join(f"{_short(s.name)[0]} = {s.name}" for s in ev.sources) + "); a red frame: the device is "
                 "wrong")
     headers = ["sample"] + (["label"] if ev.labels is not None else []) + [s.name for s in ev.sources]
