@@ -295,3 +295,27 @@ def test_html_renders_in_headless_chromium(digits, tmp_path):
 
     assert count(BAR) > 3 * 400 * 15  # three accuracy bars, ~400 px long
     assert count(GOOD) > 10 * 30 * 30 * 0.8  # the confusion matrix's diagonal: ten full cells, digits written in
+
+
+def test_report_of_differing_codes_without_pictures():
+    """Figures and reports from given predictions: a device whose codes differ from torch's on two samples (one of
+    them changing the class), 3 classes, samples of 5 values (not pictures: tables only)."""
+    from uquant.evaluate import Evaluation, Source
+
+    codes = np.array([[9, 1, 1], [1, 9, 1], [1, 1, 9], [9, 1, 1], [1, 9, 1], [1, 1, 9]])
+    dev = codes.copy()
+    dev[1, 0] = 2  # same class, one code off
+    dev[4] = [1, 1, 9]  # another class
+    labels = np.array([0, 1, 2, 0, 2, 2])
+    ev = Evaluation(6, "samples", labels, 3, [Source("torch quantized", codes.argmax(1), codes),
+                                              Source("device (host)", dev.argmax(1), dev, "torch quantized")],
+                    np.zeros((6, 5), np.float32))
+    assert ev.accuracy("torch quantized") == pytest.approx(5 / 6) and ev.accuracy("device (host)") == 1.0
+    assert ev.agreement("device (host)") == ("torch quantized", 4, 5)
+    assert list(ev.disagreements()) == [1, 4]
+    assert ev.confusion().tolist() == [[2, 0, 0], [0, 1, 0], [0, 0, 3]]
+    text = ev.text()
+    assert "device (host)    100.0 % (6/6), codes identical to torch on 4/6 samples, same class as torch on 5/6" in text
+    assert "the sources disagree (class or output codes) on 2 of 6 samples: #1, #4" in text
+    page = ev.html()
+    assert page.count("<svg") == 3 and "differ" in page  # two bar charts and the heat map; no sample pictures

@@ -84,10 +84,20 @@ class Evaluation:
         np.add.at(m, (self.labels, (self.source(name) if name else self.device).preds), 1)
         return m
 
+    def codes_differ(self) -> np.ndarray:
+        """Per sample: does a source's output codes differ from those of the source it is compared with?"""
+        out = np.zeros(self.n, bool)
+        for s in self.sources:
+            o = self.source(s.against) if s.against else None
+            if o is not None and s.codes is not None and o.codes is not None:
+                out |= (s.codes != o.codes).any(axis=1)
+        return out
+
     def disagreements(self) -> np.ndarray:
-        """Indices of the samples on which the sources do not all predict the same class."""
+        """Indices of the samples on which the sources do not all predict the same class, or a source's output
+        codes differ from those of the source it is compared with."""
         preds = np.stack([s.preds for s in self.sources])
-        return np.flatnonzero((preds != preds[:1]).any(axis=0))
+        return np.flatnonzero((preds != preds[:1]).any(axis=0) | self.codes_differ())
 
     def line(self, s: Source) -> str:
         parts = []
@@ -114,7 +124,7 @@ class Evaluation:
         d = self.disagreements()
         if len(self.sources) > 1:
             out.append("")
-            out.append(f"the sources disagree on {len(d)} of {self.n} samples" + (
+            out.append(f"the sources disagree (class or output codes) on {len(d)} of {self.n} samples" + (
                 f": #{', #'.join(map(str, d[:20]))}" + (" ..." if len(d) > 20 else "") if len(d) else ""))
         out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
@@ -390,38 +400,54 @@ def run_board(port: str, name: str | None, codes: np.ndarray, n_in: int, n_out: 
 GOOD, BAD, BAR, AXIS = "#2ca02c", "#d62728", "#1f77b4", "#888"
 
 
-def accuracy_svg(ev: Evaluation) -> str:
-    """Horizontal bars: each source's accuracy (with labels) or its agreement with the source it is compared to."""
-    e = html.escape
-    rows = []
+def accuracy_svg(ev: Evaluation) -> list[str]:
+    """Two bar charts: each source's accuracy on a 0..100 % axis, and its wrong predictions counted (where the
+    sources' small differences show); without labels, each device source's agreement with what it is compared
+    with, and the samples where its output codes differ."""
+    if ev.labels is not None:
+        good = [(s.name, ev.accuracy(s.name), f"{100 * ev.accuracy(s.name):.1f} %") for s in ev.sources]
+        bad = [(s.name, ev.n - ev.correct(s.name), f"{ev.n - ev.correct(s.name)} of {ev.n}") for s in ev.sources]
+        return [bars_svg("accuracy", good, 1.0, BAR, True), bars_svg("wrong predictions", bad, None, BAD, False)]
+    good, bad = [], []
     for s in ev.sources:
-        if ev.labels is not None:
-            rows.append((s.name, ev.accuracy(s.name), f"{100 * ev.accuracy(s.name):.1f} %"))
-        elif ev.agreement(s.name) is not None:
-            against, same_codes, same_class = ev.agreement(s.name)
-            v = (same_codes if same_codes is not None else same_class) / ev.n
-            rows.append((f"{s.name} = {against}", v, f"{100 * v:.1f} %"))
-    if not rows:
-        return ""
-    lw, bw, rh, top = 250, 420, 30, 26
-    width, height = lw + bw + 70, top + rh * len(rows) + 26
-    what = "accuracy" if ev.labels is not None else "identical output codes"
+        ag = ev.agreement(s.name)
+        if ag is not None:
+            against, same_codes, same_class = ag
+            same = same_codes if same_codes is not None else same_class
+            what = "codes" if same_codes is not None else "class"
+            good.append((f"{s.name} = {against}", same / ev.n, f"{100 * same / ev.n:.1f} % ({what})"))
+            bad.append((f"{s.name} \u2260 {against}", ev.n - same, f"{ev.n - same} of {ev.n}"))
+    if not good:
+        return []
+    return [bars_svg("samples in agreement", good, 1.0, BAR, True),
+            bars_svg("samples in disagreement", bad, None, BAD, False)]
+
+
+def bars_svg(title: str, rows: list[tuple[str, float, str]], top_value: float | None, colour: str,
+             percent: bool) -> str:
+    """Horizontal bars (name, value, written value) on an axis from 0 to top_value (None: the largest value)."""
+    e = html.escape
+    top_value = top_value or max([v for _, v, _ in rows] + [1])
+    lw, bw, rh, top = 250, 360, 30, 26
+    width, height = lw + bw + 150, top + rh * len(rows) + 26
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} '
-             f'{height}" role="img" aria-label="{what}">', f'<rect width="{width}" height="{height}" fill="#fff"/>',
-             f'<text x="{width / 2:.0f}" y="15" font-size="12" text-anchor="middle" font-family="sans-serif">'
-             f'{e(what)} of each source</text>']
+             f'{height}" role="img" aria-label="{e(title)}">', f'<rect width="{width}" height="{height}" fill="#fff"/>',
+             f'<text x="{lw + bw / 2:.0f}" y="15" font-size="12" text-anchor="middle" font-family="sans-serif">'
+             f'{e(title)}</text>']
     fs = 'font-size="12" font-family="sans-serif"'
-    for k in range(0, 101, 25):  # grid
-        gx = lw + bw * k / 100
+    ticks = [top_value * k / 4 for k in range(5)] if percent else sorted({round(top_value * k / 4) for k in range(5)})
+    for t in ticks:  # grid
+        gx = lw + bw * t / top_value
+        label = f"{100 * t:.0f} %" if percent else f"{t}"
         parts.append(f'<line x1="{gx:.1f}" y1="{top - 4}" x2="{gx:.1f}" y2="{top + rh * len(rows)}" stroke="#e3e3e3"/>')
         parts.append(f'<text x="{gx:.1f}" y="{height - 8}" font-size="10" font-family="sans-serif" '
-                     f'text-anchor="middle">{k} %</text>')
+                     f'text-anchor="middle">{label}</text>')
     for i, (name, v, label) in enumerate(rows):
-        y0 = top + i * rh
+        y0, w = top + i * rh, bw * v / top_value
         parts += [f'<text x="{lw - 8}" y="{y0 + rh / 2 + 4:.1f}" {fs} text-anchor="end">{e(name)}</text>',
-                  f'<rect x="{lw}" y="{y0 + 4}" width="{max(bw * v, 1):.1f}" height="{rh - 8}" fill="{BAR}">'
+                  f'<rect x="{lw}" y="{y0 + 4}" width="{max(w, 1):.1f}" height="{rh - 8}" fill="{colour}">'
                   f'<title>{e(name)}: {e(label)}</title></rect>',
-                  f'<text x="{lw + bw * v + 6:.1f}" y="{y0 + rh / 2 + 4:.1f}" {fs}>{e(label)}</text>']
+                  f'<text x="{lw + w + 6:.1f}" y="{y0 + rh / 2 + 4:.1f}" {fs}>{e(label)}</text>']
     parts.append(f'<line x1="{lw}" y1="{top - 4}" x2="{lw}" y2="{top + rh * len(rows)}" stroke="{AXIS}"/>')
     parts.append("</svg>")
     return "\n".join(parts)
@@ -518,13 +544,15 @@ def _sample_section(doc, ev: Evaluation, idx: np.ndarray, title: str, empty: str
             bad = ev.labels is not None and ev.device.preds[i] != ev.labels[i]
             pics.append(sample_svg(ev.x[i], ev.image_shape, f"{head}\n{preds}", tip, bad))
         doc.svg(pics, f"{len(idx)} sample{'s' if len(idx) > 1 else ''}{more}, drawn from their float values; under "
-                "each, its number" + (", label" if ev.labels is not None else "") + " and the class each source predicts ("
-                + ", ".join(f"{_short(s.name)[0]} = {s.name}" for s in ev.sources) + "); a red frame: the device is "
+                "each, its number" + (", label" if ev.labels is not None else "") + " and the class each source "
+                "predicts (" + ", ".join(f"{_short(s.name)[0]} = {s.name}" for s in ev.sources) + "); a red frame: the device is "
                 "wrong")
-    headers = ["sample"] + (["label"] if ev.labels is not None else []) + [s.name for s in ev.sources]
+    differ = ev.codes_differ()
+    headers = ["sample"] + (["label"] if ev.labels is not None else []) + [s.name for s in ev.sources] + ["codes"]
     rows = [[f"{int(i)}"] + ([f"{int(ev.labels[i])}"] if ev.labels is not None else [])
-            + [f"{int(s.preds[i])}" for s in ev.sources] for i in shown]
-    doc.table(headers, rows, f"predicted classes{more}")
+            + [f"{int(s.preds[i])}" for s in ev.sources] + ["differ" if differ[i] else "same"] for i in shown]
+    doc.table(headers, rows, f"predicted classes{more}; codes: whether a device's output codes are those of the "
+              "source it is compared with")
 
 
 def render_html(ev: Evaluation) -> str:
@@ -532,19 +560,20 @@ def render_html(ev: Evaluation) -> str:
 
     doc = Doc(ev.title)
     doc.p(f"{ev.n} {ev.what}" + ("" if ev.labels is not None else ": no labels, so agreement only") + ".")
-    headers = ["source", "accuracy", "correct", "compared with", "identical output codes", "same class"]
+    labelled = ev.labels is not None
+    headers = ["source"] + (["accuracy", "correct"] if labelled else []) + ["compared with", "identical output codes",
+                                                                          "same class"]
     rows = []
     for s in ev.sources:
         ag = ev.agreement(s.name)
-        acc = "-" if ev.labels is None else f"{100 * ev.accuracy(s.name):.1f} %"
-        rows.append([s.name, acc, "-" if ev.labels is None else f"{ev.correct(s.name)}/{ev.n}",
-                     ag[0] if ag else "-", f"{ag[1]}/{ev.n}" if ag and ag[1] is not None else "-",
+        acc = [f"{100 * ev.accuracy(s.name):.1f} %", f"{ev.correct(s.name)}/{ev.n}"] if labelled else []
+        rows.append([s.name, *acc, ag[0] if ag else "-", f"{ag[1]}/{ev.n}" if ag and ag[1] is not None else "-",
                      f"{ag[2]}/{ev.n}" if ag else "-"])
     doc.table(headers, rows)
     bars = accuracy_svg(ev)
     if bars:
-        doc.svg([bars], "accuracy on the labelled samples" if ev.labels is not None else
-                "share of samples whose output codes are identical")
+        doc.svg(bars, "accuracy on the labelled samples, and the wrong predictions counted" if ev.labels is not None
+                else "samples whose output codes (or, where codes are not compared, classes) are identical, and not")
     m = ev.confusion()
     if m is not None:
         doc.h(1, f"Confusion matrix of {ev.device.name}")
@@ -554,7 +583,8 @@ def render_html(ev: Evaluation) -> str:
     d = ev.disagreements()
     if len(ev.sources) > 1:
         _sample_section(doc, ev, d, "Samples where the sources disagree",
-                        f"None: all {len(ev.sources)} sources predict the same class on every sample.")
+                        f"None: {'both' if len(ev.sources) == 2 else f'all {len(ev.sources)}'} sources predict the "
+                        "same class on every sample, with identical output codes where they are compared.")
     if ev.labels is not None:
         wrong = np.flatnonzero(ev.device.preds != ev.labels)
         _sample_section(doc, ev, wrong, f"Samples {ev.device.name} gets wrong", "None.")
