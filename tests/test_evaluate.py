@@ -319,3 +319,19 @@ def test_report_of_differing_codes_without_pictures():
     assert "the sources disagree (class or output codes) on 2 of 6 samples: #1, #4" in text
     page = ev.html()
     assert page.count("<svg") == 3 and "differ" in page  # two bar charts and the heat map; no sample pictures
+
+
+def test_state_dict_model_and_csv_files(tmp_path):
+    """The question's seed state_dict (--relu hidden) on its seven inputs from a .csv, labels from a .csv with a
+    header: torch's classes are the expected ones, the device's codes torch's."""
+    from uquant.examples import SEED_INPUTS, seed_expected, seed_state_dict
+    from uquant.platforms import here
+
+    torch.save(seed_state_dict(), tmp_path / "seed.pt")
+    np.savetxt(tmp_path / "x.csv", SEED_INPUTS, delimiter=",", header="a,b", comments="")
+    expected = seed_expected("x86", here())
+    (tmp_path / "y.csv").write_text("label\n" + "\n".join(map(str, expected)) + "\n")
+    ev = uquant.evaluate(tmp_path / "seed.pt", tmp_path / "x.csv", tmp_path / "y.csv", relu="hidden")
+    assert ev.source("torch quantized").preds.tolist() == expected and ev.accuracy("torch quantized") == 1.0
+    assert ev.agreement("device (host)") == ("torch quantized", 7, 7) and ev.image_shape is None
+    assert ev.confusion().sum() == 7 and ev.n_classes == 7  # the seed model has 7 outputs
