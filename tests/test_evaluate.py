@@ -221,6 +221,12 @@ def test_on_the_sim_board(digits, tmp_path):
         assert r.returncode == 0, r.stderr
         r = uquant_cmd("evaluate", "mlp.pt", "--data", "x120.npy", "--labels", "y120.npy", "--port", board.device,
                        cwd=d)
+        alone = uquant_cmd("evaluate", "mlp_q.py", "--data", "x120.npy", "--port", board.device, "--module", "mlp_q",
+                           "--batch", "40", cwd=d)  # the module alone, no labels: the board against the host
+    assert alone.returncode == 0, alone.stderr
+    assert lines(alone.stdout) == {"device (host)": "", f"device (board {board.device})":
+                                   f"codes identical to device (host) on {n}/{n} samples, same class as device "
+                                   f"(host) on {n}/{n}"}, alone.stdout
     assert r.returncode == 0, r.stderr
     got = lines(r.stdout)
     board_line = got[f"device (board {board.device})"]
