@@ -341,3 +341,9 @@ def test_state_dict_model_and_csv_files(tmp_path):
     assert ev.source("torch quantized").preds.tolist() == expected and ev.accuracy("torch quantized") == 1.0
     assert ev.agreement("device (host)") == ("torch quantized", 7, 7) and ev.image_shape is None
     assert ev.confusion().sum() == 7 and ev.n_classes == 7  # the seed model has 7 outputs
+    uquant.convert(tmp_path / "seed.pt", relu="hidden", engine="x86").save(tmp_path / "seed_q.py")
+    sd = seed_state_dict()
+    sd["out.scale"] = sd["out.scale"] * 2  # another output scale: not the model seed_q.py was made from
+    torch.save(sd, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="seed_q.py was not converted from other.pt"):
+        uquant.evaluate(tmp_path / "other.pt", tmp_path / "x.csv", module=tmp_path / "seed_q.py", relu="hidden")

@@ -265,8 +265,9 @@ def evaluate(model=None, data=None, labels=None, *, module=None, float_model=Non
         plan = converted.plan
         mine = (mod.INPUT_SCALE_BITS, mod.INPUT_ZERO_POINT, mod.OUTPUT_SCALE_BITS, mod.OUTPUT_ZERO_POINT)
         if (plan.n_in, plan.n_out) != (n_in, mod.model.n_out) or module_constants(plan)[:4] != mine:
-            raise ValueError(f"{Path(module).name} was not converted from {Path(model).name}: its inputs or outputs "
-                             f"are quantized otherwise ({n_in} -> {mod.model.n_out} values); convert it again")
+            raise ValueError(f"{Path(module).name} was not converted from {Path(model).name}: it takes {n_in} -> "
+                             f"{mod.model.n_out} values, the model {plan.n_in} -> {plan.n_out}, or their input or "
+                             "output scales and zero points differ; convert the model again")
     if isinstance(data, (str, Path)):
         x, what = read_samples(data, n_in), f"samples from {Path(data).name}"
     else:
