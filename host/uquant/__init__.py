@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from .ir import ConversionError  # noqa: E402
 
-__all__ = ["convert", "Converted", "ConversionError", "quantize", "quantize_input", "__version__"]
+__all__ = ["convert", "Converted", "ConversionError", "quantize", "quantize_input", "evaluate", "__version__"]
 
 
 def __getattr__(name: str):
@@ -24,4 +24,7 @@ def __getattr__(name: str):
     if name == "quantize":  # torch's own post-training quantization, driven (uquant.quantize)
         from .quantize import quantize
         return quantize
+    if name == "evaluate":  # the module uquant.evaluate, callable: uquant.evaluate(model, data, labels)
+        from importlib import import_module
+        return import_module(".evaluate", __name__)
     raise AttributeError(f"module 'uquant' has no attribute {name!r}")

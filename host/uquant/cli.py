@@ -642,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_parser(sub)
     add_quantize_parser(sub)
     from .sim import add_sim_parser; add_sim_parser(sub)  # noqa: E702 - one line: `uquant sim`
+    from .evaluate import add_evaluate_parser; add_evaluate_parser(sub)  # noqa: E702 - torch loads when it runs
     return p
 
 
