@@ -302,7 +302,7 @@ def main() -> int:
     print("  (wasm port, bytecode tier), runtime excluded. import garbage: bytes the import allocated and let go")
     print("  (that port never collects during a call, so this bounds the peak of short-lived heap an import needs")
     print("  on a board). Runtime files, .mpy bytes per arch (tier files):")
-    for name in ("uquant_rt", "uquant_viper", "uquant_thumb", "uquant_dsp"):
+    for name in ("uquant_rt", "uquant_viper", "uquant_thumb", "uquant_thumbconv", "uquant_dsp"):
         src = (DEVICE_DIR / f"{name}.py").read_text()
         sizes = [mpy_size(src, name, a) for a in ARCHS]
         print(f"    {name + '.py':<18}" + "".join(f"{a} {s if s else '-':>6}   " for a, s in zip(ARCHS, sizes)))
