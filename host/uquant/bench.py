@@ -216,6 +216,16 @@ def build_models():
     return models
 
 
+def help_seconds() -> float:
+    """Wall time of `python -m uquant --help` (best of 3): the CLI must answer without importing torch."""
+    best = None
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "uquant", "--help"], check=True, capture_output=True)
+        best = min(best or 1e9, time.perf_counter() - t)
+    return best
+
+
 def kws_section() -> float:
     """The keyword-spotting DS-CNN (uquant.examples.kws_ds_cnn) on the asm tiers: whole-inference cycles per MAC on
     the emulated Cortex-M0+ (thumb) and the dsp tier's kernel cycles on the emulated Cortex-M33."""
@@ -349,6 +359,7 @@ def main() -> int:
     print(f"armv6m_kws_cycles_per_mac={kws:.2f}  # KWS DS-CNN, whole inference")
     print(f"armv7em_cycles_per_mac={m['dsp']['cycles_per_mac']:.2f}  # kernels only, emulated Cortex-M33")
     print(f"heap_bytes_per_inference={m['wasm']['heap']}")
+    print(f"help_seconds={help_seconds():.2f}  # python -m uquant --help, best of 3 (target < 0.3)")
     return 0
 
 
