@@ -360,11 +360,13 @@ def avgpool(x, out, g, R, Q, cls, P, F, lo, hi):
                 acc = s - (y1 - y0) * (x1 - x0) * zp
                 k = cls[pos] + koff
                 p = 6 * k
-                y = requant(acc, word(P, p), word(P, p + 1), word(P, p + 2), word(P, p + 3), word(P, p + 4),
-                            word(P, p + 5))
-                if F is not None:
-                    y = requant_channel(acc, P, p - 1, F[0], F[1].get(k, -1), lo, hi)  # P[p-1] is not read
-                out[o] = lo if y < lo else hi if y > hi else y
+                if F is None:
+                    y = requant(acc, word(P, p), word(P, p + 1), word(P, p + 2), word(P, p + 3), word(P, p + 4),
+                                word(P, p + 5))
+                    y = lo if y < lo else hi if y > hi else y
+                else:  # the words once, then the class's exceptions and the clip
+                    y = requant_channel(acc, P, p - 1, F[0], F[1].get(k, -1), lo, hi)  # word p-1 is not read
+                out[o] = y
                 o += 1
                 pos += 1
 

@@ -110,21 +110,10 @@ def random_codes(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return x
 
 
-def random_conv(rng: np.random.Generator, engine: str, dim: int = 2):
-    """One random quantized Conv1d/Conv2d (+ReLU) layer and an input shape for it."""
-    torch.backends.quantized.engine = engine
-    torch.manual_seed(int(rng.integers(2 ** 31)))
-    g = int(pick(rng, [1, 1, 2, 4, -1]))
-    if g == -1:  # depthwise
-        C = int(pick(rng, [1, 3, 4, 8])) if dim == 1 or engine != "fbgemm" else int(pick(rng, [1, 3, 5]))
-        groups, cin, cout = C, C, C * int(pick(rng, [1, 1, 2]))
-    else:
-        groups = g
-        cin, cout = g * int(pick(rng, [1, 2, 3])), g * int(pick(rng, [1, 2, 4]))
-    k = int(pick(rng, [1, 2, 3, 5]))
-    stride, pad, dil = int(pick(rng, [1, 1, 2])), int(pick(rng, [0, 1, 2])), int(pick(rng, [1, 1, 2]))
-    size = int(rng.integers(max(k * dil - 2 * pad, 1), 11))
-    shape = (cin, size) if dim == 1 else (cin, size, int(rng.integers(max(k * dil - 2 * pad, 1), 11)))
+def quantized_conv(rng: np.random.Generator, engine: str, dim: int, cin: int, cout: int, k: int, stride: int,
+                   pad: int, dil: int, groups: int):
+    """A quantized Conv1d/Conv2d (+ReLU, at random) of that geometry: random per-channel or per-tensor weights,
+    bias, output scale and zero point; and the input scale they were drawn for."""
     cls = {(1, False): nnq.Conv1d, (1, True): nniq.ConvReLU1d, (2, False): nnq.Conv2d, (2, True): nniq.ConvReLU2d}
     relu = bool(rng.random() < 0.5)
     conv = cls[(dim, relu)](cin, cout, k, stride=stride, padding=pad, dilation=dil, groups=groups)
@@ -146,6 +135,25 @@ def random_conv(rng: np.random.Generator, engine: str, dim: int = 2):
     conv.set_weight_bias(qw, bias)
     conv.scale = float(y_std * 6 * 10 ** rng.uniform(-1, 0.5) / 255)
     conv.zero_point = int(pick(rng, [0, 128, 255, int(rng.integers(0, 256))]) if not relu else pick(rng, [0, 0, 30]))
+    return conv, in_scale
+
+
+def random_conv(rng: np.random.Generator, engine: str, dim: int = 2):
+    """One random quantized Conv1d/Conv2d (+ReLU) layer and an input shape for it."""
+    torch.backends.quantized.engine = engine
+    torch.manual_seed(int(rng.integers(2 ** 31)))
+    g = int(pick(rng, [1, 1, 2, 4, -1]))
+    if g == -1:  # depthwise
+        C = int(pick(rng, [1, 3, 4, 8])) if dim == 1 or engine != "fbgemm" else int(pick(rng, [1, 3, 5]))
+        groups, cin, cout = C, C, C * int(pick(rng, [1, 1, 2]))
+    else:
+        groups = g
+        cin, cout = g * int(pick(rng, [1, 2, 3])), g * int(pick(rng, [1, 2, 4]))
+    k = int(pick(rng, [1, 2, 3, 5]))
+    stride, pad, dil = int(pick(rng, [1, 1, 2])), int(pick(rng, [0, 1, 2])), int(pick(rng, [1, 1, 2]))
+    size = int(rng.integers(max(k * dil - 2 * pad, 1), 11))
+    shape = (cin, size) if dim == 1 else (cin, size, int(rng.integers(max(k * dil - 2 * pad, 1), 11)))
+    conv, in_scale = quantized_conv(rng, engine, dim, cin, cout, k, stride, pad, dil, groups)
     layers = [conv]
     if rng.random() < 0.4:
         pk = int(pick(rng, [2, 3]))

@@ -22,8 +22,6 @@ from uquant.runtime import DEVICE_DIR, load_source, rt
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
-import torch.ao.nn.intrinsic.quantized as nniq  # noqa: E402
-import torch.ao.nn.quantized as nnq  # noqa: E402
 
 THUMBCONV = DEVICE_DIR / "uquant_thumbconv.py"
 MIN_OUTPUTS = int(20_000 * FUZZ_SCALE)
@@ -204,27 +202,7 @@ def random_conv_layer(rng: np.random.Generator, engine: str, variant: str, pool:
     span = k * dil - 2 * pad
     size = int(rng.integers(max(span, 1), 11))
     shape = (cin, size) if dim == 1 else (cin, size, int(rng.integers(max(span, 1), 11)))
-    cls = {(1, False): nnq.Conv1d, (1, True): nniq.ConvReLU1d, (2, False): nnq.Conv2d, (2, True): nniq.ConvReLU2d}
-    relu = bool(rng.random() < 0.5)
-    conv = cls[(dim, relu)](cin, cout, k, stride=stride, padding=pad, dilation=dil, groups=groups)
-    wshape = (cout, cin // groups) + ((k,) if dim == 1 else (k, k))
-    w = torch.randn(wshape) * float(10 ** rng.uniform(-2, 0))
-    if rng.random() < 0.5:
-        scales = w.reshape(cout, -1).abs().amax(1).clamp_min(1e-8) / 127
-        zps = torch.zeros(cout, dtype=torch.long)
-        if rng.random() < 0.3 and engine != "qnnpack":
-            zps = torch.from_numpy(rng.integers(-10, 11, cout))
-        qw = torch.quantize_per_channel(w, scales.double(), zps, 0, torch.qint8)
-    else:
-        zp = 0 if rng.random() < 0.7 else int(rng.integers(-10, 11))
-        qw = torch.quantize_per_tensor(w, float(w.abs().max().clamp_min(1e-8)) / 127, zp, torch.qint8)
-    in_scale = float(10 ** rng.uniform(-3, 0))
-    taps = (cin // groups) * (k if dim == 1 else k * k)
-    y_std = in_scale * 60 * float(qw.dequantize().abs().mean()) * np.sqrt(taps) + 1e-9
-    bias = None if rng.random() < 0.2 else torch.randn(cout) * y_std
-    conv.set_weight_bias(qw, bias)
-    conv.scale = float(y_std * 6 * 10 ** rng.uniform(-1, 0.5) / 255)
-    conv.zero_point = int(pick(rng, [0, 128, 255, int(rng.integers(0, 256))]) if not relu else pick(rng, [0, 0, 30]))
+    conv, in_scale = randmodels.quantized_conv(rng, engine, dim, cin, cout, k, stride, pad, dil, groups)
     layers = [conv]
     out_size = (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
     if pool == "max":
