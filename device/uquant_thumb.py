@@ -52,7 +52,10 @@ _NEXTP = const(19)  # its key (0 when there is none left)
 _CNT = const(20)  # loop counter: blocks or single channels left
 _K4 = const(21)  # K rounded down to a multiple of 4 (the unrolled part of one channel's dot product)
 _KT = const(22)  # K % 4 (its tail)
-_HWORDS = const(23)
+_NB6 = const(23)  # N // 6: blocks of six channels (then one block of four if N % 6 >= 4, then single channels)
+_K2E = const(24)  # K rounded down to a multiple of 2
+_KODD = const(25)  # K % 2
+_HWORDS = const(26)
 
 # Thumb-1 encodings the inline assembler has no mnemonic for (emitted with data(2, ...)).
 _ADD_R8_R5 = const(0x44A8)  # add r8, r5   (ADD Rdn, Rm: high registers, flags unchanged)
@@ -63,6 +66,16 @@ _ADD_R10_R6 = const(0x44B2)  # add r10, r6
 _ADD_R11_R7 = const(0x44BB)  # add r11, r7
 _LDM_R1_R5_R6 = const(0xC960)  # ldm r1!, {r5, r6}
 _LDM_R1_R5 = const(0xC920)  # ldm r1!, {r5}
+_LDM_R1_R2_R5_R6 = const(0xC964)  # ldm r1!, {r2, r5, r6}
+_ADD_R12_R2 = const(0x4494)  # add r12, r2
+_ADD_LR_R2 = const(0x4496)  # add lr, r2
+_ADD_R12_R5 = const(0x44AC)  # add r12, r5
+_ADD_LR_R5 = const(0x44AE)  # add lr, r5
+_MOV_LR_R4 = const(0x46A6)  # mov lr, r4
+_MOV_R5_LR = const(0x4675)  # mov r5, lr
+_LDR_R7_SP0 = const(0x9F00)  # ldr r7, [sp, 0]
+_LDR_R7_SP4 = const(0x9F01)  # ldr r7, [sp, 4]
+_LDR_R7_SP8 = const(0x9F02)  # ldr r7, [sp, 8]
 _LDM_R7_R1_R3 = const(0xCF0E)  # ldm r7!, {r1, r2, r3}
 _LDM_R7_R3_R6 = const(0xCF78)  # ldm r7!, {r3, r4, r5, r6}
 _LDM_R6_R4_R5 = const(0xCE30)  # ldm r6!, {r4, r5}
@@ -138,8 +151,305 @@ def _kernel(r0, r1, r2):
     cmp(r0, r7)
     bcc(sx1)
     str(r5, [r2, 4 * _SX])
-    ldr(r3, [r2, 4 * _NB])
+    ldr(r3, [r2, 4 * _NB6])
     str(r3, [r2, 4 * _CNT])
+
+    # ---- Blocks of six channels a..f = n..n+5 -------------------------------------------------------
+    # Per pair of taps k, k+1 three words: e[k] | e[k+1] << 8 | f[k] << 16 | f[k+1] << 24, then a-d of tap k,
+    # then a-d of tap k+1 (as in the blocks of four below). Masked, the first word gives the lanes e, f of
+    # tap k; shifted right by 8 and masked, those of tap k+1. Six accumulators: r8-r11 as below, r12 = sum(e) +
+    # sum(f) << 16 and lr = sum(f); x[k] is loaded once for six channels. The header and the loop ends go on
+    # the stack: [sp] = end of the unrolled part of x, [sp+4] = end of its pairs, [sp+8] = header.
+    label(b6_next)
+    mov(r7, r12)  # r7 = header
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bpl(b6_go)
+    b(b6_done)
+    label(b6_go)
+    str(r3, [r7, 4 * _CNT])
+    # r0 = x cursor, r1 = weight cursor, r2 = e, f word, r3 = mask, r4 = x[k], r5, r6 = a-d words, r7 = temp
+    ldr(r1, [r7, 4 * _WCUR])
+    ldr(r0, [r7, 4 * _XB])
+    ldr(r2, [r7, 4 * _K8])
+    add(r2, r2, r0)
+    ldr(r3, [r7, 4 * _K2E])
+    add(r3, r3, r0)
+    push({r2, r3, r7})
+    ldr(r3, [r7, 4 * _MASK])
+    mov(r4, 0)
+    mov(r8, r4)
+    mov(r9, r4)
+    mov(r10, r4)
+    mov(r11, r4)
+    mov(r12, r4)
+    data(2, _MOV_LR_R4)
+    b(p8_test)
+    label(p8)  # eight taps of six channels: 48 multiply-adds in 24 MULs
+    data(2, _LDM_R1_R2_R5_R6)  # taps k+0, k+1: e, f; a-d; a-d
+    ldrb(r4, [r0, 0])  # x[k+0]
+    lsr(r7, r5, 8)
+    and_(r7, r3)
+    and_(r5, r3)
+    mul(r5, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R5)
+    data(2, _ADD_R9_R7)
+    lsr(r5, r5, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R5)
+    data(2, _ADD_R11_R7)
+    lsr(r5, r2, 8)  # e, f of tap k+1, kept for later
+    and_(r2, r3)  # e, f of tap k+0
+    mul(r2, r4)
+    data(2, _ADD_R12_R2)
+    lsr(r2, r2, 16)
+    data(2, _ADD_LR_R2)
+    ldrb(r4, [r0, 1])  # x[k+1]
+    lsr(r7, r6, 8)
+    and_(r7, r3)
+    and_(r6, r3)
+    mul(r6, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    and_(r5, r3)
+    mul(r5, r4)
+    data(2, _ADD_R12_R5)
+    lsr(r5, r5, 16)
+    data(2, _ADD_LR_R5)
+    data(2, _LDM_R1_R2_R5_R6)  # taps k+2, k+3: e, f; a-d; a-d
+    ldrb(r4, [r0, 2])  # x[k+2]
+    lsr(r7, r5, 8)
+    and_(r7, r3)
+    and_(r5, r3)
+    mul(r5, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R5)
+    data(2, _ADD_R9_R7)
+    lsr(r5, r5, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R5)
+    data(2, _ADD_R11_R7)
+    lsr(r5, r2, 8)  # e, f of tap k+3, kept for later
+    and_(r2, r3)  # e, f of tap k+2
+    mul(r2, r4)
+    data(2, _ADD_R12_R2)
+    lsr(r2, r2, 16)
+    data(2, _ADD_LR_R2)
+    ldrb(r4, [r0, 3])  # x[k+3]
+    lsr(r7, r6, 8)
+    and_(r7, r3)
+    and_(r6, r3)
+    mul(r6, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    and_(r5, r3)
+    mul(r5, r4)
+    data(2, _ADD_R12_R5)
+    lsr(r5, r5, 16)
+    data(2, _ADD_LR_R5)
+    data(2, _LDM_R1_R2_R5_R6)  # taps k+4, k+5: e, f; a-d; a-d
+    ldrb(r4, [r0, 4])  # x[k+4]
+    lsr(r7, r5, 8)
+    and_(r7, r3)
+    and_(r5, r3)
+    mul(r5, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R5)
+    data(2, _ADD_R9_R7)
+    lsr(r5, r5, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R5)
+    data(2, _ADD_R11_R7)
+    lsr(r5, r2, 8)  # e, f of tap k+5, kept for later
+    and_(r2, r3)  # e, f of tap k+4
+    mul(r2, r4)
+    data(2, _ADD_R12_R2)
+    lsr(r2, r2, 16)
+    data(2, _ADD_LR_R2)
+    ldrb(r4, [r0, 5])  # x[k+5]
+    lsr(r7, r6, 8)
+    and_(r7, r3)
+    and_(r6, r3)
+    mul(r6, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    and_(r5, r3)
+    mul(r5, r4)
+    data(2, _ADD_R12_R5)
+    lsr(r5, r5, 16)
+    data(2, _ADD_LR_R5)
+    data(2, _LDM_R1_R2_R5_R6)  # taps k+6, k+7: e, f; a-d; a-d
+    ldrb(r4, [r0, 6])  # x[k+6]
+    lsr(r7, r5, 8)
+    and_(r7, r3)
+    and_(r5, r3)
+    mul(r5, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R5)
+    data(2, _ADD_R9_R7)
+    lsr(r5, r5, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R5)
+    data(2, _ADD_R11_R7)
+    lsr(r5, r2, 8)  # e, f of tap k+7, kept for later
+    and_(r2, r3)  # e, f of tap k+6
+    mul(r2, r4)
+    data(2, _ADD_R12_R2)
+    lsr(r2, r2, 16)
+    data(2, _ADD_LR_R2)
+    ldrb(r4, [r0, 7])  # x[k+7]
+    lsr(r7, r6, 8)
+    and_(r7, r3)
+    and_(r6, r3)
+    mul(r6, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    and_(r5, r3)
+    mul(r5, r4)
+    data(2, _ADD_R12_R5)
+    lsr(r5, r5, 16)
+    data(2, _ADD_LR_R5)
+    add(r0, 8)
+    label(p8_test)
+    data(2, _LDR_R7_SP0)
+    cmp(r0, r7)
+    bcs(p2_test)
+    b(p8)
+    label(p2)  # the pairs left
+    data(2, _LDM_R1_R2_R5_R6)  # taps k+0, k+1: e, f; a-d; a-d
+    ldrb(r4, [r0, 0])  # x[k+0]
+    lsr(r7, r5, 8)
+    and_(r7, r3)
+    and_(r5, r3)
+    mul(r5, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R5)
+    data(2, _ADD_R9_R7)
+    lsr(r5, r5, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R5)
+    data(2, _ADD_R11_R7)
+    lsr(r5, r2, 8)  # e, f of tap k+1, kept for later
+    and_(r2, r3)  # e, f of tap k+0
+    mul(r2, r4)
+    data(2, _ADD_R12_R2)
+    lsr(r2, r2, 16)
+    data(2, _ADD_LR_R2)
+    ldrb(r4, [r0, 1])  # x[k+1]
+    lsr(r7, r6, 8)
+    and_(r7, r3)
+    and_(r6, r3)
+    mul(r6, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    and_(r5, r3)
+    mul(r5, r4)
+    data(2, _ADD_R12_R5)
+    lsr(r5, r5, 16)
+    data(2, _ADD_LR_R5)
+    add(r0, 2)
+    label(p2_test)
+    data(2, _LDR_R7_SP4)
+    cmp(r0, r7)
+    bcc(p2)
+    data(2, _LDR_R7_SP8)
+    ldr(r7, [r7, 4 * _KODD])
+    cmp(r7, 0)
+    beq(p_end)
+    data(2, _LDM_R1_R2_R5_R6)  # the last tap (K odd): e, f; a-d; zeros
+    ldrb(r4, [r0, 0])  # x[k+0]
+    lsr(r7, r5, 8)
+    and_(r7, r3)
+    and_(r5, r3)
+    mul(r5, r4)
+    mul(r7, r4)
+    data(2, _ADD_R8_R5)
+    data(2, _ADD_R9_R7)
+    lsr(r5, r5, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R5)
+    data(2, _ADD_R11_R7)
+    and_(r2, r3)  # e, f
+    mul(r2, r4)
+    data(2, _ADD_R12_R2)
+    lsr(r2, r2, 16)
+    data(2, _ADD_LR_R2)
+    label(p_end)
+    pop({r5, r6, r7})  # r7 = header
+    str(r1, [r7, 4 * _WCUR])  # the next block's weights
+    mov(r0, r10)  # the six dot products, pushed for chan: a, b, c, d, e, f
+    lsl(r0, r0, 16)
+    mov(r1, r8)
+    sub(r0, r1, r0)
+    mov(r1, r11)
+    lsl(r1, r1, 16)
+    mov(r2, r9)
+    sub(r1, r2, r1)
+    mov(r2, r10)
+    mov(r3, r11)
+    data(2, _MOV_R5_LR)
+    lsl(r4, r5, 16)
+    mov(r6, r12)
+    sub(r4, r6, r4)
+    mov(r12, r7)
+    push({r0, r1, r2, r3, r4, r5})
+    ldr(r4, [r7, 4 * _PCUR])  # chan's state
+    mov(r8, r4)
+    ldr(r4, [r7, 4 * _OCUR])
+    mov(r9, r4)
+    ldr(r4, [r7, 4 * _SX])
+    mov(r10, r4)
+    ldr(r4, [r7, 4 * _NEXTP])
+    mov(r11, r4)
+    pop({r0})
+    bl(chan)
+    pop({r0})
+    bl(chan)
+    pop({r0})
+    bl(chan)
+    pop({r0})
+    bl(chan)
+    pop({r0})
+    bl(chan)
+    pop({r0})
+    bl(chan)
+    mov(r7, r12)
+    mov(r4, r8)
+    str(r4, [r7, 4 * _PCUR])
+    mov(r4, r9)
+    str(r4, [r7, 4 * _OCUR])
+    mov(r4, r11)
+    str(r4, [r7, 4 * _NEXTP])
+    b(b6_next)
+    label(b6_done)
+    ldr(r3, [r7, 4 * _NB])  # r7 = header
+    str(r3, [r7, 4 * _CNT])
 
     # ---- Blocks of four channels a, b, c, d = n..n+3 ------------------------------------------------
     # Their weights are one word per tap: a | b << 8 | c << 16 | d << 24. Masked with 0x00FF00FF, a word holds
@@ -657,18 +967,35 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
         p = 7 * n
         if P[p + 6] >= 30 and not (0 <= P[p + 2] < 1 << 28 and 0 <= P[p + 3] < 1 << 29 and 0 <= P[p + 5] < 1 << 30):
             raise ValueError("uquant_thumb.prepare_dense: limb words out of range")
-    nb = N // 4
-    Wk = bytearray(K * N)
-    for b in range(nb):
-        base = 4 * b * K
+    nb6 = N // 6
+    nb = 1 if N % 6 >= 4 else 0
+    K2 = (K + 1) // 2
+    Wk = bytearray(12 * K2 * nb6 + (K * N - 6 * K * nb6))
+    o = 0
+    for b in range(nb6):  # six rows: per pair of taps e e f f, a b c d, a b c d (zeros past K)
+        r = 6 * b * K
+        for k in range(0, K, 2):
+            for j in range(6):
+                i = r + j * K + k
+                if j < 4:
+                    Wk[o + 4 + j] = W[i]
+                    if k + 1 < K:
+                        Wk[o + 8 + j] = W[i + 1]
+                else:
+                    Wk[o + 2 * (j - 4)] = W[i]
+                    if k + 1 < K:
+                        Wk[o + 2 * (j - 4) + 1] = W[i + 1]
+            o += 12
+    r = 6 * K * nb6
+    for b in range(nb):  # four rows: per tap a b c d
         for j in range(4):
-            i = base + j * K
-            o = base + j
             for k in range(K):
-                Wk[o] = W[i + k]
-                o += 4
-    for i in range(4 * nb * K, K * N):
-        Wk[i] = W[i]
+                Wk[o + 4 * k + j] = W[r + j * K + k]
+        o += 4 * K
+        r += 4 * K
+    for i in range(r, K * N):  # single rows as they are
+        Wk[o] = W[i]
+        o += 1
     pa = _addr(P)
     if (_addr(Wk) | pa) & 3:
         raise ValueError("uquant_thumb.prepare_dense: unaligned buffers")
@@ -694,7 +1021,10 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
     H[_K8] = K - K % 8
     H[_K8T] = K % 8
     H[_NB] = nb
-    H[_NR] = N % 4
+    H[_NR] = N % 6 - 4 * nb
+    H[_NB6] = nb6
+    H[_K2E] = K - K % 2
+    H[_KODD] = K % 2
     H[_MASK] = 0xFF | 0xFF << 16
     H[_K4] = K - K % 4
     H[_KT] = K % 4
