@@ -5,8 +5,8 @@
 #     acc = sum_k x[k] * W[n*K + k] - c * sx            (sx = sum of x[0:K])
 #     a   = clamp(acc - c_lo, 0, Wn)
 #     y   = (a * A + Dl) >> S                            (S < 30)
-#     y   = the 15-bit limb form of uquant_rt.requant    (S >= 30)
-#     y   = the exception's code if (n, a) is listed in E
+#     y   = (a * A + Dh * 2**30 + Dl) >> S               (S >= 30: a 64-bit product from 16-bit limbs)
+#     y   = the exception's code if (n, a) is listed in E (the first such triple)
 #     out[n] = T[clip(y, lo, hi)]                        (or clip(y, lo, hi) without a table)
 #
 #     handle = prepare_dense(K, N, lo, hi, W, P, E, T)   # once, when the model is built (allocates)
@@ -19,9 +19,13 @@
 # pointer, while a list would arrive as its array of object pointers. This module only imports on ARM
 # MicroPython (the @micropython.asm_thumb emitter); elsewhere uquant_rt falls back to slower tiers.
 #
-# Speed (Cortex-M0+, loads 2 cycles): channels are done four at a time, so each x[k] is loaded once for four
-# multiply-adds; the four accumulators live in r8-r11 and the loop is unrolled eight taps deep: 4.75 cycles per
-# multiply-accumulate, plus ~80 cycles per output channel to requantize (~110 in the limb form).
+# Speed (Cortex-M0+: loads 2 cycles, LDM 1+N, MULS 1): the weights are read a word at a time in the layout
+# of weights_layout() (bytes of several channels at one tap per word). A word masked with 0x00FF00FF holds
+# two channels' weights in 16-bit lanes, so one MULS by x[k] gives two exact products (each < 2**16); the
+# packed sums wrap, but each upper lane is also summed alone, which gives both exactly. Channels go six at a
+# time (then one block of four, then single rows as in W), so x[k] is loaded once per six multiply-adds:
+# ~3.55 cycles per multiply-accumulate in the unrolled loop, plus ~65 cycles per output channel to
+# requantize (~90 in the limb form), for 4.20 kernel cycles per MAC over the bench's 64-256-256-10 MLP.
 
 import micropython
 from micropython import const
@@ -946,21 +950,55 @@ def satfix(x, handle):
     _satfix(x, handle[0])
 
 
+def weights_layout(W, K, N, out=None):
+    # W (N rows of K bytes) in the order the kernel reads it, into `out` (a new bytearray if None). Rows go
+    # six at a time: for each pair of taps k, k+1 three words (little-endian bytes)
+    #     e[k] e[k+1] f[k] f[k+1],  a[k] b[k] c[k] d[k],  a[k+1] b[k+1] c[k+1] d[k+1]
+    # where a..f are the block's rows (zeros stand for tap K when K is odd: 12 * ((K+1) // 2) bytes per
+    # block). If N % 6 >= 4, the next four rows as one word a[k] b[k] c[k] d[k] per tap (4K bytes); the last
+    # N % 6 % 4 rows as they are. A host that emitted W in this order would spare the device this copy.
+    nb6 = N // 6
+    nb = 1 if N % 6 >= 4 else 0
+    size = 12 * ((K + 1) // 2) * nb6 + K * (N - 6 * nb6)
+    if out is None:
+        out = bytearray(size)
+    o = 0
+    for b in range(nb6):
+        r = 6 * b * K
+        for k in range(0, K, 2):
+            for j in range(6):
+                i = r + j * K + k
+                p = o + 4 + j if j < 4 else o + 2 * (j - 4)
+                q = p + 4 if j < 4 else p + 1  # where tap k+1 goes
+                out[p] = W[i]
+                out[q] = W[i + 1] if k + 1 < K else 0
+            o += 12
+    r = 6 * K * nb6
+    for b in range(nb):
+        for j in range(4):
+            for k in range(K):
+                out[o + 4 * k + j] = W[r + j * K + k]
+        o += 4 * K
+        r += 4 * K
+    for i in range(r, K * N):
+        out[o] = W[i]
+        o += 1
+    return out
+
+
 def prepare_dense(K, N, lo, hi, W, P, E, T):
-    # Once per layer, when the model is built: check the sizes, lay the weights out for the kernel and fill
-    # the header. The handle keeps every buffer the header points to alive.
-    #
-    # Weights: the kernel reads channels four at a time, one word per tap: rows 4b..4b+3 of W (K bytes each)
-    # become K words w[4b][k] | w[4b+1][k] << 8 | w[4b+2][k] << 16 | w[4b+3][k] << 24, in the same 4K bytes;
-    # the last N % 4 rows stay as they are. This prototype builds that layout in a buffer of its own (a copy
-    # of W: K*N bytes more RAM); a module whose host emitted W in this order would need no copy.
-    # P is read as given (satfix may move its c_lo words between calls).
+    # Once per layer, when the model is built: check the sizes, lay the weights out for the kernel (see
+    # weights_layout: this copy of W costs about K*N bytes of RAM) and fill the header. The handle keeps
+    # every buffer the header points to alive. P is read as given on every call (satfix may move its c_lo
+    # words between calls); E is copied with each channel's number replaced by its key.
     if not isinstance(P, array):
         P = array("i", P)
     if not isinstance(E, array):
         E = array("i", E or ())
     if K < 1 or N < 1 or len(W) < K * N or len(P) < 7 * N or len(E) % 3 or not 0 <= lo <= hi <= 255:
         raise ValueError("uquant_thumb.prepare_dense: bad layer")
+    if K > 16512:  # 255 * 255 * K < 2**30: every sum the kernel forms stays a 32-bit int
+        raise ValueError("uquant_thumb.prepare_dense: more than 16512 taps")
     if T is not None and len(T) != 256:
         raise ValueError("uquant_thumb.prepare_dense: the table must have 256 entries")
     for n in range(N):
@@ -969,33 +1007,7 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
             raise ValueError("uquant_thumb.prepare_dense: limb words out of range")
     nb6 = N // 6
     nb = 1 if N % 6 >= 4 else 0
-    K2 = (K + 1) // 2
-    Wk = bytearray(12 * K2 * nb6 + (K * N - 6 * K * nb6))
-    o = 0
-    for b in range(nb6):  # six rows: per pair of taps e e f f, a b c d, a b c d (zeros past K)
-        r = 6 * b * K
-        for k in range(0, K, 2):
-            for j in range(6):
-                i = r + j * K + k
-                if j < 4:
-                    Wk[o + 4 + j] = W[i]
-                    if k + 1 < K:
-                        Wk[o + 8 + j] = W[i + 1]
-                else:
-                    Wk[o + 2 * (j - 4)] = W[i]
-                    if k + 1 < K:
-                        Wk[o + 2 * (j - 4) + 1] = W[i + 1]
-            o += 12
-    r = 6 * K * nb6
-    for b in range(nb):  # four rows: per tap a b c d
-        for j in range(4):
-            for k in range(K):
-                Wk[o + 4 * k + j] = W[r + j * K + k]
-        o += 4 * K
-        r += 4 * K
-    for i in range(r, K * N):  # single rows as they are
-        Wk[o] = W[i]
-        o += 1
+    Wk = weights_layout(W, K, N)
     pa = _addr(P)
     if (_addr(Wk) | pa) & 3:
         raise ValueError("uquant_thumb.prepare_dense: unaligned buffers")
@@ -1006,7 +1018,7 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
             raise ValueError("uquant_thumb.prepare_dense: exceptions must be sorted by channel")
         last = E[i]
         Ex[i] = pa + 28 * (E[i] + 1)
-        Ex[i + 1] = E[i + 1]
+        Ex[i + 1] = E[i + 1] if E[i + 1] >= 0 else -2  # (a clamped a is never negative: such a triple never matches)
         Ex[i + 2] = E[i + 2]
     T = _IDENTITY if T is None else T
     H = array("i", [0] * _HWORDS)

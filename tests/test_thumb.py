@@ -66,6 +66,30 @@ def test_prepare_refuses_bad_layers(tier):
         tier.prepare_dense(2, 3, 9, 8, W, P, [], None)
     with pytest.raises(ValueError, match="256"):
         tier.prepare_dense(2, 3, 0, 255, W, P, [], bytes(255))
+    with pytest.raises(ValueError, match="16512 taps"):
+        tier.prepare_dense(16513, 1, 0, 255, bytes(16513), P[:7], [], None)
+    with pytest.raises(ValueError, match="limb words"):
+        tier.prepare_dense(2, 1, 0, 255, W, [0, 0, 1, 1 << 29, 0, 0, 30], [], None)
+
+
+@pytest.mark.parametrize("K,N", [(1, 1), (1, 6), (2, 7), (3, 4), (5, 10), (7, 11), (8, 12), (9, 17), (4, 5)])
+def test_weights_layout(tier, K, N):
+    # the order the kernel reads W in: blocks of six rows (per pair of taps: e e f f, a b c d, a b c d, zeros
+    # standing for tap K when K is odd), one block of four if N % 6 >= 4 (a b c d per tap), single rows
+    W = np.arange(K * N).reshape(N, K) % 251 + 1
+    got = np.frombuffer(bytes(tier.weights_layout(bytes(W.astype(np.uint8).ravel().tolist()), K, N)), np.uint8)
+    want, n = [], 0
+    Wp = np.pad(W, ((0, 0), (0, 1)))  # tap K reads as 0
+    while N - n >= 6:
+        for k in range(0, K, 2):
+            want += [Wp[n + 4, k], Wp[n + 4, k + 1], Wp[n + 5, k], Wp[n + 5, k + 1]]
+            want += [Wp[n + j, k] for j in range(4)] + [Wp[n + j, k + 1] for j in range(4)]
+        n += 6
+    if N - n >= 4:
+        want += [W[n + j, k] for k in range(K) for j in range(4)]
+        n += 4
+    want += W[n:].ravel().tolist()
+    assert got.tolist() == [int(v) for v in want]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -114,6 +138,9 @@ def test_random_layers_match_the_bytecode_tier(tier):
     rng = np.random.default_rng(4)
     shapes = [(1, 1), (1, 5), (2, 3), (3, 4), (5, 7), (4, 8), (7, 9), (13, 16), (31, 33), (64, 12), (100, 5),
               (257, 6)]
+    # every N % 6 (blocks of six, then four, then single rows) with K odd and even, below and above the
+    # kernel's eight-tap unrolling
+    shapes += [(K, N) for K in (1, 2, 9, 16, 23) for N in (6, 10, 11, 12, 16, 17)]
     shapes += [(int(rng.integers(1, 80)), int(rng.integers(1, 20))) for _ in range(60)]
     exceptions_hit = limbs = 0
     for K, N in shapes:
