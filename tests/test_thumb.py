@@ -282,3 +282,38 @@ def test_satfix_equals_the_bytecode_one(tier, report):
     report(f"asm_thumb satfix = uquant_rt.satfix on 240 inputs; {cycles / pairs:.1f} Cortex-M0+ cycles per listed pair "
            "(emulated, call included)")
 
+
+
+def test_requantization_at_its_limits(tier):
+    # One tap (x = w = 255: the dot product is 65025) and c = 0, so c_lo places a anywhere: at and beyond both ends
+    # of [0, Wn], with words at the limits the host allows (limb form: Wn < 2**28, A < 2**29, 0 <= Dl < 2**30,
+    # |Dh| < 2**29, S up to 60; direct form: Wn*A + |D| < 2**30), against the bytecode tier.
+    rng = np.random.default_rng(9)
+    for trial in range(30):
+        N = int(rng.integers(1, 20))
+        P, E = [], []
+        for n in range(N):
+            if rng.random() < 0.6:
+                Wn = int(rng.choice([1, 2 ** 12, 2 ** 28 - 1, int(rng.integers(1, 2 ** 28))]))
+                A = int(rng.choice([1, 2 ** 29 - 1, int(rng.integers(1, 2 ** 29))]))
+                Dl = int(rng.choice([0, 2 ** 30 - 1, int(rng.integers(0, 2 ** 30))]))
+                Dh = int(rng.choice([-(2 ** 29) + 1, 2 ** 29 - 1, 0, int(rng.integers(-(2 ** 29), 2 ** 29))]))
+                S = int(rng.choice([30, 31, 32, 45, 60, int(rng.integers(30, 61))]))
+            else:
+                S = int(rng.integers(0, 30))
+                Wn = int(rng.integers(1, 2 ** 15))
+                A = int(rng.integers(-(2 ** 30) // Wn // 2, 2 ** 30 // Wn // 2))
+                Dh, Dl = 0, int(rng.integers(-(2 ** 29), 2 ** 29))
+            a = int(rng.choice([-5, 0, 1, Wn - 1, Wn, Wn + 7, int(rng.integers(0, Wn + 1))]))
+            P += [0, 65025 - a, Wn, A, Dh, Dl, S]
+            if rng.random() < 0.3:
+                E += [n, min(max(a, 0), Wn), int(rng.integers(0, 256))]
+        lo = int(rng.integers(0, 40))
+        hi = int(rng.integers(lo, 256))
+        T = rng.integers(0, 256, 256).astype(np.uint8).tobytes() if trial % 2 else None
+        W = b"\xff" * N
+        h = tier.prepare_dense(1, N, lo, hi, W, array("i", P), array("i", E), T)
+        out, want = bytearray(N), bytearray(N)
+        tier.dense(b"\xff", out, h)
+        rt.dense(b"\xff", want, 1, N, lo, hi, W, array("i", P), rt._fixes(E), T)
+        assert out == want, trial
