@@ -56,10 +56,9 @@ _NEXTP = const(19)  # its key (0 when there is none left)
 _CNT = const(20)  # loop counter: blocks or single channels left
 _K4 = const(21)  # K rounded down to a multiple of 4 (the unrolled part of one channel's dot product)
 _KT = const(22)  # K % 4 (its tail)
-_NB6 = const(23)  # N // 6: blocks of six channels (then one block of four if N % 6 >= 4, then single channels)
-_K2E = const(24)  # K rounded down to a multiple of 2
-_KODD = const(25)  # K % 2
-_HWORDS = const(26)
+_NB6 = const(23)  # blocks of six channels (K even only), then _NB blocks of four, then _NR single channels
+_K2E = const(24)  # K rounded down to a multiple of 2 (K itself: blocks of six are for even K)
+_HWORDS = const(25)
 
 # Thumb-1 encodings the inline assembler has no mnemonic for (emitted with data(2, ...)).
 _ADD_R8_R5 = const(0x44A8)  # add r8, r5   (ADD Rdn, Rm: high registers, flags unchanged)
@@ -382,28 +381,6 @@ def _kernel(r0, r1, r2):
     data(2, _LDR_R7_SP4)
     cmp(r0, r7)
     bcc(p2)
-    data(2, _LDR_R7_SP8)
-    ldr(r7, [r7, 4 * _KODD])
-    cmp(r7, 0)
-    beq(p_end)
-    data(2, _LDM_R1_R2_R5_R6)  # the last tap (K odd): e, f; a-d; zeros
-    ldrb(r4, [r0, 0])  # x[k+0]
-    lsr(r7, r5, 8)
-    and_(r7, r3)
-    and_(r5, r3)
-    mul(r5, r4)
-    mul(r7, r4)
-    data(2, _ADD_R8_R5)
-    data(2, _ADD_R9_R7)
-    lsr(r5, r5, 16)
-    lsr(r7, r7, 16)
-    data(2, _ADD_R10_R5)
-    data(2, _ADD_R11_R7)
-    and_(r2, r3)  # e, f
-    mul(r2, r4)
-    data(2, _ADD_R12_R2)
-    lsr(r2, r2, 16)
-    data(2, _ADD_LR_R2)
     label(p_end)
     pop({r5, r6, r7})  # r7 = header
     str(r1, [r7, 4 * _WCUR])  # the next block's weights
@@ -950,18 +927,24 @@ def satfix(x, handle):
     _satfix(x, handle[0])
 
 
+def _blocks(K, N):
+    # (blocks of six channels, blocks of four, single rows) of a layer: six only when K is even, so that every
+    # block is a whole number of words and the layout is exactly K*N bytes
+    nb6 = N // 6 if K % 2 == 0 else 0
+    nb4 = (N - 6 * nb6) // 4
+    return nb6, nb4, N - 6 * nb6 - 4 * nb4
+
+
 def weights_layout(W, K, N, out=None):
-    # W (N rows of K bytes) in the order the kernel reads it, into `out` (a new bytearray if None). Rows go
-    # six at a time: for each pair of taps k, k+1 three words (little-endian bytes)
+    # W (N rows of K bytes) in the order the kernel reads it: K*N bytes, into `out` (a new bytearray if None).
+    # When K is even, rows go six at a time: for each pair of taps k, k+1 three words (little-endian bytes)
     #     e[k] e[k+1] f[k] f[k+1],  a[k] b[k] c[k] d[k],  a[k+1] b[k+1] c[k+1] d[k+1]
-    # where a..f are the block's rows (zeros stand for tap K when K is odd: 12 * ((K+1) // 2) bytes per
-    # block). If N % 6 >= 4, the next four rows as one word a[k] b[k] c[k] d[k] per tap (4K bytes); the last
-    # N % 6 % 4 rows as they are. A host that emitted W in this order would spare the device this copy.
-    nb6 = N // 6
-    nb = 1 if N % 6 >= 4 else 0
-    size = 12 * ((K + 1) // 2) * nb6 + K * (N - 6 * nb6)
+    # where a..f are the block's rows. The rows left (all of them when K is odd) go four at a time, one word
+    # a[k] b[k] c[k] d[k] per tap; the last N % 4 of those stay as they are. A host that emitted W in this
+    # order would spare the device the copy prepare_dense makes (see its `layout` argument).
+    nb6, nb4, _ = _blocks(K, N)
     if out is None:
-        out = bytearray(size)
+        out = bytearray(K * N)
     o = 0
     for b in range(nb6):
         r = 6 * b * K
@@ -969,21 +952,31 @@ def weights_layout(W, K, N, out=None):
             for j in range(6):
                 i = r + j * K + k
                 p = o + 4 + j if j < 4 else o + 2 * (j - 4)
-                q = p + 4 if j < 4 else p + 1  # where tap k+1 goes
                 out[p] = W[i]
-                out[q] = W[i + 1] if k + 1 < K else 0
+                out[p + 4 if j < 4 else p + 1] = W[i + 1]
             o += 12
-    r = 6 * K * nb6
-    for b in range(nb):
+    for b in range(nb4):
         for j in range(4):
             for k in range(K):
-                out[o + 4 * k + j] = W[r + j * K + k]
+                out[o + 4 * k + j] = W[o + j * K + k]
         o += 4 * K
-        r += 4 * K
-    for i in range(r, K * N):
-        out[o] = W[i]
-        o += 1
+    for i in range(o, K * N):
+        out[i] = W[i]
     return out
+
+
+def weight_at(W, K, N, n, k):
+    # Row n, tap k of W stored in the kernel's order (weights_layout): W[n*K + k] of the plain order.
+    nb6, nb4, _ = _blocks(K, N)
+    if n < 6 * nb6:
+        b, j = divmod(n, 6)
+        o = 6 * K * b + 12 * (k // 2)
+        return W[o + 4 + j + 4 * (k % 2)] if j < 4 else W[o + 2 * (j - 4) + k % 2]
+    n -= 6 * nb6
+    o = 6 * K * nb6
+    if n < 4 * nb4:
+        return W[o + 4 * K * (n // 4) + 4 * k + n % 4]
+    return W[o + K * n + k]
 
 
 def prepare_dense(K, N, lo, hi, W, P, E, T):
@@ -1005,8 +998,7 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
         p = 7 * n
         if P[p + 6] >= 30 and not (0 <= P[p + 2] < 1 << 28 and 0 <= P[p + 3] < 1 << 29 and 0 <= P[p + 5] < 1 << 30):
             raise ValueError("uquant_thumb.prepare_dense: limb words out of range")
-    nb6 = N // 6
-    nb = 1 if N % 6 >= 4 else 0
+    nb6, nb, nr = _blocks(K, N)
     Wk = weights_layout(W, K, N)
     pa = _addr(P)
     if (_addr(Wk) | pa) & 3:
@@ -1033,10 +1025,9 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
     H[_K8] = K - K % 8
     H[_K8T] = K % 8
     H[_NB] = nb
-    H[_NR] = N % 6 - 4 * nb
+    H[_NR] = nr
     H[_NB6] = nb6
     H[_K2E] = K - K % 2
-    H[_KODD] = K % 2
     H[_MASK] = 0xFF | 0xFF << 16
     H[_K4] = K - K % 4
     H[_KT] = K % 4
