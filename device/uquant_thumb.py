@@ -23,9 +23,10 @@
 # of weights_layout() (bytes of several channels at one tap per word). A word masked with 0x00FF00FF holds
 # two channels' weights in 16-bit lanes, so one MULS by x[k] gives two exact products (each < 2**16); the
 # packed sums wrap, but each upper lane is also summed alone, which gives both exactly. Channels go six at a
-# time (then one block of four, then single rows as in W), so x[k] is loaded once per six multiply-adds:
-# ~3.55 cycles per multiply-accumulate in the unrolled loop, plus ~65 cycles per output channel to
-# requantize (~90 in the limb form), for 4.20 kernel cycles per MAC over the bench's 64-256-256-10 MLP.
+# time when K is even (then blocks of four, then single rows as in W), so x[k] is loaded once per six
+# multiply-adds: 3.56 cycles per multiply-accumulate in the unrolled loop (3.75 in blocks of four), plus
+# 75-100 cycles per output channel for requantization, exceptions and block bookkeeping (the bench MLP's
+# channels use the limb form): 4.20 kernel cycles per MAC over the bench's 64-256-256-10 MLP.
 
 import micropython
 from micropython import const
@@ -815,9 +816,10 @@ def _kernel(r0, r1, r2):
 
 @micropython.asm_thumb
 def _satfix(r0, r1):
-    # uquant_rt.satfix: r0 = x, r1 = header (array 'i': K, then the addresses of W, P, S, len(S), the address
-    # of B). For each channel listed in S (u16 n, count, taps k), c_lo = B[m] + what saturating each pair
-    # (x[k]*w[k] + x[k+1]*w[k+1] beyond int16) takes off, stored in P[7n + 1]. Returns 0.
+    # uquant_rt.satfix: r0 = x, r1 = header (array 'i': K, then the addresses of G, P, S, len(S), the address
+    # of B; G holds the weights w[k], w[k+1] of every listed pair, in the order of S). For each channel listed
+    # in S (u16 n, count, taps k), c_lo = B[m] + what saturating each pair (x[k]*w[k] + x[k+1]*w[k+1] beyond
+    # int16) takes off, stored in P[7n + 1]. Returns 0.
     mov(r2, r8)
     mov(r3, r9)
     mov(r4, r10)
@@ -832,6 +834,7 @@ def _satfix(r0, r1):
     mov(r8, r3)  # r8 = end of S
     ldr(r3, [r1, 20])
     mov(r10, r3)  # r10 = cursor in B
+    ldr(r5, [r1, 4])  # r5 = cursor in G
     label(chan)
     mov(r3, r8)
     cmp(r2, r3)
@@ -849,11 +852,6 @@ def _satfix(r0, r1):
     add(r4, r4, r2)
     mov(r11, r4)  # r11 = end of the channel's taps
     mov(r7, r9)
-    ldr(r3, [r7, 0])
-    mov(r4, r1)
-    mul(r4, r3)
-    ldr(r3, [r7, 4])
-    add(r5, r3, r4)  # r5 = row n of W
     mov(r4, 28)
     mul(r4, r1)
     ldr(r3, [r7, 8])
@@ -871,16 +869,16 @@ def _satfix(r0, r1):
     lsl(r3, r3, 8)
     orr(r1, r3)  # r1 = k
     add(r2, 2)
-    add(r3, r5, r1)  # r3 = &w[k] (offset binary)
     add(r1, r0, r1)  # r1 = &x[k]
-    ldrb(r4, [r3, 0])
+    ldrb(r4, [r5, 0])  # w[k] (offset binary)
     sub(r4, 128)
     ldrb(r7, [r1, 0])
     mul(r4, r7)
-    ldrb(r3, [r3, 1])
+    ldrb(r3, [r5, 1])
     sub(r3, 128)
     ldrb(r7, [r1, 1])
     mul(r3, r7)
+    add(r5, 2)
     add(r4, r4, r3)  # r4 = the pair's exact sum
     asr(r3, r4, 15)
     add(r3, 1)
@@ -915,11 +913,30 @@ def _satfix(r0, r1):
     mov(r0, 0)
 
 
-def prepare_satfix(W, K, P, S, B):
+def prepare_satfix(W, K, P, S, B, layout=False):
     # Handle for satfix(): the arguments of uquant_rt.satfix after x (P and B arrays of 32-bit ints, checked there).
+    # The weights of the listed pairs are copied out of W (2 bytes per pair), so satfix never reads W itself;
+    # layout=True: W is in the kernel's order (weights_layout).
     if not isinstance(P, array) or not isinstance(B, array) or len(S) % 2:
         raise ValueError("uquant_thumb.prepare_satfix: bad arguments")
-    return (array("i", (K, _addr(W), _addr(P), _addr(S), len(S), _addr(B))), W, P, S, B)
+    N = len(P) // 7
+    G = bytearray(len(S))  # at most 2 bytes per tap listed
+    j = g = 0
+    while j + 4 <= len(S):
+        n = S[j] | S[j + 1] << 8
+        c = S[j + 2] | S[j + 3] << 8
+        j += 4
+        for _ in range(c):
+            k = S[j] | S[j + 1] << 8
+            j += 2
+            if layout:
+                G[g] = weight_at(W, K, N, n, k)
+                G[g + 1] = weight_at(W, K, N, n, k + 1)
+            else:
+                G[g] = W[n * K + k]
+                G[g + 1] = W[n * K + k + 1]
+            g += 2
+    return (array("i", (K, _addr(G), _addr(P), _addr(S), len(S), _addr(B))), G, P, S, B)
 
 
 def satfix(x, handle):
@@ -979,10 +996,10 @@ def weight_at(W, K, N, n, k):
     return W[o + K * n + k]
 
 
-def prepare_dense(K, N, lo, hi, W, P, E, T):
+def prepare_dense(K, N, lo, hi, W, P, E, T, layout=False):
     # Once per layer, when the model is built: check the sizes, lay the weights out for the kernel (see
-    # weights_layout: this copy of W costs about K*N bytes of RAM) and fill the header. The handle keeps
-    # every buffer the header points to alive. P is read as given on every call (satfix may move its c_lo
+    # weights_layout: this copy of W costs K*N bytes of RAM; layout=True: W is already in that order, and
+    # word-aligned) and fill the header. The handle keeps every buffer the header points to alive. P is read as given on every call (satfix may move its c_lo
     # words between calls); E is copied with each channel's number replaced by its key.
     if not isinstance(P, array):
         P = array("i", P)
@@ -999,7 +1016,7 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
         if P[p + 6] >= 30 and not (0 <= P[p + 2] < 1 << 28 and 0 <= P[p + 3] < 1 << 29 and 0 <= P[p + 5] < 1 << 30):
             raise ValueError("uquant_thumb.prepare_dense: limb words out of range")
     nb6, nb, nr = _blocks(K, N)
-    Wk = weights_layout(W, K, N)
+    Wk = W if layout else weights_layout(W, K, N)
     pa = _addr(P)
     if (_addr(Wk) | pa) & 3:
         raise ValueError("uquant_thumb.prepare_dense: unaligned buffers")
