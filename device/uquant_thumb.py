@@ -1017,6 +1017,8 @@ def prepare_dense(K, N, lo, hi, W, P, E, T, layout=False):
             raise ValueError("uquant_thumb.prepare_dense: limb words out of range")
     nb6, nb, nr = _blocks(K, N)
     Wk = W if layout else weights_layout(W, K, N)
+    if _addr(Wk) & 3:  # LDM needs words: a bytes constant may sit anywhere (a bytearray's data is aligned)
+        Wk = bytearray(Wk)
     pa = _addr(P)
     if (_addr(Wk) | pa) & 3:
         raise ValueError("uquant_thumb.prepare_dense: unaligned buffers")
