@@ -32,20 +32,20 @@ import micropython
 from micropython import const
 from array import array
 
-# The header (array 'i', one per layer) the kernel reads, by word index. Words 0-12 and 21-22 are set by
+# The header (array 'i', one per layer) the kernel reads, by word index. Words 0-12 and 21-24 are set by
 # prepare_dense; words 13-20 are the kernel's own working state (cursors), rewritten on every call.
 _LO = const(0)  # output clip: y - lo is kept within [0, RANGE] (LO, RANGE and TL are read together)
 _RANGE = const(1)  # hi - lo
 _TL = const(2)  # address of T[lo] (T: the code table, or the identity)
 _K = const(3)  # taps per channel
 _N = const(4)  # channels
-_W = const(5)  # address of the weights in the kernel's layout (see prepare_dense)
+_W = const(5)  # address of the weights in the kernel's order (see weights_layout)
 _P = const(6)  # address of P (7 words per channel: c, c_lo, Wn, A, Dh, Dl, S)
 _E = const(7)  # address of the exceptions: triples (key, a, code), key = address just past the channel's P words
-_K8 = const(8)  # K rounded down to a multiple of 8 (the unrolled part for blocks of four channels)
+_K8 = const(8)  # K rounded down to a multiple of 8 (the unrolled part of the blocks' dot products)
 _K8T = const(9)  # K % 8 (its tail)
-_NB = const(10)  # N // 4: blocks of four channels
-_NR = const(11)  # N % 4: channels left for the one-channel loop
+_NB = const(10)  # blocks of four channels (after the blocks of six)
+_NR = const(11)  # channels left for the one-channel loop
 _MASK = const(12)  # 0x00FF00FF
 _XB = const(13)  # working state: address of x
 _SX = const(14)  # sum of x[0:K]
