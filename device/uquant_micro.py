@@ -12,7 +12,7 @@
 
 from array import array
 
-VERSION = 4  # modules for older versions (words as tuples) must be re-generated: no room here for both forms
+VERSION = 5  # modules for older versions must be re-generated: no room here for older forms
 
 
 class CorruptModel(ValueError):
@@ -128,8 +128,8 @@ def _layers(name, b, nodes):
         if s[0] != "dense":
             raise CorruptModel("%s: %r layers need uquant_rt.py" % (name, s[0]))
         src, dst, K, N, lo, hi, W, P, F, T = s[1:11]
-        S = s[11] if len(s) > 11 else None  # saturating pairs (uquant_rt.satfix)
-        if (not -1 <= src < len(b) or len(W) != K * N or len(P) != 28 * N or len(b[dst]) < N
+        S = s[11] if len(s) > 11 else None  # saturating pairs (uquant_rt.satfix); s[12]: W in a board's order
+        if (len(s) > 12 or not -1 <= src < len(b) or len(W) != K * N or len(P) != 28 * N or len(b[dst]) < N
                 or (T is not None and len(T) != 256) or (S and len(S) % 2)):
             raise CorruptModel("dense: sizes do not match its data")
         layers.append((None if src < 0 else b[src], b[dst], K, N, lo, hi, W, P, F, T, S))

@@ -19,7 +19,8 @@ try:
 except ImportError:  # some ports lack binascii.crc32: same result, slower (only used at import)
     _crc32 = None
 
-VERSION = 4  # modules made for versions 2 (no platform, no saturating pairs) and 3 (tuples of words) still load
+VERSION = 5  # modules made for versions 2 (no platform, no saturating pairs), 3 (tuples of words) and 4 (dense
+# weights only in rows) still load
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
 # none of them provides runs on the bytecode kernels below. uquant_dsp (asm_thumb with SMLAD) only imports on
@@ -78,14 +79,15 @@ def fast_kernel(modules, op):
 
 def fast_prepare(modules, op, args):
     # The first module of the tier whose prepare_<op>(*args) takes the layer (it returns a handle, or None to
-    # let the next module try, e.g. a conv form it lacks): (its op, the handle), or (None, None) for bytecode.
+    # let the next module try, e.g. a conv form it lacks): (its op, the handle, the module), or (None, None, None)
+    # for bytecode.
     for name in modules:
         m = _kernel_module(name)
         if m is not None and hasattr(m, op):
             h = getattr(m, "prepare_" + op)(*args)
             if h is not None:
-                return getattr(m, op), h
-    return None, None
+                return getattr(m, op), h, m
+    return None, None, None
 
 
 class CorruptModel(ValueError):
@@ -250,6 +252,44 @@ def sat_channels(S, N, K, P):
     if j != len(S):
         raise CorruptModel("dense: bad saturating pairs")
     return array("i", B)
+
+
+def thumb_index(K, N, n, k):
+    # Where row n, tap k of a dense layer's W (N rows of K bytes) sits in uquant_thumb's order, which lets its
+    # kernel read one word for the weights of several channels at one tap. When K is even, rows go six at a
+    # time: for each pair of taps k, k+1 three words (little-endian bytes)
+    #     e[k] e[k+1] f[k] f[k+1],  a[k] b[k] c[k] d[k],  a[k+1] b[k+1] c[k+1] d[k+1]
+    # for the block's rows a..f. The rows left (all of them when K is odd) go four at a time, one word
+    # a[k] b[k] c[k] d[k] per tap; the last N % 4 stay plain rows. Exactly K*N bytes.
+    nb6 = N // 6 if K % 2 == 0 else 0
+    if n < 6 * nb6:
+        b = n // 6
+        j = n - 6 * b
+        o = 6 * K * b + 12 * (k >> 1)
+        return o + 4 + j + 4 * (k & 1) if j < 4 else o + 2 * (j - 4) + (k & 1)
+    n -= 6 * nb6
+    o = 6 * K * nb6
+    if n < 4 * ((N - 6 * nb6) // 4):
+        return o + 4 * K * (n >> 2) + 4 * k + (n & 3)
+    return o + K * n + k
+
+
+def relay(W, K, N, layout, to):
+    # W (a dense layer's weights in `layout` order: None for plain rows, "thumb" for thumb_index) as a new
+    # bytearray in `to` order. Costs K*N bytes: the module should hold W in the order the board's kernel reads.
+    if layout == to or (layout is not None and to is not None):
+        raise ValueError("relay: from %r to %r" % (layout, to))
+    out = bytearray(K * N)
+    i = 0
+    for n in range(N):
+        for k in range(K):
+            j = thumb_index(K, N, n, k)
+            if to is None:
+                out[i] = W[j]
+            else:
+                out[j] = W[i]
+            i += 1
+    return out
 
 
 def dense(x, out, K, N, lo, hi, W, P, F, T):
@@ -451,6 +491,7 @@ class Node:
         self.kind = kind
         self.fast = None  # a faster tier's kernel for this node: fast(src, out, handle)
         self.handle = None
+        self.kmod = None  # the kernel module fast comes from
         self.sat = None  # saturating pairs: satfix(src, *sat) before the layer (or a faster tier's satfix(src, sat))
         self.satfix = None
         srcs = spec[1] if isinstance(spec[1], tuple) else (spec[1],)
@@ -465,16 +506,24 @@ class Node:
             K, N, lo, hi, W, P, F, T = a[:8]
             P, F = as_words(P), as_words(F)
             S = a[8] if len(a) > 8 else None  # saturating pairs (platforms without VNNI), see satfix
-            if len(W) != K * N or len(P) != 28 * N or (T is not None and len(T) != 256) or len(self.out) < N:
+            L = a[9] if len(a) > 9 else None  # W's order: None (rows) or "thumb" (thumb_index)
+            if (len(W) != K * N or len(P) != 28 * N or (T is not None and len(T) != 256) or len(self.out) < N
+                    or L not in (None, "thumb")):
                 raise CorruptModel("dense: sizes do not match its data")
+            m = fast_kernel(modules, "dense")
+            want = getattr(m, "DENSE_LAYOUT", None)
+            if L != want:  # the module was laid out for another board: the kernel gets a copy in its order
+                W, L = relay(W, K, N, L, want), want
             if S:  # satfix moves c_lo words in P per input, before the kernels read them: a writable copy
                 P = bytearray(P)
                 self.sat = (W, K, P, S, sat_channels(S, N, K, P))
-                m = fast_kernel(modules, "satfix")
-                if m is not None:
-                    self.satfix, self.sat = m.satfix, m.prepare_satfix(*self.sat)
-            self.fast, self.handle = fast_prepare(modules, "dense", (K, N, lo, hi, W, P, F or b"", T))
-            if self.fast is None:
+                ms = fast_kernel(modules, "satfix")
+                if ms is not None:
+                    self.satfix = ms.satfix
+                    self.sat = ms.prepare_satfix(*self.sat) if L is None else ms.prepare_satfix(*self.sat, thumb_index)
+            if m is not None:
+                self.fast, self.handle, self.kmod = m.dense, m.prepare_dense(K, N, lo, hi, W, P, F or b"", T), m
+            else:
                 self.args = (K, N, lo, hi, W, P, _fixes(F), T)
         elif kind == "conv":
             g, xzp, lo, hi, W, P, F, T = a
@@ -484,14 +533,14 @@ class Node:
             N, kk = g[3], g[0] // g[12] * g[4] * g[5]
             if len(W) != N * kk or len(P) != 28 * N or len(self.out) < N * g[13] * g[14]:
                 raise CorruptModel("conv: sizes do not match its data")
-            self.fast, self.handle = fast_prepare(modules, "conv", (g, xzp, lo, hi, W, P, F or b"", T))
+            self.fast, self.handle, self.kmod = fast_prepare(modules, "conv", (g, xzp, lo, hi, W, P, F or b"", T))
             if self.fast is None:
                 self.args = (g, xzp, lo, hi, W, P, _fixes(F), T, bytearray(kk))
         elif kind == "maxpool":
             g = a[0]
             if len(g) != 13 or len(self.out) < g[0] * g[11] * g[12]:
                 raise CorruptModel("maxpool: sizes do not match its data")
-            self.fast, self.handle = fast_prepare(modules, "maxpool", (g,))
+            self.fast, self.handle, self.kmod = fast_prepare(modules, "maxpool", (g,))
             self.args = (g,)
         elif kind == "avgpool":
             g, R, Q, cls, lo, hi, P, F = a
@@ -499,7 +548,7 @@ class Node:
             if (len(g) != 8 or len(R) != 2 * g[3] or len(Q) != 2 * g[4] or len(cls) != g[3] * g[4]
                     or len(P) != 24 * g[7] * (2 if g[6] else 1) or len(self.out) < g[0] * g[3] * g[4]):
                 raise CorruptModel("avgpool: sizes do not match its data")
-            self.fast, self.handle = fast_prepare(modules, "avgpool", (g, R, Q, cls, lo, hi, P, F or b""))
+            self.fast, self.handle, self.kmod = fast_prepare(modules, "avgpool", (g, R, Q, cls, lo, hi, P, F or b""))
             self.args = (g, R, Q, cls, P, _fixes(F), lo, hi)
         elif kind == "add":
             n_vec, n, lo, hi, Pv, Fv, Pt, Ft, C, HW = a
@@ -513,7 +562,7 @@ class Node:
                     or (C and C * HW != n)):
                 raise CorruptModel("table: sizes do not match its data")
             self.args = (n, T, n_vec, Tt if Tt is not None else T, simd_cuts(n_vec, n, C, HW), HW)
-            self.fast, self.handle = fast_prepare(modules, "table", self.args)
+            self.fast, self.handle, self.kmod = fast_prepare(modules, "table", self.args)
         elif kind == "mul":
             n, za, zb, lo, hi, words, F = a
             if len(self.srcs) != 2 or len(words) != 6 or len(self.out) < n:
@@ -659,7 +708,7 @@ class Model:
         # scales: the module's constants, checked with the rest: INPUT_SCALE_BITS, INPUT_ZERO_POINT,
         # OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT and (version 3) PLATFORM, the name of the platform whose torch
         # bytes the module reproduces (uquant.platforms).
-        if version not in (2, 3, VERSION):
+        if version not in (2, 3, 4, VERSION):
             raise CorruptModel("%s: made for runtime version %d, this is uquant_rt version %d" % (name, version, VERSION))
         if spec_crc(name, inp, bufs, nodes, out, scales) != crc:
             raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)
@@ -682,10 +731,20 @@ class Model:
 
     def link(self):
         # What run() calls, one call per layer: a faster tier's kernel directly (f(src, out, handle)) where the
-        # layer has one and no saturating pairs, else the node itself. Each Python line around the kernels costs
-        # a board more than a thousand cycles. (Call again after replacing a node's kernel.)
-        self.calls = [(n.fast, n.src, n.out, n.handle) if n.fast is not None and n.sat is None
-                      else (n.call, None, None, None) for n in self.layers]
+        # layer has one and no saturating pairs, else the node itself; the machine code itself where the kernel
+        # module offers it (direct(op, handle) -> (f, arg), f(src, out, arg)): each Python line around the
+        # kernels, a wrapper's too, costs a board more than a thousand cycles. (Call again after replacing a
+        # node's kernel.)
+        calls = []
+        for n in self.layers:
+            if n.fast is None or n.sat is not None:
+                calls.append((n.call, None, None, None))
+                continue
+            d = getattr(n.kmod, "direct", None)
+            d = d(n.kind, n.handle) if d is not None and getattr(n.kmod, n.kind, None) is n.fast else None
+            f, h = d if d is not None else (n.fast, n.handle)
+            calls.append((f, n.src, n.out, h))
+        self.calls = calls
 
     def exports(self):
         # What the generated module defines, in one statement: run, predict and its constants (see __init__).

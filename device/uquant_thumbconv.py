@@ -1805,3 +1805,9 @@ def table(x, out, handle):
     if len(x) < handle[3] or len(out) < handle[3]:
         raise ValueError("uquant_thumbconv.table: buffer too small")
     _lut(x, out, handle[0])
+
+
+def direct(op, handle):
+    # (machine code, its argument) for uquant_rt.Model.link to call without the wrappers above: a layer the
+    # model built, whose buffer sizes it checked
+    return (_run, handle[0]) if op == "conv" or op == "maxpool" or op == "avgpool" else None

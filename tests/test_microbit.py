@@ -106,6 +106,12 @@ def test_micro_runtime_saturates_as_uquant_rt(engine, seed):
     assert np.array_equal(got, c.run_codes(codes))
 
 
+def test_micro_runtime_refuses_weights_laid_out_for_another_board():
+    c = uquant.convert(seed_state_dict(), relu="hidden", engine="x86")
+    with pytest.raises(Exception, match="sizes do not match"):
+        load_micro(codegen.generate(c.plan, "seed_q", layout="thumb"))
+
+
 def load_micro(source: str):
     """A generated module under CPython with device/uquant_micro.py as its uquant_rt."""
     spec = importlib.util.spec_from_file_location("uquant_micro", MICRO)

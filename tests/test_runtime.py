@@ -199,6 +199,32 @@ def test_random_models_match_torch_in_every_layer(random_cases):
             assert np.array_equal(g, t), f"{case.name}: layer {i} differs"
 
 
+def test_a_module_laid_out_for_another_board_runs_the_same(random_cases):
+    # dense weights in uquant_thumb's order (convert --board pico) on the bytecode kernels: copied back into rows
+    # when the model is built, same bytes on every input; the layout is part of the checksum
+    for case in random_cases:
+        src = codegen.generate(case.converted.plan, "laid_q", layout="thumb")
+        assert src.count("'thumb',") == sum(s.kind == "dense" for s in case.converted.plan.steps)
+        module = load_source(src, "laid_q")
+        got = np.array([list(module.run(bytes(r))) for r in case.codes.astype(np.uint8)], np.int64)
+        assert np.array_equal(got, case.torch_layers[-1]), case.name
+        with pytest.raises(rt.CorruptModel, match="checksum"):
+            load_source(src.replace("'thumb',", "None,", 1), "laid_q")
+    with pytest.raises(ValueError, match="unknown weight layout"):
+        codegen.generate(random_cases[0].converted.plan, "laid_q", layout="dsp")
+    from uquant.bench import small_cnn  # convs keep their order: only dense weights are laid out
+    with torch_engine("fbgemm"):
+        c = uquant.convert(small_cnn()[0], engine="fbgemm", input_shape=(1, 8, 8))
+    codes = random_codes(np.random.default_rng(0), 50, c.plan.n_in).astype(np.uint8)
+    laid = load_source(codegen.generate(c.plan, "cnn_q", layout="thumb"), "cnn_q")
+    assert [list(laid.run(bytes(r))) for r in codes] == [list(c.device_module.run(bytes(r))) for r in codes]
+
+
+def test_version_4_modules_still_load(seed_cases):
+    src = seed_cases["x86"].converted.source.replace(f"\n    version={rt.VERSION},\n", "\n    version=4,\n")
+    assert bytes(load_source(src).run([0, 192])) == bytes(seed_cases["x86"].module.run([0, 192]))
+
+
 def test_exception_inputs_hit_the_exceptions(random_cases):
     """The constructed inputs really take the exception path: the plain formula would be wrong there."""
     hit = 0

@@ -66,6 +66,32 @@ def test_prepare_refuses_bad_layers(tier):
         tier.prepare_dense(2, 3, 9, 8, W, P, [], None)
     with pytest.raises(ValueError, match="256"):
         tier.prepare_dense(2, 3, 0, 255, W, P, [], bytes(255))
+    with pytest.raises(ValueError, match="16512 taps"):
+        tier.prepare_dense(16513, 1, 0, 255, bytes(16513), P[:7], [], None)
+    with pytest.raises(ValueError, match="limb words"):
+        tier.prepare_dense(2, 1, 0, 255, W, [0, 0, 1, 1 << 29, 0, 0, 30], [], None)
+
+
+@pytest.mark.parametrize("K,N", [(1, 1), (1, 6), (2, 7), (3, 4), (5, 10), (7, 13), (8, 12), (9, 17), (4, 5), (6, 23)])
+def test_weights_layout(tier, K, N):
+    # the order the kernel reads W in (K*N bytes): for even K blocks of six rows (per pair of taps: e e f f,
+    # a b c d, a b c d), then blocks of four (a b c d per tap), then the last N % 4 rows as they are
+    W = np.arange(K * N).reshape(N, K) % 251 + 1
+    Wb = bytes(W.astype(np.uint8).ravel().tolist())
+    got = rt.relay(Wb, K, N, None, "thumb")
+    want, n = [], 0
+    while K % 2 == 0 and N - n >= 6:
+        for k in range(0, K, 2):
+            want += [W[n + 4, k], W[n + 4, k + 1], W[n + 5, k], W[n + 5, k + 1]]
+            want += [W[n + j, k] for j in range(4)] + [W[n + j, k + 1] for j in range(4)]
+        n += 6
+    while N - n >= 4:
+        want += [W[n + j, k] for k in range(K) for j in range(4)]
+        n += 4
+    want += W[n:].ravel().tolist()
+    assert list(got) == [int(v) for v in want]
+    assert all(got[rt.thumb_index(K, N, n, k)] == W[n, k] for n in range(N) for k in range(K))
+    assert rt.relay(got, K, N, "thumb", None) == Wb
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -114,14 +140,21 @@ def test_random_layers_match_the_bytecode_tier(tier):
     rng = np.random.default_rng(4)
     shapes = [(1, 1), (1, 5), (2, 3), (3, 4), (5, 7), (4, 8), (7, 9), (13, 16), (31, 33), (64, 12), (100, 5),
               (257, 6)]
+    # every N % 6 (blocks of six, then four, then single rows) with K odd and even, below and above the
+    # kernel's eight-tap unrolling
+    shapes += [(K, N) for K in (1, 2, 9, 16, 23) for N in (6, 10, 11, 12, 16, 17)]
     shapes += [(int(rng.integers(1, 80)), int(rng.integers(1, 20))) for _ in range(60)]
     exceptions_hit = limbs = 0
-    for K, N in shapes:
+    for i, (K, N) in enumerate(shapes):
         xs = rng.integers(0, 256, (3, K))
         xs[1, : K // 2] = 0  # some sparse and saturated inputs
         xs[2, K // 3:] = 255
         W, P, E, lo, hi, T = random_layer(rng, K, N, xs)
-        h = tier.prepare_dense(K, N, lo, hi, W, array("i", P), array("i", E), T)
+        Wt = rt.relay(W, K, N, None, "thumb")  # the kernel's order
+        if i % 2:  # the words and exceptions as a module holds them (int32 bytes), or as arrays
+            h = tier.prepare_dense(K, N, lo, hi, bytes(Wt), rt.as_words(P), rt.as_words(E) or b"", T)
+        else:
+            h = tier.prepare_dense(K, N, lo, hi, Wt, array("i", P), array("i", E), T)
         for x in xs:
             xb = bytes(x.astype(np.uint8).tolist()) + b"\x07"  # x may be longer than K
             out = bytearray(b"\xaa" * (N + 2))
@@ -142,7 +175,7 @@ def test_block_counts_equal_instruction_counts():
         xs = rng.integers(0, 256, (2, K))
         W, P, E, lo, hi, T = random_layer(rng, K, N, xs)
         for t in (fast, exact):
-            h = t.prepare_dense(K, N, lo, hi, W, array("i", P), array("i", E), T)
+            h = t.prepare_dense(K, N, lo, hi, rt.relay(W, K, N, None, "thumb"), array("i", P), array("i", E), T)
             t.stats.reset()
             for x in xs:
                 t.dense(bytes(x.astype(np.uint8).tolist()), bytearray(N), h)
@@ -159,8 +192,9 @@ def emulated_layers(tier, steps: list[DenseStep], codes: np.ndarray, cycles: lis
     for s in steps:
         P = bytearray(rt.as_words(s.words))  # with saturating pairs, satfix moves its c_lo words before each call
         S = codegen.sat_pairs_bytes(s.sat_pairs) if s.sat_pairs else None
-        sats.append(S and tier.prepare_satfix(s.weights, s.K, P, S, rt.sat_channels(S, s.N, s.K, P)))
-        handles.append(tier.prepare_dense(s.K, s.N, s.lo, s.hi, s.weights, P, s.fixes, s.table))
+        W = bytes(rt.relay(s.weights, s.K, s.N, None, "thumb"))  # as `convert --board pico` emits it
+        sats.append(S and tier.prepare_satfix(W, s.K, P, S, rt.sat_channels(S, s.N, s.K, P), rt.thumb_index))
+        handles.append(tier.prepare_dense(s.K, s.N, s.lo, s.hi, W, P, s.fixes, s.table))
     out = [np.zeros((len(codes), s.N), np.int64) for s in steps]
     spent = [0] * len(steps)
     for j, row in enumerate(codes):
@@ -211,8 +245,11 @@ def test_mlp_through_the_runtime(monkeypatch, report):
     monkeypatch.setattr(rt, "TIER", "thumb")
     monkeypatch.setitem(rt._kernel_modules, "uquant_thumb", tier)
     monkeypatch.setitem(rt._kernel_modules, "uquant_viper", None)
-    module = load_source(conv.source, "mlp_thumb")
+    plain = load_source(conv.source, "mlp_rows")  # rows: the kernel gets a copy of W in its order
+    module = load_source(conv.for_board("pico").source, "mlp_thumb")  # laid out for pico: W read in place
     assert module.model.tier == "thumb" and all(n.fast is not None for n in module.model.layers)
+    assert all(type(n.handle[1]) is bytes for n in module.model.layers)  # the module's own constant
+    assert all(type(n.handle[1]) is bytearray for n in plain.model.layers)
     codes = quantize_input(x[:8].numpy(), conv.plan.input)
     tier.stats.reset()
     got = np.array([list(module.run(bytes(int(v) for v in row))) for row in codes], np.int64)
@@ -246,7 +283,11 @@ def test_satfix_equals_the_bytecode_one(tier, report):
                       rng.integers(0, 256, K).astype(np.uint8).tolist())
             want, got = bytearray(rt.as_words(words)), bytearray(rt.as_words(words))
             rt.satfix(x, W, K, want, S, rt.sat_channels(S, N, K, want))
-            h = tier.prepare_satfix(W, K, got, S, rt.sat_channels(S, N, K, got))
+            if trial % 3:
+                h = tier.prepare_satfix(W, K, got, S, rt.sat_channels(S, N, K, got))
+            else:  # W in the kernel's order
+                h = tier.prepare_satfix(bytes(rt.relay(W, K, N, None, "thumb")), K, got, S,
+                                        rt.sat_channels(S, N, K, got), rt.thumb_index)
             before = tier.stats.cycles
             tier.satfix(x, h)
             cycles += tier.stats.cycles - before
@@ -255,3 +296,38 @@ def test_satfix_equals_the_bytecode_one(tier, report):
     report(f"asm_thumb satfix = uquant_rt.satfix on 240 inputs; {cycles / pairs:.1f} Cortex-M0+ cycles per listed pair "
            "(emulated, call included)")
 
+
+
+def test_requantization_at_its_limits(tier):
+    # One tap (x = w = 255: the dot product is 65025) and c = 0, so c_lo places a anywhere: at and beyond both ends
+    # of [0, Wn], with words at the limits the host allows (limb form: Wn < 2**28, A < 2**29, 0 <= Dl < 2**30,
+    # |Dh| < 2**29, S up to 60; direct form: Wn*A + |D| < 2**30), against the bytecode tier.
+    rng = np.random.default_rng(9)
+    for trial in range(30):
+        N = int(rng.integers(1, 20))
+        P, E = [], []
+        for n in range(N):
+            if rng.random() < 0.6:
+                Wn = int(rng.choice([1, 2 ** 12, 2 ** 28 - 1, int(rng.integers(1, 2 ** 28))]))
+                A = int(rng.choice([1, 2 ** 29 - 1, int(rng.integers(1, 2 ** 29))]))
+                Dl = int(rng.choice([0, 2 ** 30 - 1, int(rng.integers(0, 2 ** 30))]))
+                Dh = int(rng.choice([-(2 ** 29) + 1, 2 ** 29 - 1, 0, int(rng.integers(-(2 ** 29), 2 ** 29))]))
+                S = int(rng.choice([30, 31, 32, 45, 60, int(rng.integers(30, 61))]))
+            else:
+                S = int(rng.integers(0, 30))
+                Wn = int(rng.integers(1, 2 ** 15))
+                A = int(rng.integers(-(2 ** 30) // Wn // 2, 2 ** 30 // Wn // 2))
+                Dh, Dl = 0, int(rng.integers(-(2 ** 29), 2 ** 29))
+            a = int(rng.choice([-5, 0, 1, Wn - 1, Wn, Wn + 7, int(rng.integers(0, Wn + 1))]))
+            P += [0, 65025 - a, Wn, A, Dh, Dl, S]
+            if rng.random() < 0.3:
+                E += [n, min(max(a, 0), Wn), int(rng.integers(0, 256))]
+        lo = int(rng.integers(0, 40))
+        hi = int(rng.integers(lo, 256))
+        T = rng.integers(0, 256, 256).astype(np.uint8).tobytes() if trial % 2 else None
+        W = b"\xff" * N
+        h = tier.prepare_dense(1, N, lo, hi, W, array("i", P), array("i", E), T)  # one tap: rows are the kernel's order
+        out, want = bytearray(N), bytearray(N)
+        tier.dense(b"\xff", out, h)
+        rt.dense(b"\xff", want, 1, N, lo, hi, W, rt.as_words(P), rt._fixes(rt.as_words(E)), T)
+        assert out == want, trial

@@ -47,6 +47,7 @@ class Converted:
         self.label = label  # where the model came from, for the module's header
         self._module = None
         self.units = None  # uquant.units.Units: raw-integer input, fixed-point output, labels (set_units)
+        self.layout = None  # the order of dense weights in the module (codegen.LAYOUTS): rows, or a board's own
 
     def set_units(self, input_unit=None, output_unit=None, labels=None, raw_range=None) -> "Converted":
         """Add run_raw (raw integers x input_unit), dequantize (ints in output_unit) and labels to the module."""
@@ -58,7 +59,7 @@ class Converted:
     @property
     def source(self) -> str:
         """The generated MicroPython module."""
-        src = codegen.generate(self.plan, self.module_name, self.label)
+        src = codegen.generate(self.plan, self.module_name, self.label, self.layout)
         return src + self.units.source() if self.units is not None else src
 
     @property
@@ -67,6 +68,16 @@ class Converted:
         if self._module is None:
             self._module = runtime.load_source(self.source, self.module_name)
         return self._module
+
+    def for_board(self, board) -> "Converted":
+        """Lay the module out for a board (a key such as "pico", or a uquant.boards.Board): dense weights in the
+        order its kernels read, so the board holds them once. The module still runs anywhere (other kernels copy)."""
+        from . import boards
+        board = boards.get(board) if isinstance(board, str) else board
+        if board is not None and board.dense_layout != self.layout:
+            self.layout = board.dense_layout
+            self._module = None
+        return self
 
     def save(self, path: str | Path) -> Path:
         """Write the module; its file name is its import name on the board."""
@@ -119,7 +130,7 @@ class Converted:
 
 def convert(model, example_input=None, *, engine: str | None = None, platform="here", relu=None,
             allow_pickle: bool = False, name: str | None = None, module_name: str = "model_q", input_shape=None,
-            input_unit=None, output_unit=None, labels=None, raw_range=None) -> Converted:
+            input_unit=None, output_unit=None, labels=None, raw_range=None, board=None) -> Converted:
     """Convert a quantized model (nn.Module, TorchScript module, state_dict, or file path).
 
     engine: the quantized engine the model was prepared for (x86, fbgemm or qnnpack); by default the
@@ -127,6 +138,7 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
     where they depend on the CPU (uquant.platforms): "here" (this machine's torch, the default), or a name
     such as "x86-vnni" or "x86-avx2". With `example_input`, torch and the device runtime both run it and must
     agree byte for byte (when the platform is this machine's, or the model's bytes do not depend on it).
+    board: lay the module out for this board's kernels (Converted.for_board).
     """
     engine = engine or torch.backends.quantized.engine
     if engine not in engines.ENGINES:
@@ -138,7 +150,7 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
         graph.input_shape = tuple(torch.as_tensor(example_input).shape[1:])  # (batch, ...) -> one sample
     plan = lower(graph, engine, platform)
     label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
-    converted = Converted(graph, plan, module_name, label)
+    converted = Converted(graph, plan, module_name, label).for_board(board)
     if input_unit is not None or output_unit is not None or labels is not None:
         converted.set_units(input_unit, output_unit, labels, raw_range)
     from .loaders.pt2e import is_pt2e

@@ -18,6 +18,7 @@ The last three lines are machine-readable, for the 64-256-256-10 MLP (whole infe
 """
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import tempfile
@@ -177,8 +178,8 @@ def thumb_figures(converted, codes: np.ndarray) -> dict:
     for name, tier in tiers.items():
         rt.register(name, tier)
     rt.TIER = "thumb"
-    try:
-        module = load_source(converted.source, converted.module_name)
+    try:  # laid out for the pico, as `uquant convert --board pico` writes it
+        module = load_source(copy.copy(converted).for_board("pico").source, converted.module_name)
     finally:
         rt.TIER = None
         for name in tiers:

@@ -15,6 +15,7 @@ TIER_FILES = {  # the device files each kernel tier needs, besides the model
     "viper": ("uquant_rt.py", "uquant_viper.py"),
     "bytecode": ("uquant_rt.py",),
 }
+TIER_LAYOUTS = {"thumb": "thumb"}  # the dense weight order each tier's kernel reads (codegen.LAYOUTS), if not rows
 TIER_EMITTERS = {"dsp": {"asm_thumb", "viper"}, "thumb": {"asm_thumb", "viper"}, "viper": {"viper"}, "bytecode": set()}
 
 
@@ -36,6 +37,11 @@ class Board:
     @property
     def device_files(self) -> tuple[str, ...]:
         return TIER_FILES[self.tier]
+
+    @property
+    def dense_layout(self) -> str | None:
+        """The order of dense weights this board's kernels read (`convert --board` emits it: no copy on the board)."""
+        return TIER_LAYOUTS.get(self.tier)
 
 
 def load(path: Path) -> Board:

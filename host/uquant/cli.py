@@ -149,7 +149,8 @@ def cmd_convert(args) -> int:
                         input_shape=parse_shape(args.input_shape),
                         input_unit=args.input_unit or args.input_units, output_unit=args.output_unit,
                         labels=args.labels,
-                        raw_range=tuple(int(v) for v in args.raw_range.split(",")) if args.raw_range else None)
+                        raw_range=tuple(int(v) for v in args.raw_range.split(",")) if args.raw_range else None,
+                        board=args.board)
     converted.save(out)
     plan = converted.plan
     print(f"{out}: {plan.name}, engine {plan.engine}, {plan.n_in} inputs -> {plan.n_out} outputs")
@@ -162,6 +163,8 @@ def cmd_convert(args) -> int:
     print(f"  board memory: weights {mem['weights']} B, parameters {mem['params']} B, activations {mem['buffers']} B "
           f"in buffers {plan.buffers}")
     print(f"  {platform_line(plan.platform)}")
+    if converted.layout is not None:
+        print(f"  weights: dense layers in {converted.layout} order, for the {args.board} board's kernels")
     codes, what = None, ""
     if args.data:
         from .data import load_samples
@@ -560,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", help="comma-separated class names: label(codes) / label_raw(raws) return a name")
     c.add_argument("--data", help="samples (.npy or .csv, one per row, floats) to measure on how many inputs the "
                    "model's bytes differ between platforms (default: random input codes)")
+    c.add_argument("--board", help="lay the weights out for this board's kernels (profiles in boards/), so it holds "
+                   "them once: on the pico, dense weights in uquant_thumb's order. The module still runs anywhere "
+                   "(other kernels take a copy)")
     c.set_defaults(func=cmd_convert)
 
     i = sub.add_parser("info", help="layers, shapes, MACs, bytes of weights and activations of a model; without a "

@@ -15,14 +15,18 @@ from .runtime import rt
 BYTES_PER_LINE = 32
 
 
-def node_spec(plan: Plan, s: Step) -> tuple:
-    """One node exactly as the generated module passes it to uquant_rt.Model."""
+LAYOUTS = (None, "thumb")  # dense weight orders: plain rows, or uquant_thumb's (uquant_rt.thumb_index)
+
+
+def node_spec(plan: Plan, s: Step, layout: str | None = None) -> tuple:
+    """One node exactly as the generated module passes it to uquant_rt.Model; dense weights in `layout` order."""
     srcs = tuple(plan.buffer_of[v] for v in s.srcs)
     src, dst = (srcs[0] if len(srcs) == 1 else srcs), plan.buffer_of[s.dst]
     if s.kind == "dense":
-        spec = ("dense", src, dst, s.K, s.N, s.lo, s.hi, s.weights, words_bytes(s.words), words_bytes(s.fixes),
-                s.table)
-        return spec + (sat_pairs_bytes(s.sat_pairs),) if s.sat_pairs else spec
+        W = s.weights if layout is None else bytes(rt.relay(s.weights, s.K, s.N, None, layout))
+        spec = ("dense", src, dst, s.K, s.N, s.lo, s.hi, W, words_bytes(s.words), words_bytes(s.fixes), s.table)
+        S = sat_pairs_bytes(s.sat_pairs) if s.sat_pairs else None
+        return spec + (S, layout) if layout is not None else spec + (S,) if S else spec
     if s.kind == "conv":
         return ("conv", src, dst, s.geometry, s.x.zero_point, s.lo, s.hi, s.weights, words_bytes(s.words),
                 words_bytes(s.fixes), s.table)
@@ -72,17 +76,17 @@ def module_constants(plan: Plan) -> tuple[int, int, int, int, str]:
             plan.platform.name)
 
 
-def model_args(plan: Plan) -> tuple:
+def model_args(plan: Plan, layout: str | None = None) -> tuple:
     """Everything Model() checks the CRC over: name, input spec (with one sample's shape), buffer sizes, nodes,
     output, and the module's scale constants."""
-    nodes = tuple(node_spec(plan, s) for s in plan.steps)
+    nodes = tuple(node_spec(plan, s, layout) for s in plan.steps)
     inp = (plan.n_in, plan.input.qmin, plan.input.qmax, tuple(int(d) for d in plan.input_shape))
     return (plan.name, inp, tuple(plan.buffers), nodes,
             (plan.buffer_of[plan.output_value], plan.n_out, plan.output.qmin), module_constants(plan))
 
 
-def checksum(plan: Plan) -> int:
-    return rt.spec_crc(*model_args(plan))
+def checksum(plan: Plan, layout: str | None = None) -> int:
+    return rt.spec_crc(*model_args(plan, layout))
 
 
 def memory(plan: Plan) -> dict[str, int]:
@@ -171,8 +175,12 @@ def _words_lines(words: list[int], per: int, indent: str) -> list[str]:
     return [indent + ", ".join(str(v) for v in words[i:i + per]) + "," for i in range(0, len(words), per)]
 
 
-def generate(plan: Plan, module: str = "model_q", source: str = "a torch model") -> str:
-    name, inp, bufs, nodes, out, scales = model_args(plan)
+def generate(plan: Plan, module: str = "model_q", source: str = "a torch model", layout: str | None = None) -> str:
+    """The module's source; layout: the order of dense weights (LAYOUTS), "thumb" for boards whose dense layers
+    run on uquant_thumb (other tiers then copy W back into rows when the model is built)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown weight layout {layout!r}")
+    name, inp, bufs, nodes, out, scales = model_args(plan, layout)
     platform = scales[4]
     lines = _header(plan, module, source)
     lines += [
@@ -183,17 +191,19 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model")
         "# The checksum covers everything passed to Model, the scale constants too: a changed or truncated file",
         "# raises CorruptModel (or fails to parse) instead of computing something else.",
         "model = Model(",
-        f"    {name!r}, {checksum(plan):#010x}, {inp}, {bufs},",
+        f"    {name!r}, {checksum(plan, layout):#010x}, {inp}, {bufs},",
         "    (",
     ]
     for s, node in zip(plan.steps, nodes):
         if not isinstance(s, DenseStep):
             lines.append(f"        {node!r},  # {s.name}")
             continue
-        w = node.index(s.weights)  # then the words, the exceptions, the table
+        w = 7  # the weights, then the words, the exceptions, the table, the saturating pairs, the layout
         head = ", ".join(repr(v) for v in node[:w])
         lines.append(f"        ({head},  # {s.name}")
-        lines += _bytes_lines(s.weights, " " * 12)
+        if layout is not None and s.kind == "dense":
+            lines.append(f"            # weights in {layout} order (uquant_rt.{layout}_index), for the board's kernels")
+        lines += _bytes_lines(node[w], " " * 12)
         lines[-1] += ","
         lines.append(f"            # requantization words, int32 little-endian, 7 per channel; channel 0: "
                      + ", ".join(map(str, s.words[:7])))
@@ -215,8 +225,12 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model")
         if s.sat_pairs:
             lines.append(f"            # {len(s.sat_pairs) // 2} pairs that int16 saturation can change on {platform}: "
                          "u16 channel, count, taps")
-            lines += _bytes_lines(node[-1], " " * 12)
+            lines += _bytes_lines(node[w + 4], " " * 12)
             lines[-1] += ","
+        elif layout is not None and s.kind == "dense":
+            lines.append("            None,")
+        if layout is not None and s.kind == "dense":
+            lines.append(f"            {layout!r},")
         lines.append("        ),")
     lines += [
         "    ),",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -97,12 +98,23 @@ def put_atomic(link: Link, f: FilePlan, log=print) -> bool:
     return True
 
 
+def module_layout(source: str) -> str | None:
+    """The order a generated module holds its dense weights in (codegen.LAYOUTS): None for rows."""
+    m = re.search(r"^            '(\w+)',$", source, re.M)
+    return m and m.group(1)
+
+
 def deploy(link: Link, module: Path, board, log=print) -> dict:
     impl = link.implementation()
     if board.firmware != impl["name"] or (impl["mpy_arch"] and board.mpy_arch and impl["mpy_arch"] != board.mpy_arch):
         raise LinkError(f"the board on {link.port} runs {impl['name']} for {impl['mpy_arch'] or 'an unknown arch'}, "
                         f"but profile {board.key} is {board.firmware} for {board.mpy_arch or 'source files'}: "
                         "is --board right?")
+    layout = module_layout(module.read_text())
+    if layout != board.dense_layout:
+        log(f"note: {module.name} holds dense weights in {layout or 'row'} order, {board.key}'s kernels read "
+            f"{board.dense_layout or 'rows'}: the board copies them when the model is built (RAM); "
+            f"`uquant convert --board {board.key}` writes them in its order")
     files = plan_files(module, board.device_files, impl)
     kind = "mpy " + impl["mpy_arch"] if files[0].name.endswith(".mpy") else "source (.py)"
     log(f"deploying to {link.port}: {impl['name']} {'.'.join(map(str, impl['version'][:3]))}, files as {kind}")
