@@ -235,8 +235,9 @@ class Board:
     # what is on the board
 
     def exec(self, code: str) -> str:
-        """Run Python code on the board; what it printed. An exception there raises LinkError with its traceback."""
-        return self.link.exec(code)
+        """Run Python code on the board; what it printed (lines end in \\n, not the REPL's \\r\\n). An exception
+        there raises LinkError with its traceback."""
+        return self.link.exec(code).replace("\r\n", "\n")
 
     def eval(self, expr: str):
         """A Python literal the board computes (its repr, parsed here)."""
