@@ -344,7 +344,10 @@ def cmd_predict(args) -> int:
         elif args.codes:
             p = b.infer(codes=_ints(args.input), module=args.module)
         else:
-            p = b.infer(np.array(_floats(args.input), np.float32), module=args.module)
+            x = np.array(_floats(args.input), np.float32)
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"--input must be finite numbers, got {args.input!r}")
+            p = b.infer(x, module=args.module)
     print(f"board        : {p.port} ({p.tier} kernels)")
     print(f"platform     : {p.platform or 'not recorded (a module from before uquant recorded it)'} "
           "(whose torch bytes the module reproduces)")
