@@ -25,7 +25,10 @@ from uquant.hosts import wasm
 SCRIPT = Path(sys.executable).with_name("uquant")  # the installed console script, next to this python
 
 
-NO_TORCH = {"PYTHONPATH": str(Path(__file__).with_name("notorch"))}  # importing torch fails under it
+# importing torch fails under it; uquant itself still comes from this checkout (the one under test), not from
+# wherever the installed console script points
+NO_TORCH = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).with_name("notorch")),
+                                           str(Path(cli.__file__).parents[1])])}
 
 
 def uquant_cmd(*args: str, cwd: Path, script: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -443,7 +443,8 @@ class Board:
         return result
 
 
-def verify_inputs(plan, data=None, samples: int = 200, seed: int = 0, full_range: bool = False) -> tuple[np.ndarray, str]:
+def verify_inputs(plan, data=None, samples: int = 200, seed: int = 0,
+                  full_range: bool = False) -> tuple[np.ndarray, str]:
     """The input codes verify sends: `data` samples (a file or an array of floats), else random codes in the range
     a default calibration of the model's engine fills (x86/fbgemm's default qconfig uses reduce_range: codes up to
     qmin + 127), or with full_range every code; the two ends first. Returns the codes and what they are."""

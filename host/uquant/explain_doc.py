@@ -121,7 +121,8 @@ pre { background: #f7f7f7; border: 1px solid #e3e3e3; padding: .6em; white-space
 figure { margin: 1em 0; } figcaption { font-size: .9em; color: #555; }
 .plots { display: flex; flex-wrap: wrap; gap: 8px; }
 .note { font-size: .9em; color: #555; }
-table { font-size: .9em; max-width: 100%; } table.many { font-size: .78em; } table.many th, table.many td { padding: 2px 4px; }
+table { font-size: .9em; max-width: 100%; }
+table.many { font-size: .78em; } table.many th, table.many td { padding: 2px 4px; }
 th { overflow-wrap: normal; word-break: normal; hyphens: auto; }
 """
 
