@@ -61,6 +61,7 @@ def test_deploy_predict_run_infer(sim, seed):
         assert [b.run(codes=c) for c in codes] == torch_codes(codes).tolist()
         assert b.predict(codes=np.array(codes)).tolist() == want_classes  # a batch: one class per row
         assert np.array_equal(b.run(SEED_INPUTS), torch_codes(codes))
+        assert b.predict(SEED_INPUTS[5:6]) == want_classes[5]  # one sample's values in any shape: one sample
         p = b.infer(SEED_INPUTS[1])
         assert (p.port, p.module, p.tier, p.inputs, p.cls) == (sim.device, "seed_q", "viper", codes[1], want_classes[1])
         assert p.platform == platform_here().name and p.label is None and p.fixed is None

@@ -138,8 +138,9 @@ def data_codes(data, n_in: int, are_codes: bool, quantize) -> tuple[np.ndarray, 
     return np.array([quantize(row) for row in x], np.int64), what
 
 
-def _is_batch(v) -> bool:
-    return isinstance(v, (str, Path)) or np.ndim(v) > 1
+def _is_batch(v, n_in: int) -> bool:
+    """A file, or an array of several samples (one sample's values in any shape, e.g. 1x8x8, is one sample)."""
+    return isinstance(v, (str, Path)) or (np.ndim(v) > 1 and np.size(v) != n_in)
 
 
 # --- results ------------------------------------------------------------------------------------------------
@@ -351,15 +352,16 @@ class Board:
         return Batch(self.port, info["module"], info["tier"], codes, ys, np.concatenate(preds), what, info["units"])
 
     def predict(self, x=None, *, codes=None, raw=None, module: str | None = None):
-        """The class for one sample (an int), or for many (a file or a 2-D array: an array of classes). x: float
-        inputs, codes: input codes, raw: raw sensor integers (one sample)."""
-        if raw is None and _is_batch(x if x is not None else codes):
+        """The class for one sample (an int), or for many (a file, or an array of several samples: an array of
+        classes). x: float inputs, codes: input codes, raw: raw sensor integers (one sample)."""
+        if raw is None and _is_batch(x if x is not None else codes, self.model_info(module)["n_in"]):
             return self.infer_batch(x if x is not None else codes, are_codes=x is None, module=module).classes
         return self.infer(x, codes=codes, raw=raw, module=module).cls
 
     def run(self, x=None, *, codes=None, raw=None, module: str | None = None):
-        """The output codes for one sample (a list), or for many (a file or a 2-D array: (samples, n_out))."""
-        if raw is None and _is_batch(x if x is not None else codes):
+        """The output codes for one sample (a list), or for many (a file, or an array of several samples:
+        (samples, n_out))."""
+        if raw is None and _is_batch(x if x is not None else codes, self.model_info(module)["n_in"]):
             return self.infer_batch(x if x is not None else codes, are_codes=x is None, module=module).outputs
         return self.infer(x, codes=codes, raw=raw, module=module).outputs
 
