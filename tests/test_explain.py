@@ -25,7 +25,7 @@ import torch
 import uquant
 from uquant import cli
 from uquant.examples import SEED_INPUTS, SeedTorchModel, seed_state_dict
-from uquant.explain import report
+from uquant.explain import NAIVE, report
 from uquant.explain_doc import REACH_COLOUR, STEP_COLOUR
 from uquant.runtime import rt
 
@@ -166,7 +166,7 @@ def test_mistakes_reproduce_the_questions_attempt(seed_file):
         assert ok
         table = next(tb for tb in md_tables(md, "Common mistakes") if tb[0][0] == "attempt")
         row = {r[0]: r for r in table[1]}
-        first = row["the question's attempt"][1]
+        first = row[NAIVE][1]
         torch_first = row["torch's own int_repr()"][1]
         assert first.split(" (")[0] == codes_text(z)
         assert first.endswith("(differs)") == (codes_text(z) != torch_first)
@@ -175,7 +175,10 @@ def test_mistakes_reproduce_the_questions_attempt(seed_file):
             assert name in row
     # the user's own numbers recognised
     md, _ = report(seed_file, SEED_INPUTS[1], "markdown", relu="hidden", converted=conv, got=[0, 0, 76])
-    assert "[0, 0, 76] is what 'the question's attempt' gives at layer input_layer" in md
+    assert "[0, 0, 76] is what 'a naive integer version: float inputs times the weight codes, bias / s_w, no " \
+           "requantization' gives at layer input_layer" in md
+    assert "the question's attempt" not in md  # named for what it computes, not for the README's question
+    assert "the README's seed question tries this" in md
 
 
 def test_mistakes_rows_follow_their_recipe(seed_file):
@@ -437,6 +440,57 @@ def test_html_renders_in_headless_chromium(seed_html, tmp_path):
     assert count(STEP_COLOUR) > 2000, count(STEP_COLOUR)
     assert count(REACH_COLOUR) > 20000, count(REACH_COLOUR)
     assert (px < 100).all(-1).sum() > 5000  # text
+
+
+def test_bias_implied_column_takes_the_input_zero_point_back_out(seed_file):
+    """The "bias implied by c_lo, D" column is the bias the device's integers carry, in accumulator units: with a
+    non-zero input zero point (folded into c_lo as z_x * sum_k (w_nk - z_w)) it still equals torch's bias in
+    accumulator units, and the table's note says what the column holds."""
+    from randmodels import random_chain
+
+    rng = np.random.default_rng(3)
+    checked = 0
+    while checked < 2:
+        chain = random_chain(rng, "x86")
+        conv = uquant.convert(chain, engine="x86")
+        if conv.plan.input.zero_point == 0:
+            continue
+        md, ok = report(chain, None, "markdown", converted=conv)
+        first = conv.plan.steps[0]
+        table = next(tb for tb in md_tables(md, f"Layer {first.name}") if "bias implied by c_lo, D" in tb[0])
+        col_b, col_i = table[0].index("b in acc units (torch)"), table[0].index("bias implied by c_lo, D")
+        for r in table[1]:
+            if r[col_i] != "-":
+                b, implied = float(r[col_b]), float(r[col_i])
+                assert abs(implied - b) <= 1 + 1e-3 * abs(b), (r, table[0])
+                checked += 1
+        zx = conv.plan.input.zero_point
+        assert "'bias implied by c_lo, D': the bias, in accumulator units, that the device's integers carry" in md
+        assert "offset_n = z_x * sum_k (w_nk - z_w), the input zero point's sum over the channel's weights" in md
+        assert f"here z_x = {zx}, so offset_n = {zx} * sum_k (w_nk - z_w)" in md
+    md, _ = report(seed_file, None, "markdown", relu="hidden")
+    assert "here z_x = 0, so nothing is folded in (offset_n = 0)" in md
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (Debian package 'chromium')")
+def test_html_wide_tables_do_not_scroll_sideways_at_1200px(seed_html, tmp_path):
+    """Wide tables (the device's 14 columns per channel, the mistakes' code lists) wrap and shrink to the page: at a
+    1200 px window no table or formula reaches past the window's right edge or scrolls inside its box."""
+    assert "overflow-x: auto" not in seed_html and "white-space: nowrap" not in seed_html
+    probe = ("<script>var r=0,s=0;document.querySelectorAll('table,pre,.wide').forEach(function(t){"
+             "r=Math.max(r,t.getBoundingClientRect().right);s=Math.max(s,t.scrollWidth-t.clientWidth)});"
+             "document.title='W '+Math.ceil(r)+' '+s+' '+document.documentElement.scrollWidth+' '+window.innerWidth;"
+             "</script>")
+    page = tmp_path / "probe.html"  # a copy with a measuring script (the report itself has none)
+    page.write_text(seed_html.replace("</body>", probe + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        p = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                            f"--user-data-dir={profile}", "--window-size=1200,900", "--dump-dom", page.as_uri()],
+                           capture_output=True, text=True, timeout=90)
+    m = re.search(r"<title>W (\d+) (\d+) (\d+) (\d+)</title>", p.stdout)
+    assert m, p.stdout[-1000:] + p.stderr[-1000:]
+    right, inner_scroll, page_width, window = map(int, m.groups())
+    assert right <= window and inner_scroll == 0 and page_width <= window, m.group(0)
 
 
 def test_info_counts_torch_parameters(seed_file, capsys):

@@ -5,6 +5,8 @@
     m.save("build/model_q.py")                     # the module for the board (needs device/uquant_rt.py)
     m.run(x)                                       # float input -> output codes, via the device runtime
     q = uquant.quantize(float_model, samples)      # torch's own PTQ, portable qconfig; q.save("m_q.pt"), q.convert()
+    with uquant.board.connect("auto", board="pico") as b:  # a board (or `uquant sim`): deploy, predict, verify, run
+        b.deploy("build/model_q.py"); b.predict(x)
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ __version__ = "0.1.0"
 
 from .ir import ConversionError  # noqa: E402
 
-__all__ = ["convert", "Converted", "ConversionError", "quantize", "quantize_input", "evaluate", "__version__"]
+__all__ = ["convert", "Converted", "ConversionError", "quantize", "quantize_input", "evaluate", "board", "__version__"]
 
 
 def __getattr__(name: str):
@@ -24,6 +26,9 @@ def __getattr__(name: str):
     if name == "quantize":  # torch's own post-training quantization, driven (uquant.quantize)
         from .quantize import quantize
         return quantize
+    if name == "board":  # the module uquant.board (no torch): uquant.board.connect(port)
+        from importlib import import_module
+        return import_module(".board", __name__)
     if name == "evaluate":  # the module uquant.evaluate, callable: uquant.evaluate(model, data, labels)
         from importlib import import_module
         return import_module(".evaluate", __name__)

@@ -62,17 +62,9 @@ def _raw_ints(text: str) -> list[int]:
 
 
 def _check_raw(raws: list[int], units: dict | None, name: str, n_in: int) -> None:
-    """Refuse, with one line, what run_raw would refuse (or cannot do), before running anything."""
-    if units is None or units["raw"] is None:
-        raise ValueError(f"{name} has no run_raw (converted without --input-unit): convert the model again with "
-                         "--input-unit, e.g. --input-unit 0.000244, to give it raw sensor integers")
-    if len(raws) != n_in:
-        raise ValueError(f"{name} takes {n_in} input values, got {len(raws)}")
-    lo, hi = units["raw"]
-    bad = [r for r in raws if not lo <= r <= hi]
-    if bad:
-        raise ValueError(f"raw value {bad[0]} is outside {name}'s accepted raw range [{lo}, {hi}] "
-                         "(the range set by convert --raw-range)")
+    from .board import check_raw
+
+    check_raw(raws, units, name, n_in)
 
 
 def output_unit_text(spec: tuple, scale: float) -> str:
@@ -104,14 +96,9 @@ def output_unit_text(spec: tuple, scale: float) -> str:
 def _data_codes(path: str, n_in: int, are_codes: bool, quantize) -> np.ndarray:
     """--data: (samples, n_in) input codes from a .npy/.csv file of float samples (quantized by `quantize`, one
     sample's floats -> codes) or, with --codes, of codes."""
-    from .data import read_samples
+    from .board import data_codes
 
-    x = read_samples(path, n_in)
-    if are_codes:
-        if not np.array_equal(x, np.round(x)):
-            raise ValueError(f"{path}: --codes takes integer codes, the file holds fractions")
-        return x.astype(np.int64)
-    return np.array([quantize(row) for row in x], np.int64)
+    return data_codes(path, n_in, are_codes, quantize)[0]
 
 
 def _print_batch(path: str, ys: np.ndarray, preds: np.ndarray, units: dict | None) -> None:
@@ -327,181 +314,59 @@ def module_file_check(path: Path) -> None:
 
 def _quantize_floats(x, scale_bits: int, zero_point: int, qmin: int, formula: str) -> list[int]:
     """Float inputs -> the codes torch gives them, with the module's scale (float32 bits) and quantize formula."""
-    from . import codegen
-    from .api import quantize_input
-    from .ir import QParams
+    from .board import quantize_floats
 
-    if formula not in ("aten", "pt2e"):
-        raise ValueError(f"the module's INPUT_QUANTIZE is {formula!r}; expected 'pt2e' (the file is damaged?)")
-    q = QParams(codegen.bits_f32(scale_bits), zero_point, "qint8" if qmin < 0 else "quint8", formula)
-    return [int(v) for v in quantize_input(x, q)]
-
-
-def _open_link(args, board=None):
-    from .link import Link, find_port
-
-    port = find_port(board) if args.port in (None, "auto") else args.port
-    return Link(port)
+    return quantize_floats(x, scale_bits, zero_point, qmin, formula)
 
 
 def cmd_deploy(args) -> int:
-    from . import boards
-    from .deploy import deploy
+    from .board import deploy
 
-    board = boards.get(args.board)
     module = Path(args.module)
-    if not module.is_file():
-        raise ValueError(f"{module}: no such file (make one with `uquant convert`)")
-    if not args.force:  # refuse before copying, with the numbers, rather than a MemoryError on the board
-        from .info import fit_report, module_memory
-
-        text, fits = fit_report(module_memory(module), module.read_text(), module.stem, board)
-        if not fits:
-            raise ValueError(f"{module} does not fit {board.key} (--force to try anyway):\n{text}")
-    if board.transport == "circuitpy" or args.drive:
-        from .deploy import deploy_to_drive, find_drive
-
-        drive = Path(args.drive) if args.drive else find_drive()
-        print(f"deploying to the drive {drive}: files as source (.py)")
-        deploy_to_drive(drive, module, board)
-    else:
-        with _open_link(args, board) as link:
-            deploy(link, module, board)
+    deploy(module, args.board, port=args.port, drive=args.drive, force=args.force, log=print)
     print(f"done: at the board's REPL, `import {module.stem}; {module.stem}.predict(codes)`")
     return 0
 
 
 def cmd_predict(args) -> int:
-    from . import codegen, engines
-    from .deploy import board_dequantize, board_model, board_run_raw, board_units, deployed_module, run_batch
+    from .board import connect
 
     raws = None
     if args.input_raw is not None:
         if args.codes:
             raise ValueError("--codes marks --input as codes; --input-raw takes raw sensor integers: use one of them")
         raws = _raw_ints(args.input_raw)
-    with _open_link(args) as link:
-        args.module = args.module or deployed_module(link)
-        info = board_model(link, args.module)
-        units = board_units(link, args.module)
+    with connect(args.port) as b:
         if args.data:
-            codes = _data_codes(args.data, info["n_in"], args.codes, lambda x: _quantize_floats(
-                x, info["in_bits"], info["in_zp"], info["qmin"], info.get("in_formula", "aten")))
-            ys, preds = run_batch(link, args.module, codes, info["qmin"])
-            if info["qmin"] < 0:
-                ys = np.where(ys > 127, ys - 256, ys)
-            print(f"board        : {link.port} ({info['tier']} kernels)")
-            _print_batch(args.data, ys, preds, units)
+            got = b.infer_batch(args.data, are_codes=args.codes, module=args.module)
+            print(f"board        : {got.port} ({got.tier} kernels)")
+            _print_batch(args.data, got.outputs, got.classes, got.units)
             return 0
         if raws is not None:
-            _check_raw(raws, units, args.module, info["n_in"])
-            codes, y, pred = board_run_raw(link, args.module, raws)
+            p = b.infer(raw=raws, module=args.module)
+        elif args.codes:
+            p = b.infer(codes=_ints(args.input), module=args.module)
         else:
-            if args.codes:
-                codes = _ints(args.input)
-            else:
-                codes = _quantize_floats(np.array(_floats(args.input), np.float32), info["in_bits"], info["in_zp"],
-                                         info["qmin"], info.get("in_formula", "aten"))
-            if len(codes) != info["n_in"]:
-                raise ValueError(f"{args.module} takes {info['n_in']} inputs, got {len(codes)}")
-            ys, preds = run_batch(link, args.module, np.array([codes]), info["qmin"])
-            y, pred = ys[0], int(preds[0])
-            if info["qmin"] < 0:  # qint8 results come back as raw bytes
-                y = np.where(y > 127, y - 256, y)
-            y = y.tolist()
-        fixed = board_dequantize(link, args.module, y) if units is not None and units["out"] is not None else None
-    out_scale = codegen.bits_f32(info["out_bits"])
-    values = engines.dequantize(np.array(y), out_scale, info["out_zp"])
-    print(f"board        : {link.port} ({info['tier']} kernels)")
-    print(f"platform     : {info.get('platform') or 'not recorded (a module from before uquant recorded it)'} "
+            x = np.array(_floats(args.input), np.float32)
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"--input must be finite numbers, got {args.input!r}")
+            p = b.infer(x, module=args.module)
+    print(f"board        : {p.port} ({p.tier} kernels)")
+    print(f"platform     : {p.platform or 'not recorded (a module from before uquant recorded it)'} "
           "(whose torch bytes the module reproduces)")
-    _print_result(raws, codes, y, values, fixed, pred, units, out_scale)
+    _print_result(p.raws, p.inputs, p.outputs, p.values, p.fixed, p.cls, p.units, p.out_scale)
     return 0
 
 
-def verify_inputs(args, plan) -> tuple[np.ndarray, str]:
-    """The input codes verify sends: --data samples, else random codes in the range a default calibration of the
-    model's engine fills (x86/fbgemm's default qconfig uses reduce_range: codes up to qmin + 127), or with
-    --full-range every code; the two ends first. Returns the codes and what they are."""
-    if args.data:
-        from .data import load_samples
-
-        codes, what = load_samples(args.data, plan)
-        return codes[:args.samples], f"{min(len(codes), args.samples)} {what}"
-    q = plan.input
-    hi = q.qmax if args.full_range or plan.engine == "qnnpack" else q.qmin + 127
-    codes = np.random.default_rng(args.seed).integers(q.qmin, hi + 1, (args.samples, plan.n_in))
-    codes[:2] = [[q.qmin], [hi]]
-    what = (f"random input codes {q.qmin}..{hi}" + ("" if hi == q.qmax else
-            f" (the calibrated range of {plan.engine}'s default qconfig, reduce_range; --full-range for every code)"))
-    return codes, f"{len(codes)} {what}"
-
-
 def cmd_verify(args) -> int:
-    from . import platforms
-    from .api import convert
-    from .deploy import board_layer_codes, board_model, deployed_module, run_batch
-    from .info import parse_shape
-    from .oracle import load_torch_model, torch_codes_fn
+    from .board import connect
 
-    path = Path(args.model)
-
-    def conversion(platform):
-        return convert(path, engine=args.engine, platform=platform, relu=args.relu, allow_pickle=args.allow_pickle,
-                       input_shape=parse_shape(args.input_shape))
-
-    converted = conversion("here")
-    if converted.plan.input.formula == "pt2e":
-        raise ValueError(f"{path.name}: verify compares every byte with torch's quantized kernels; a PT2E program "
-                         "computes linear/conv/pooling in float32 and agrees only within one code there (README, "
-                         "'PT2E (torchao) programs'), so verify does not take PT2E programs")
-    with _open_link(args) as link:
-        args.module = args.module or deployed_module(link)
-        info = board_model(link, args.module)
-        # the board's module says which platform's torch it reproduces: compare with the model converted for it
-        if info.get("platform") and info["platform"] != converted.plan.platform.name:
-            converted = conversion(info["platform"])
-        plan = converted.plan
-        if (info["n_in"], info["n_out"]) != (plan.n_in, plan.n_out):
-            raise ValueError(f"the board's {args.module} takes {info['n_in']} -> {info['n_out']} values, "
-                             f"{path} is {plan.n_in} -> {plan.n_out}: deploy it first")
-        here = platforms.here()
-        if plan.platform == here or not plan.platform_dependent:
-            want_fn = torch_codes_fn(load_torch_model(path, relu=args.relu, allow_pickle=args.allow_pickle), plan)
-            against = f"torch ({plan.engine}) on this machine (platform {here.name})"
-        else:  # torch here computes other bytes: compare with uquant's proven emulation of the module's platform
-            want_fn = converted.run_codes
-            against = (f"uquant's emulation of platform {plan.platform.name}, which the board's module was made for "
-                       f"(this machine's torch is {here.name}, and this model's bytes differ between the two)")
-        codes, source = verify_inputs(args, plan)
-        mismatches, first = 0, None
-        for i in range(0, len(codes), args.batch):
-            batch = codes[i:i + args.batch]
-            got, _ = run_batch(link, args.module, batch, plan.input.qmin)
-            want = want_fn(batch) % 256
-            bad = np.argwhere(got != want)
-            mismatches += len(bad)
-            if len(bad) and first is None:
-                first = i + int(bad[0][0])
-        print(f"verify {args.module} on {link.port} ({info['tier']} kernels, platform {plan.platform.name}) against "
-              f"{against}: {source}, {codes.shape[0] * plan.n_out} output bytes, {mismatches} mismatches")
-        if first is None:
-            return 0
-        board = board_layer_codes(link, args.module, codes[first], plan.input.qmin)
-    host = converted.layer_codes(codes[first:first + 1])
-    for step, b, h in zip(plan.steps, board, host):
-        h = bytes(((h[0] - step.out.qmin) % 256).astype(np.uint8).tolist())
-        if b[:len(h)] != h:
-            print(f"first difference: input #{first}, step {step.name} ({codegen_describe(step)}): the board computes "
-                  f"it differently from this conversion of {path.name} (engine {plan.engine}, platform "
-                  f"{plan.platform.name}): the board holds another model or another conversion (deploy it again), "
-                  f"or its {info['tier']} kernels differ (please report it)")
-            return 1
-    print(f"first difference: input #{first}: the board equals uquant's host runtime at every step, and differs from "
-          f"{against.split(' (')[0]}: likely causes: the model was quantized for another engine than {plan.engine} "
-          "(--engine)" + (", or a ReLU the state_dict does not record (--relu)" if args.relu is not None else "")
-          + "; otherwise a uquant bug: please report it with the model")
-    return 1
+    with connect(args.port) as b:
+        v = b.verify(args.model, args.data, module=args.module, samples=args.samples, batch=args.batch,
+                     seed=args.seed, full_range=args.full_range, engine=args.engine, relu=args.relu,
+                     allow_pickle=args.allow_pickle, input_shape=args.input_shape)
+    print(v.text())
+    return 0 if v.ok else 1
 
 
 def cmd_freeze(args) -> int:
@@ -520,12 +385,6 @@ def cmd_freeze(args) -> int:
         print(f"wrote {path} and the files it freezes; profile {board.key} names no firmware board: in your "
               f"port's directory run\n  make BOARD=<board> FROZEN_MANIFEST={path.resolve()}")
     return 0
-
-
-def codegen_describe(step) -> str:
-    from .codegen import describe_step
-
-    return describe_step(step)
 
 
 def add_platform_option(p: argparse.ArgumentParser) -> None:

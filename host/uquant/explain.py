@@ -289,7 +289,9 @@ class Layer:
             else:
                 line = f"{ch.A}/2^{ch.S} = {g(ch.A / 2.0 ** ch.S, 8)}"
                 zy = self.op.out.zero_point
-                implied = g(-ch.c_lo - self.offset[n] + (ch.D / 2.0 ** ch.S - 0.5 - zy) * 2.0 ** ch.S / ch.A, 8)
+                # y = floor(((acc' - c_lo) * A + D) / 2^S) ~ M * (acc' - c_lo) + D / 2^S - 1/2, and acc' = acc +
+                # offset: as torch's M * (acc + b) + z_y, b = offset - c_lo + (D / 2^S - 1/2 - z_y) / M
+                implied = g(self.offset[n] - ch.c_lo + (ch.D / 2.0 ** ch.S - 0.5 - zy) * 2.0 ** ch.S / ch.A, 8)
             rows.append([n, g(self.op.bias[n] if self.op.bias is not None else 0, 6), g(self.bias_acc[n], 8),
                          implied, g(self.M[n], 8), c, ch.c_lo, ch.W, ch.A, ch.D, ch.S, line, len(ch.exceptions),
                          f"[{int(self.clip[0][n])}, {int(self.clip[1][n])}]"])
@@ -341,6 +343,7 @@ class Layer:
 # ---------------------------------------------------------------------------------------------------------
 # The classic wrong attempts, worked out for one input (chains of Linear layers)
 # ---------------------------------------------------------------------------------------------------------
+NAIVE = "a naive integer version: float inputs times the weight codes, bias / s_w, no requantization"
 MISTAKES = [
     ("right", "right maths in float64", "acc = sum (x - z_x)(w - z_w); y = rint(s_x*s_w/s_y * (acc + b/(s_x*s_w))) "
      "+ z_y, clipped: the right formula, but in float64 rather than torch's float32"),
@@ -352,8 +355,10 @@ MISTAKES = [
      "output code, never multiplied by M = s_x*s_w/s_y"),
     ("no_zp", "zero points ignored", "codes multiplied as they are (no - z_x, no - z_w) and the output's + z_y "
      "left out"),
-    ("question", "the question's attempt", "Z = saturate(round(x @ W.T + b / s_w)) with W = weights / s_w: float "
-     "inputs, bias / s_w and no requantization at once (each later layer fed the previous Z as it is)"),
+    ("question", NAIVE, "Z = saturate(round(x @ W.T + b / s_w)) with W = weights / s_w, the integer weight "
+     "codes: the float inputs times the weight codes plus the bias divided by s_w only, never requantized and no "
+     "zero points, three of the mistakes above at once (each later layer fed the previous Z as it is); the README's "
+     "seed question tries this"),
 ]
 
 
@@ -550,12 +555,27 @@ def _layer_section(doc: Doc, s, L: Layer | None, plan: Plan, ops: dict, keys, re
                "A", "D", "S", "A / 2^S", "exceptions", "torch clamp"], L.device_rows(),
               note=(f"{s.N - MAX_ROWS} more channel(s) not listed. " if s.N > MAX_ROWS else "")
               + f"{len(s.fixes) // 3} exception(s) in this layer; every channel proven equal to torch for every "
-                "reachable accumulator.")
+                "reachable accumulator. " + implied_note(L))
     reach = ", ".join(f"{n}: {int(a)}..{int(b)}" for n, (a, b) in enumerate(zip(s.acc_lo[:MAX_ROWS],
                                                                              s.acc_hi[:MAX_ROWS])))
     doc.p(f"Reachable accumulators acc' per channel (over every input code this layer can receive): {reach}"
           + (" ..." if s.N > MAX_ROWS else "") + ".")
     doc.blocks.append(("svg-pending", s.name))  # filled once the trace knows this input's accumulators
+
+
+def implied_note(L: Layer) -> str:
+    """What the "bias implied by c_lo, D" column holds, in this layer's numbers."""
+    zx = L.step.x.zero_point
+    folded = (f"here z_x = {zx}, so offset_n = {zx} * sum_k (w_nk - z_w)"
+              + (f" = {int(L.offset[0])} for every channel" if not np.any(L.offset - L.offset[0]) else
+                 f" ({', '.join(str(int(v)) for v in L.offset[:4])}{', ...' if L.offset.size > 4 else ''})")
+              if zx else "here z_x = 0, so nothing is folded in (offset_n = 0)")
+    return ("'bias implied by c_lo, D': the bias, in accumulator units, that the device's integers carry: "
+            "offset_n - c_lo + (D / 2^S - 1/2 - z_y) * 2^S / A. The device counts acc' = acc + offset_n with "
+            "offset_n = z_x * sum_k (w_nk - z_w), the input zero point's sum over the channel's weights, so c_lo "
+            f"has offset_n folded in and the column takes it back out ({folded}); it then equals 'b in acc units' "
+            "up to the rounding of A / 2^S and of the step's window. '-': a constant channel (one code for every "
+            "reachable accumulator) implies no bias.")
 
 
 def _other_step(s, plan: Plan, ops: dict) -> str:
@@ -739,7 +759,7 @@ def _mistakes(doc: Doc, plan: Plan, layers: dict, x, codes, dev, tv, got) -> Non
     L0 = chain[0]
     b0 = 0.0 if L0.op.bias is None else L0.op.bias / L0.op.w_scale
     z = L0.v @ np.asarray(x, np.float64) + b0
-    doc.p(f"For the first layer the question's recipe computes x @ W.T + b / s_w = "
+    doc.p(f"For the first layer the naive integer version computes x @ W.T + b / s_w = "
           f"[{', '.join(g(v) for v in z[:MAX_CODES])}{', ...' if z.size > MAX_CODES else ''}] and "
           f"saturates it to {codes_str(q)}; torch has {codes_str(torch_layers[0])}.")
     if got is None:

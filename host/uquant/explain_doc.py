@@ -114,14 +114,16 @@ body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em aut
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; } h3 { margin-top: 1.5em; }
 table { border-collapse: collapse; margin: .6em 0; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
-td { white-space: nowrap; }
+td { white-space: normal; }  /* wrap at spaces only: a number is never split */
 th.l, td.l { text-align: left; }
 th { background: #f3f3f3; }
-pre { background: #f7f7f7; border: 1px solid #e3e3e3; padding: .6em; overflow-x: auto; }
+pre { background: #f7f7f7; border: 1px solid #e3e3e3; padding: .6em; white-space: pre-wrap; overflow-wrap: anywhere; }
 figure { margin: 1em 0; } figcaption { font-size: .9em; color: #555; }
 .plots { display: flex; flex-wrap: wrap; gap: 8px; }
 .note { font-size: .9em; color: #555; }
-.wide { overflow-x: auto; } table { font-size: .9em; }
+table { font-size: .9em; max-width: 100%; }
+table.many { font-size: .78em; } table.many th, table.many td { padding: 2px 4px; }
+th { overflow-wrap: normal; word-break: normal; hyphens: auto; }
 """
 
 
@@ -136,7 +138,8 @@ def render_html(doc: Doc) -> str:
         elif kind == "p":
             out.append(f"<p>{e(b[1])}</p>")
         elif kind == "table":
-            out.append('<div class="wide"><table>')
+            # wide tables wrap and shrink to the page (no sideways scrolling): cells break at spaces, or anywhere
+            out.append('<div class="wide"><table class="many">' if len(b[1]) >= 9 else '<div class="wide"><table>')
             left = [' class="l"' if not r else "" for r in numeric_columns(b[2]) or [False] * len(b[1])]
             out.append("<tr>" + "".join(f"<th{a}>{e(h)}</th>" for h, a in zip(b[1], left)) + "</tr>")
             out += ["<tr>" + "".join(f"<td{a}>{e(c)}</td>" for c, a in zip(r, left)) + "</tr>" for r in b[2]]
