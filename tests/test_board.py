@@ -29,7 +29,8 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.skipif(missing_reason("unix") is not None, reason=str(missing_reason("unix")))
 
 
-NO_TORCH = {"PYTHONPATH": str(Path(__file__).with_name("notorch"))}  # importing torch fails under it
+# importing torch fails under it; uquant comes from this checkout's host/
+NO_TORCH = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).with_name("notorch")), str(Path(__file__).parents[1] / "host")])}
 
 
 def uquant_cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
