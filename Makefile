@@ -24,6 +24,8 @@ $(PY_STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install -e '.[test]'
 	# torchao (PT2E) does not pin torch: --no-deps keeps torch 2.13.0 (tests/test_pt2e.py skips without it)
 	$(PY) -m pip install --no-deps torchao==0.18.0
+	# torchvision 0.28.0 is the release for torch 2.13; --no-deps for the same reason (uquant.torchvision_models)
+	$(PY) -m pip install --no-deps torchvision==0.28.0
 	touch $@
 
 $(NODE_STAMP): package.json $(NODE_LOCK)

@@ -98,6 +98,21 @@ def test_circuitpython_deploys_source_onto_the_drive_atomically(tmp_path):
         deploy_to_drive(tmp_path / "nope", module, board)
 
 
+def test_deploy_notes_weights_laid_out_for_another_board(tmp_path):
+    import uquant
+    from uquant.deploy import layout_note, module_layout
+    from uquant.examples import seed_state_dict
+
+    c = uquant.convert(seed_state_dict(), relu="hidden", engine="x86")
+    rows = c.save(tmp_path / "rows_q.py")
+    laid = c.for_board("pico").save(tmp_path / "laid_q.py")
+    assert (module_layout(rows.read_text()), module_layout(laid.read_text())) == (None, "thumb")
+    assert layout_note(laid, boards.get("pico")) is None and layout_note(rows, boards.get("esp32")) is None
+    assert "convert --board pico" in layout_note(rows, boards.get("pico"))
+    note = layout_note(laid, boards.get("circuitpython-rp2040"))
+    assert "thumb order" in note and "copies them" in note
+
+
 def test_deploy_refuses_a_model_too_big_for_the_board_before_copying(tmp_path, monkeypatch, capsys):
     import dataclasses
 

@@ -63,6 +63,17 @@ def check_fit(module: Path, board, force: bool = False) -> None:
         raise ValueError(f"{module} does not fit {board.key} (--force to try anyway):\n{text}")
 
 
+_PT2E_VERIFY = ("{}: verify compares every byte with torch's quantized kernels; a PT2E program computes "
+                "linear/conv/pooling in float32 and agrees only within one code there (README, 'PT2E (torchao) "
+                "programs'), so verify does not take PT2E programs")
+
+
+def check_verifiable(model) -> None:
+    """Refuse, before any board is opened, a model file verify cannot compare byte for byte (a PT2E program)."""
+    if isinstance(model, (str, Path)) and Path(model).suffix == ".pt2":
+        raise ValueError(_PT2E_VERIFY.format(Path(model).name))
+
+
 def deploy(module, board, *, port: str | None = "auto", drive=None, force: bool = False, log=None) -> dict:
     """Copy the runtime, the board's kernels and `module` to a board: over the raw REPL at `port`, or for a
     CircuitPython profile (or with `drive`) onto its mounted CIRCUITPY drive. Returns what deploy did."""
@@ -388,11 +399,10 @@ class Board:
             return convert(Path(model) if is_file else model, engine=engine, platform=platform, relu=relu,
                            allow_pickle=allow_pickle, input_shape=shape)
 
+        check_verifiable(model)
         converted = conversion(platform or "here")
         if converted.plan.input.formula == "pt2e":
-            raise ValueError(f"{label}: verify compares every byte with torch's quantized kernels; a PT2E program "
-                             "computes linear/conv/pooling in float32 and agrees only within one code there (README, "
-                             "'PT2E (torchao) programs'), so verify does not take PT2E programs")
+            raise ValueError(_PT2E_VERIFY.format(label))
         info = self.model_info(module)
         name = info["module"]
         # the board's module says which platform's torch it reproduces: compare with the model converted for it

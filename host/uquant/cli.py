@@ -137,7 +137,7 @@ def cmd_convert(args) -> int:
                         input_unit=args.input_unit or args.input_units, output_unit=args.output_unit,
                         labels=args.labels,
                         raw_range=tuple(int(v) for v in args.raw_range.split(",")) if args.raw_range else None,
-                        board=args.board)
+                        board=getattr(args, "board", None))  # quantize --convert has no --board
     converted.save(out)
     plan = converted.plan
     print(f"{out}: {plan.name}, engine {plan.engine}, {plan.n_in} inputs -> {plan.n_out} outputs")
@@ -359,8 +359,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .board import connect
+    from .board import check_verifiable, connect
 
+    check_verifiable(args.model)
     with connect(args.port) as b:
         v = b.verify(args.model, args.data, module=args.module, samples=args.samples, batch=args.batch,
                      seed=args.seed, full_range=args.full_range, engine=args.engine, relu=args.relu,

@@ -104,17 +104,26 @@ def module_layout(source: str) -> str | None:
     return m and m.group(1)
 
 
+def layout_note(module: Path, board) -> str | None:
+    """A note when the module's dense weights are not in the order the board's kernels read (they then cost RAM
+    twice: the board copies them when the model is built)."""
+    layout = module_layout(module.read_text())
+    if layout == board.dense_layout:
+        return None
+    return (f"note: {module.name} holds dense weights in {layout or 'row'} order, {board.key}'s kernels read "
+            f"{board.dense_layout or 'rows'}: the board copies them when the model is built (RAM); "
+            f"`uquant convert --board {board.key}` writes them in its order")
+
+
 def deploy(link: Link, module: Path, board, log=print) -> dict:
     impl = link.implementation()
     if board.firmware != impl["name"] or (impl["mpy_arch"] and board.mpy_arch and impl["mpy_arch"] != board.mpy_arch):
         raise LinkError(f"the board on {link.port} runs {impl['name']} for {impl['mpy_arch'] or 'an unknown arch'}, "
                         f"but profile {board.key} is {board.firmware} for {board.mpy_arch or 'source files'}: "
                         "is --board right?")
-    layout = module_layout(module.read_text())
-    if layout != board.dense_layout:
-        log(f"note: {module.name} holds dense weights in {layout or 'row'} order, {board.key}'s kernels read "
-            f"{board.dense_layout or 'rows'}: the board copies them when the model is built (RAM); "
-            f"`uquant convert --board {board.key}` writes them in its order")
+    note = layout_note(module, board)
+    if note:
+        log(note)
     files = plan_files(module, board.device_files, impl)
     kind = "mpy " + impl["mpy_arch"] if files[0].name.endswith(".mpy") else "source (.py)"
     log(f"deploying to {link.port}: {impl['name']} {'.'.join(map(str, impl['version'][:3]))}, files as {kind}")
@@ -250,6 +259,9 @@ def deploy_to_drive(drive: Path, module: Path, board, log=print) -> list[str]:
 
     if not drive.is_dir():
         raise LinkError(f"{drive}: not a mounted drive folder")
+    note = layout_note(module, board)
+    if note:
+        log(note)
     files = plan_files(module, board.device_files, {"name": "circuitpython", "mpy_version": None, "mpy_arch": None})
     copied = []
     for f in files:
