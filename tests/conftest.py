@@ -44,3 +44,27 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("uquant measurements")
         for line in _REPORT:
             terminalreporter.write_line(line)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """`uquant ARGV` as a user types it, in this process -> (exit status, stdout, stderr)."""
+    from uquant import cli
+
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def source_lines(out: str) -> dict[str, str]:
+    """uquant evaluate's per-source lines: 'float   97.5 % (387/397)' -> {'float': '97.5 % (387/397)'}."""
+    import re
+
+    got = {}
+    for line in out.splitlines():
+        m = re.match(r"(float|torch quantized|device \([^)]*\))\s{2,}(.*)$", line)
+        if m:
+            got[m.group(1)] = m.group(2)
+    return got

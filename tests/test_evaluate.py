@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import uquant
+from conftest import source_lines
 
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.filterwarnings("ignore:Please use quant_min and quant_max:UserWarning")
@@ -72,14 +73,6 @@ def digits(tmp_path_factory):
     return d, want
 
 
-def lines(out: str) -> dict[str, str]:
-    """'float           97.5 % (387/397)' -> {'float': '97.5 % (387/397)'} for the source lines."""
-    got = {}
-    for line in out.splitlines():
-        m = re.match(r"(float|torch quantized|device \([^)]*\))\s{2,}(.*)$", line)
-        if m:
-            got[m.group(1)] = m.group(2)
-    return got
 
 
 def pct(text: str) -> float:
@@ -92,7 +85,7 @@ def test_cli_accuracy_agreement_confusion_and_html(digits):
     r = uquant_cmd("evaluate", "mlp.pt", "mlp_q.py", "--data", "x.npy", "--labels", "y.npy", "--float", "float.pt",
                    "--html", "report.html", cwd=d)
     assert r.returncode == 0, r.stderr
-    got = lines(r.stdout)
+    got = source_lines(r.stdout)
     assert list(got) == ["float", "torch quantized", "device (host)"], r.stdout
     assert pct(got["float"]) == round(100 * want["float"], 1) and f"/{n})" in got["float"]
     assert pct(got["torch quantized"]) == round(100 * want["quant"], 1)
@@ -140,7 +133,7 @@ def test_without_labels_agreement_only(digits):
     r = uquant_cmd("evaluate", "mlp.pt", "--data", "x.npy", "--quiet", "--html", "a.html", cwd=d)
     assert r.returncode == 0, r.stderr
     assert "no labels: agreement only" in r.stdout and "confusion" not in r.stdout
-    got = lines(r.stdout)
+    got = source_lines(r.stdout)
     n = want["n"]
     assert got["torch quantized"] == "" and got["device (host)"] == (f"codes identical to torch on {n}/{n} samples, "
                                                                      f"same class as torch on {n}/{n}")
@@ -224,11 +217,11 @@ def test_on_the_sim_board(digits, tmp_path):
         alone = uquant_cmd("evaluate", "mlp_q.py", "--data", "x120.npy", "--port", board.device, "--module", "mlp_q",
                            "--batch", "40", cwd=d)  # the module alone, no labels: the board against the host
     assert alone.returncode == 0, alone.stderr
-    assert lines(alone.stdout) == {"device (host)": "", f"device (board {board.device})":
+    assert source_lines(alone.stdout) == {"device (host)": "", f"device (board {board.device})":
                                    f"codes identical to device (host) on {n}/{n} samples, same class as device "
                                    f"(host) on {n}/{n}"}, alone.stdout
     assert r.returncode == 0, r.stderr
-    got = lines(r.stdout)
+    got = source_lines(r.stdout)
     board_line = got[f"device (board {board.device})"]
     acc = round(100 * float((want["codes"][:n].argmax(1) == want["labels"][:n]).mean()), 1)
     assert pct(board_line) == acc and f"codes identical to torch on {n}/{n} samples" in board_line

@@ -26,7 +26,7 @@ from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_q
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
 import uquant
-from conftest import torch_engine
+from conftest import run_cli, torch_engine
 from uquant import cli
 from uquant.elementwise import lower_add, lower_mul
 from uquant.examples import seed_state_dict
@@ -43,13 +43,6 @@ CNN_SHAPE = (1, 6, 6)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        rc = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def clean_error(result, *fragments: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from uquant import cli
+from conftest import run_cli, source_lines
 from uquant.sim import missing_reason
 
 pytestmark = pytest.mark.skipif(missing_reason("unix") is not None, reason=str(missing_reason("unix")))
@@ -43,14 +43,6 @@ class CNN(nn.Module):
 '''
 
 
-def uquant(capsys, *argv) -> tuple[int, str, str]:
-    """`uquant ARGV` as the user types it, in this process -> (exit status, stdout, stderr)."""
-    try:
-        rc = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> nn.Module:
@@ -120,14 +112,6 @@ def accuracy(line: str) -> float:
     return float(re.search(r"([\d.]+) %", line).group(1))
 
 
-def source_lines(out: str) -> dict[str, str]:
-    """evaluate's per-source lines: 'torch quantized   95.2 % (378/397)' -> {'torch quantized': '95.2 % ...'}."""
-    got = {}
-    for line in out.splitlines():
-        m = re.match(r"(float|torch quantized|device \([^)]*\))\s{2,}(.*)$", line)
-        if m:
-            got[m.group(1)] = m.group(2)
-    return got
 
 
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
@@ -141,7 +125,7 @@ def test_tutorial(tutorial, sim_running, which, capsys, monkeypatch, report):
     shape = [] if which == "mlp" else ["--input-shape", "1,8,8"]
 
     # 1. quantize with torch's own PTQ and convert, in one go
-    rc, out, err = uquant(capsys, "quantize", model, *extra, "--data", "x_train.npy", "--labels", "y_train.npy",
+    rc, out, err = run_cli(capsys, "quantize", model, *extra, "--data", "x_train.npy", "--labels", "y_train.npy",
                           "-o", f"build/{which}_q.pt", "--convert")
     assert rc == 0, err
     acc_line = next(line for line in out.splitlines() if "accuracy: float" in line)
@@ -151,7 +135,7 @@ def test_tutorial(tutorial, sim_running, which, capsys, monkeypatch, report):
         assert "  max_pool2d: maxpool -> 6x4x4" in out and "\n  x: " not in out, out
 
     # 2. evaluate on the host: float, torch quantized and the device module, every test sample
-    rc, out, err = uquant(capsys, "evaluate", f"build/{which}_q.pt", f"build/{which}_q.py", "--data", "x_test.npy",
+    rc, out, err = run_cli(capsys, "evaluate", f"build/{which}_q.pt", f"build/{which}_q.py", "--data", "x_test.npy",
                           "--labels", "y_test.npy", "--float", f"{which}.pt",
                           *shape, "--quiet")
     assert rc == 0, err
@@ -162,12 +146,12 @@ def test_tutorial(tutorial, sim_running, which, capsys, monkeypatch, report):
     assert f"codes identical to torch on {n}/{n} samples" in got["device (host)"], out
 
     # 3. deploy to the running sim: --port auto finds it
-    rc, out, err = uquant(capsys, "deploy", f"build/{which}_q.py", "--board", "sim", "--port", "auto")
+    rc, out, err = run_cli(capsys, "deploy", f"build/{which}_q.py", "--board", "sim", "--port", "auto")
     assert rc == 0, err
     assert f"deploying to {device}" in out and f"imported on the board: {which}_q" in out, out
 
     # 4. evaluate on the board (the deployed module, found through the board's manifest)
-    rc, out, err = uquant(capsys, "evaluate", f"build/{which}_q.pt", "--data", "x_board.npy", "--labels",
+    rc, out, err = run_cli(capsys, "evaluate", f"build/{which}_q.pt", "--data", "x_board.npy", "--labels",
                           "y_board.npy", "--port", "auto", *shape, "--quiet")
     assert rc == 0, err
     board_line = source_lines(out)[f"device (board {device})"]
@@ -176,17 +160,17 @@ def test_tutorial(tutorial, sim_running, which, capsys, monkeypatch, report):
     assert board_acc > 80, out
 
     # 5. predict one sample from a file, without --module: the board remembers what deploy put there
-    rc, out, err = uquant(capsys, "predict", "--port", "auto", "--input", "@sample.txt")
+    rc, out, err = run_cli(capsys, "predict", "--port", "auto", "--input", "@sample.txt")
     assert rc == 0, err
     assert f"board        : {device}" in out, out
     cls = int(re.search(r"^class        : (\d+)$", out, re.M).group(1))
-    rc, host, err = uquant(capsys, "run", f"build/{which}_q.py", "--input", "@sample.txt")
+    rc, host, err = run_cli(capsys, "run", f"build/{which}_q.py", "--input", "@sample.txt")
     assert rc == 0, err
     assert host.splitlines()[2:] == out.splitlines()[2:], host + out  # codes, outputs and class as on the host
     assert cls == int(np.load(d / "y_test.npy")[0]) or which == "cnn"  # the MLP gets the first digit right
 
     # 6. verify every output byte against torch, on the user's own samples
-    rc, out, err = uquant(capsys, "verify", f"build/{which}_q.pt", "--port", "auto", "--data", "x_board.npy",
+    rc, out, err = run_cli(capsys, "verify", f"build/{which}_q.pt", "--port", "auto", "--data", "x_board.npy",
                           *shape)
     assert rc == 0, out + err
     assert f"verify {which}_q on {device}" in out and f"{N_BOARD} samples from x_board.npy" in out, out
