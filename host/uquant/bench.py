@@ -108,24 +108,21 @@ def parse_us(out: str) -> float:
 
 def wasm_figures(converted, codes: np.ndarray) -> dict:
     """Bytecode tier on the 32-bit wasm port: us per inference, heap per inference, heap held by the model."""
-    from .hosts.wasm import heap_delta_snippet, parse_heap_delta, run_micropython
+    from .hosts.wasm import heap_delta_snippet, held_snippets, parse_heap_delta, parse_held, run_micropython
     from .runtime import RUNTIME_FILE
 
     name = converted.module_name
     files = {"/lib/uquant_rt.mpy": mpy_bytes(RUNTIME_FILE.read_text(), "uquant_rt"),
              f"/lib/{name}.mpy": mpy_bytes(converted.source, name)}
     x = list(map(int, codes))
-    # this port's GC only runs between chunks: collect in one chunk, read gc.mem_alloc() in the next
-    code = ["import gc, time\nimport uquant_rt\ngc.collect()\n", "HELD0 = gc.mem_alloc()\n",
-            f"import {name} as m\nA1 = gc.mem_alloc()\ngc.collect()\n",
-            "print('HELD', gc.mem_alloc() - HELD0)\nprint('ALLOC', A1 - HELD0)\n",
-            f"x = bytes({x!r})\nm.run(x)\n" + timing_snippet(), heap_delta_snippet("m.run(x)")]
+    code = held_snippets(name) + [f"import time\nx = bytes({x!r})\nm.run(x)\n" + timing_snippet(),
+                                  heap_delta_snippet("m.run(x)")]
     out = run_micropython(code, files, timeout=600)
-    held = int(next(line.split()[1] for line in out.splitlines() if line.startswith("HELD ")))
-    alloc = int(next(line.split()[1] for line in out.splitlines() if line.startswith("ALLOC ")))
+    held = parse_held(out)
     # this port never collects during a call: every byte the import allocated and no longer holds was garbage
     # at once, an upper bound of the import's peak garbage on a board
-    return {"us": parse_us(out), "heap": parse_heap_delta(out), "held": held, "import_garbage": alloc - held}
+    return {"us": parse_us(out), "heap": parse_heap_delta(out), "held": held["model"],
+            "import_garbage": held["import_alloc"] - held["model"], "runtime_held": held["runtime"]}
 
 
 def unix_figures(converted, codes: np.ndarray) -> dict:

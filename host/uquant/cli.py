@@ -137,7 +137,7 @@ def cmd_convert(args) -> int:
                         input_unit=args.input_unit or args.input_units, output_unit=args.output_unit,
                         labels=args.labels,
                         raw_range=tuple(int(v) for v in args.raw_range.split(",")) if args.raw_range else None,
-                        board=getattr(args, "board", None))  # quantize --convert has no --board
+                        board=args.board)
     converted.save(out)
     plan = converted.plan
     print(f"{out}: {plan.name}, engine {plan.engine}, {plan.n_in} inputs -> {plan.n_out} outputs")
@@ -189,7 +189,7 @@ def cmd_info(args) -> int:
         from .files import text_kind
 
         if text_kind(Path(args.model).read_bytes()) == "module":  # a generated module: what it holds, and the fit
-            return info_module(Path(args.model), board)
+            return info_module(Path(args.model), board, args.measure)
     converted = convert(args.model, engine=args.engine, platform=args.platform, relu=args.relu,
                         allow_pickle=args.allow_pickle, input_shape=parse_shape(args.input_shape))
     print(summary(converted.plan))
@@ -198,11 +198,14 @@ def cmd_info(args) -> int:
 
         text, fits = board_fit(converted, board)
         print("\n" + text)
+        if args.measure:
+            from .info import measured_lines
+            print("\n".join(measured_lines(converted.source, converted.module_name)))
         return 0 if fits else 1
     return 0
 
 
-def info_module(path: Path, board) -> int:
+def info_module(path: Path, board, measure: bool = False) -> int:
     """`uquant info build/m_q.py [--board B]`: the module's own header, and with --board whether it fits."""
     from .info import fit_report, module_memory
 
@@ -217,6 +220,9 @@ def info_module(path: Path, board) -> int:
         return 0
     report, fits = fit_report(module_memory(path), text, path.stem, board)
     print("\n" + report)
+    if measure:
+        from .info import measured_lines
+        print("\n".join(measured_lines(text, path.stem)))
     return 0 if fits else 1
 
 
@@ -432,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "model, this machine's platform")
     i.add_argument("model", nargs="?", help="a model file, as for convert")
     i.add_argument("--board", help="check the model fits this board's RAM and flash (profiles in boards/); exit 1 if not")
+    i.add_argument("--measure", action="store_true", help="with --board: also import the model on the 32-bit "
+                   "MicroPython (WebAssembly port) and report the heap it really holds (a few seconds)")
     i.set_defaults(func=cmd_info)
     for q in (c, i):
         if q is i:
@@ -572,6 +580,7 @@ def add_quantize_parser(sub) -> None:
     q.add_argument("--convert", nargs="?", const=True, metavar="MODULE.py", help="also convert the quantized model to "
                    "a MicroPython module (default: the output's name with .py), as `uquant convert` does")
     q.add_argument("--name", help="with --convert: model name inside the module")
+    q.add_argument("--board", help="with --convert: lay the weights out for this board's kernels (see convert)")
     q.add_argument("--input-unit", help="with --convert: raw integer inputs' unit (see convert)")
     q.add_argument("--output-unit", help="with --convert: fixed-point outputs' unit (see convert)")
     q.add_argument("--raw-range", help="with --convert: raw values accepted by run_raw, LO,HI (see convert)")

@@ -90,6 +90,32 @@ def module_memory(path: Path) -> dict[str, int]:
     return mem
 
 
+def measure_held(source: str, module_name: str) -> dict[str, int]:
+    """Heap the runtime and the model hold once imported, measured on the 32-bit MicroPython (the WebAssembly
+    port, bytecode kernels, .mpy files as a board loads them): {"runtime", "model", "import_alloc"} in bytes."""
+    from .bench import mpy_bytes
+    from .hosts.wasm import held_snippets, parse_held, run_micropython
+    from .runtime import RUNTIME_FILE
+
+    files = {"/lib/uquant_rt.mpy": mpy_bytes(RUNTIME_FILE.read_text(), "uquant_rt"),
+             f"/lib/{module_name}.mpy": mpy_bytes(source, module_name)}
+    return parse_held(run_micropython(held_snippets(module_name), files, timeout=600))
+
+
+def measured_lines(source: str, module_name: str) -> list[str]:
+    """`uquant info --measure`: measure_held's figures, as lines."""
+    from .hosts.wasm import missing_reason
+
+    why = missing_reason()
+    if why is not None:
+        return [f"  measured  not here: {why}"]
+    held = measure_held(source, module_name)
+    return [f"  measured  on the 32-bit MicroPython (WebAssembly port, bytecode kernels, .mpy): the model holds "
+            f"{held['model']} B after import, uquant_rt {held['runtime']} B; the import allocated "
+            f"{held['import_alloc'] - held['model']} B it let go (peak garbage). The board's kernel modules "
+            "(asm_thumb, viper) do not run there: their share above is estimated from their .mpy sizes"]
+
+
 def fit_report(mem: dict, source: str, module_name: str, board) -> tuple[str, bool]:
     from .bench import mpy_size
     from .runtime import DEVICE_DIR

@@ -208,3 +208,23 @@ def parse_heap_delta(stdout: str) -> int:
         if line.startswith("HEAPDELTA "):
             return int(line.split()[1])
     raise ValueError("no HEAPDELTA line in output")
+
+
+def held_snippets(module: str) -> list[str]:
+    """Chunks that import uquant_rt, then `module`, and print the heap each holds afterwards (HELD_RT, HELD) and
+    what the model's import allocated in all (ALLOC). This port's GC only runs between chunks: collect in one
+    chunk, read gc.mem_alloc() in the next."""
+    return ["import gc\ngc.collect()\nBASE = gc.mem_alloc()\n", "import uquant_rt\ngc.collect()\n",
+            "HELD0 = gc.mem_alloc()\nprint('HELD_RT', HELD0 - BASE)\n",
+            f"import {module} as m\nA1 = gc.mem_alloc()\ngc.collect()\n",
+            "print('HELD', gc.mem_alloc() - HELD0)\nprint('ALLOC', A1 - HELD0)\n"]
+
+
+def parse_held(stdout: str) -> dict[str, int]:
+    """held_snippets' figures: {"runtime": B, "model": B, "import_alloc": B}."""
+    got = {}
+    for line in stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("HELD_RT", "HELD", "ALLOC"):
+            got[{"HELD_RT": "runtime", "HELD": "model", "ALLOC": "import_alloc"}[key]] = int(value)
+    return got
