@@ -80,6 +80,12 @@ _WG = const(26)  # W + first channel of the group * K
 _PG = const(27)  # P + first channel of the group * 28
 _NG0 = const(28)  # first channel of the group
 _HWORDS = const(29)
+# dense mode uses the conv words above for its own
+_DX32 = const(24)  # 8 * (K // 32 * 4): bytes of X the dense 32-tap loop reads
+_DXF = const(25)  # 8 * (K // 4): bytes of X in whole groups of four taps
+_CN = const(26)  # address of Cn (a word per channel, see prepare_dense)
+_CCUR = const(27)  # the next channel's Cn
+_SXO = const(28)  # working state: 128 * the sum of the odd taps' codes
 
 # Conv geometry words (array 'i'), by index
 _XP = const(0)  # address of the padded image, or 0 (the layer does not pad: windows read x)
@@ -160,12 +166,19 @@ def _kernel(r0, r1, r2):
     add(r4, r4, r0)  # r4 = end of x's whole groups of four
     mov(r5, 0)  # r5 = sx
     mov(r6, 0)
+    mov(r8, r6)  # r8 = the sum of the odd taps' codes
+    data(2, 0xF04F, 0x19FF)  # mov.w r9, #0x00FF00FF
     b(u_test)
-    label(u4)
-    ldr(r7, [r0, 0])  # four codes (x may be unaligned: the M33 allows it)
+    label(u4)  # four codes x0..x3 -> Z = (256*(x0-128) - (x1-255), 256*(x2-128) - (x3-255)), Y = (x1-255, x3-255)
+    ldr(r7, [r0, 0])  # (x may be unaligned: the M33 allows it)
     add(r0, 4)
-    data(2, 0xFA3F, 0xF187)  # uxtb16 r1, r7: (x0, x2)
     data(2, 0xFA3F, 0xF297)  # uxtb16 r2, r7, ror 8: (x1, x3)
+    data(2, 0xFA3F, 0xF187)  # uxtb16 r1, r7: (x0, x2)
+    data(2, 0xFB72, 0x8806)  # usada8 r8, r2, r6, r8: sxo += x1 + x3
+    data(2, 0xFAD2, 0xF209)  # ssub16 r2, r2, r9: Y
+    lsl(r1, r1, 8)
+    data(2, 0xF081, 0x2180)  # eor.w r1, r1, #0x80008000: (256*(x0-128), 256*(x2-128)) in 16-bit lanes
+    data(2, 0xFAD1, 0xF102)  # ssub16 r1, r1, r2: Z
     str(r1, [r3, 0])
     str(r2, [r3, 4])
     add(r3, 8)
@@ -174,25 +187,39 @@ def _kernel(r0, r1, r2):
     cmp(r0, r4)
     bcc(u4)
     data(2, 0x9F00)  # ldr r7, [sp, #0]: header
-    ldr(r4, [r7, 4 * _KT])  # the last K % 4 codes: taps 0, 1, 2 of the group go to halfwords 0, 2, 1
+    ldr(r4, [r7, 4 * _KT])  # the last K % 4 codes, the missing taps' lanes 0
     cmp(r4, 0)
     beq(u_done)
     ldrb(r1, [r0, 0])
-    strh(r1, [r3, 0])
     add(r5, r5, r1)
+    sub(r1, 128)
+    lsl(r1, r1, 8)
+    mov(r2, 0)
     cmp(r4, 1)
-    beq(u_done)
-    ldrb(r1, [r0, 1])
-    strh(r1, [r3, 4])
-    add(r5, r5, r1)
-    cmp(r4, 2)
-    beq(u_done)
+    beq(u_t1)
+    ldrb(r2, [r0, 1])
+    add(r5, r5, r2)
+    data(2, 0x4490)  # add r8, r2
+    sub(r2, 255)
+    sub(r1, r1, r2)
+    label(u_t1)
+    strh(r1, [r3, 0])
+    strh(r2, [r3, 4])
+    mov(r1, 0)
+    cmp(r4, 3)
+    bne(u_t2)
     ldrb(r1, [r0, 2])
-    strh(r1, [r3, 2])
     add(r5, r5, r1)
+    sub(r1, 128)
+    lsl(r1, r1, 8)
+    label(u_t2)
+    strh(r1, [r3, 2])
     label(u_done)
     str(r5, [r7, 4 * _SX])
-    bl(dot)
+    mov(r1, r8)
+    lsl(r1, r1, 7)
+    str(r1, [r7, 4 * _SXO])  # 128 * sxo
+    bl(ddot)
     cmp(r0, r0)  # b.w: finish is out of b's range
     beq_w(finish)
 
@@ -821,6 +848,902 @@ def _kernel(r0, r1, r2):
     beq(rq_ewl4)
     b(rq_clip4)
 
+    # ---- ddot: the dense layer's channels against X (offset form); NB blocks of six, NR single -----------------
+    # Frame: [sp..sp+20] = the six channels' sums, [sp+24] unused, [sp+28] = end of the chunk's whole groups,
+    # [sp+32] = end of the 32-tap loop in X, [sp+36] = end of X's whole groups, [sp+40] = return address,
+    # [sp+44] = header. Each accumulator holds 256 * its chunk's sum D (|D| < 2**23: chunks of at most 227 taps).
+    label(ddot)
+    data(2, 0xB500)  # push {lr}
+    data(2, 0xB08A)  # sub sp, #40
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    ldr(r3, [r7, 4 * _X])
+    ldr(r4, [r7, 4 * _DX32])
+    add(r4, r4, r3)
+    data(2, 0x9408)  # str r4, [sp, #32]
+    ldr(r4, [r7, 4 * _DXF])
+    add(r4, r4, r3)
+    data(2, 0x9409)  # str r4, [sp, #36]
+    ldr(r3, [r7, 4 * _CN])
+    str(r3, [r7, 4 * _CCUR])
+    ldr(r3, [r7, 4 * _NB])
+    str(r3, [r7, 4 * _CNT])
+    label(dblk_next)
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bmi_w(dblk_done)
+    str(r3, [r7, 4 * _CNT])
+    ldr(r1, [r7, 4 * _WCUR])  # r1 = the block's weights (six rows interleaved, uquant_rt.dsp_index)
+    ldr(r6, [r7, 4 * _K])
+    add(r4, r6, r6)
+    add(r4, r4, r6)
+    add(r4, r4, r4)
+    add(r4, r4, r1)
+    str(r4, [r7, 4 * _WCUR])  # the next block's: 6*K bytes on
+    ldr(r0, [r7, 4 * _CCUR])  # the sums start at the channels' constants Cn + 128 * (sum of odd taps' codes)
+    data(2, 0xE8B0, 0x017C)  # ldm.w r0!, {r2, r3, r4, r5, r6, r8}
+    str(r0, [r7, 4 * _CCUR])
+    ldr(r0, [r7, 4 * _SXO])
+    add(r2, r2, r0)
+    add(r3, r3, r0)
+    add(r4, r4, r0)
+    add(r5, r5, r0)
+    add(r6, r6, r0)
+    data(2, 0x4480)  # add r8, r0
+    data(2, 0xE88D, 0x017C)  # stm.w sp, {r2, r3, r4, r5, r6, r8}
+    ldr(r0, [r7, 4 * _X])
+    mov(r7, 0)
+    mov(r8, r7)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    label(dchunk)  # r0 = X cursor, r1 = W cursor, r2 r3 = X words, r4-r6 = weight words, r7-r12 = the sums
+    data(2, 0xF200, 0x15C0)  # addw r5, r0, #448: 56 groups (224 taps) at most per chunk
+    data(2, 0x9C08)  # ldr r4, [sp, #32]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x46A6)  # mov lr, r4: end of the chunk's 32-tap loop
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x9407)  # str r4, [sp, #28]: end of the chunk's whole groups
+    b(d32_test)
+    label(d32)  # 32 taps of six channels: 192 multiply-adds
+    ldr(r2, [r0, 0])  # Z: (x0, x2) in offset form
+    ldr(r3, [r0, 4])  # Y: (x1, x3) - 255
+    ldr(r4, [r1, 0])
+    ldr(r5, [r1, 4])
+    ldr(r6, [r1, 8])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 12])
+    ldr(r5, [r1, 16])
+    ldr(r6, [r1, 20])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 8])
+    ldr(r3, [r0, 12])
+    ldr(r4, [r1, 24])
+    ldr(r5, [r1, 28])
+    ldr(r6, [r1, 32])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 36])
+    ldr(r5, [r1, 40])
+    ldr(r6, [r1, 44])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 16])
+    ldr(r3, [r0, 20])
+    ldr(r4, [r1, 48])
+    ldr(r5, [r1, 52])
+    ldr(r6, [r1, 56])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 60])
+    ldr(r5, [r1, 64])
+    ldr(r6, [r1, 68])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 24])
+    ldr(r3, [r0, 28])
+    ldr(r4, [r1, 72])
+    ldr(r5, [r1, 76])
+    ldr(r6, [r1, 80])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 84])
+    ldr(r5, [r1, 88])
+    ldr(r6, [r1, 92])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 32])
+    ldr(r3, [r0, 36])
+    ldr(r4, [r1, 96])
+    ldr(r5, [r1, 100])
+    ldr(r6, [r1, 104])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 108])
+    ldr(r5, [r1, 112])
+    ldr(r6, [r1, 116])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 40])
+    ldr(r3, [r0, 44])
+    ldr(r4, [r1, 120])
+    ldr(r5, [r1, 124])
+    data(2, 0xF8D1, 0x6080)  # ldr.w r6, [r1, #128]
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    data(2, 0xF8D1, 0x4084)  # ldr.w r4, [r1, #132]
+    data(2, 0xF8D1, 0x5088)  # ldr.w r5, [r1, #136]
+    data(2, 0xF8D1, 0x608C)  # ldr.w r6, [r1, #140]
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 48])
+    ldr(r3, [r0, 52])
+    data(2, 0xF8D1, 0x4090)  # ldr.w r4, [r1, #144]
+    data(2, 0xF8D1, 0x5094)  # ldr.w r5, [r1, #148]
+    data(2, 0xF8D1, 0x6098)  # ldr.w r6, [r1, #152]
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    data(2, 0xF8D1, 0x409C)  # ldr.w r4, [r1, #156]
+    data(2, 0xF8D1, 0x50A0)  # ldr.w r5, [r1, #160]
+    data(2, 0xF8D1, 0x60A4)  # ldr.w r6, [r1, #164]
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 56])
+    ldr(r3, [r0, 60])
+    data(2, 0xF8D1, 0x40A8)  # ldr.w r4, [r1, #168]
+    data(2, 0xF8D1, 0x50AC)  # ldr.w r5, [r1, #172]
+    data(2, 0xF8D1, 0x60B0)  # ldr.w r6, [r1, #176]
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    data(2, 0xF8D1, 0x40B4)  # ldr.w r4, [r1, #180]
+    data(2, 0xF8D1, 0x50B8)  # ldr.w r5, [r1, #184]
+    data(2, 0xF8D1, 0x60BC)  # ldr.w r6, [r1, #188]
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    add(r0, 64)
+    data(2, 0xF201, 0x01C0)  # addw r1, r1, #192
+    label(d32_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc_w(d32)
+    data(2, 0xF8DD, 0xE01C)  # ldr.w lr, [sp, #28]
+    b(d4_test)
+    label(d4)  # four taps
+    ldr(r2, [r0, 0])  # Z: (x0, x2) in offset form
+    ldr(r3, [r0, 4])  # Y: (x1, x3) - 255
+    ldr(r4, [r1, 0])
+    ldr(r5, [r1, 4])
+    ldr(r6, [r1, 8])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 12])
+    ldr(r5, [r1, 16])
+    ldr(r6, [r1, 20])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    add(r0, 8)
+    add(r1, 24)
+    label(d4_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc(d4)
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r0, r4)
+    bcs(dtail)
+    data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
+    data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
+    data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
+    data(2, 0xEB04, 0x2429)  # add.w r4, r4, r9, asr #8
+    data(2, 0xEB05, 0x252A)  # add.w r5, r5, r10, asr #8
+    data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
+    data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
+    data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    mov(r7, 0)  # a chunk of a long row: its sums are folded, next chunk
+    mov(r8, r7)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    b(dchunk)
+    label(dtail)  # the last K % 4 taps: six rows of KT bytes, packed
+    data(2, 0x9D0B)  # ldr r5, [sp, #44]: header
+    ldr(r5, [r5, 4 * _KT])
+    cmp(r5, 0)
+    beq(dlast)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0x8803)  # smlad r8, r4, r3, r8
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x8802)  # smlad r8, r4, r2, r8
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xBB03)  # smlad r11, r4, r3, r11
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xBB02)  # smlad r11, r4, r2, r11
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xCC03)  # smlad r12, r4, r3, r12
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xCC02)  # smlad r12, r4, r2, r12
+    label(dlast)
+    data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
+    data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
+    data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
+    data(2, 0xEB04, 0x2429)  # add.w r4, r4, r9, asr #8
+    data(2, 0xEB05, 0x252A)  # add.w r5, r5, r10, asr #8
+    data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
+    data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
+    data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    # requantize and store the six channels (uquant_rt.requant_channel), the cursors in r8-r11
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird0)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd0)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd0)
+    label(rq_clipd0)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9801)  # ldr r0, [sp, #4]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird1)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd1)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd1)
+    label(rq_clipd1)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9802)  # ldr r0, [sp, #8]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird2)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd2)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd2)
+    label(rq_clipd2)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9803)  # ldr r0, [sp, #12]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird3)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd3)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd3)
+    label(rq_clipd3)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9804)  # ldr r0, [sp, #16]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird4)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd4)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd4)
+    label(rq_clipd4)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9805)  # ldr r0, [sp, #20]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird5)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd5)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd5)
+    label(rq_clipd5)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dblk_next)
+    label(dblk_done)
+    ldr(r3, [r7, 4 * _NR])
+    str(r3, [r7, 4 * _CNT])
+    label(dsn_next)
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bmi_w(ddot_done)  # one channel, a plain row
+    str(r3, [r7, 4 * _CNT])
+    ldr(r1, [r7, 4 * _WCUR])
+    ldr(r6, [r7, 4 * _K])
+    add(r6, r6, r1)
+    str(r6, [r7, 4 * _WCUR])
+    ldr(r0, [r7, 4 * _CCUR])
+    ldr(r2, [r0, 0])  # Cn
+    add(r0, 4)
+    str(r0, [r7, 4 * _CCUR])
+    ldr(r0, [r7, 4 * _SXO])
+    add(r2, r2, r0)
+    data(2, 0x9200)  # str r2, [sp, #0]
+    ldr(r0, [r7, 4 * _X])
+    mov(r5, 0)
+    mov(r8, r5)
+    label(dsc)
+    data(2, 0xF200, 0x15C0)  # addw r5, r0, #448
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x46A6)  # mov lr, r4
+    b(ds_test)
+    label(ds4)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    data(2, 0xFB24, 0x8803)  # smlad r8, r4, r3, r8
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x8802)  # smlad r8, r4, r2, r8
+    add(r0, 8)
+    add(r1, 4)
+    label(ds_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc(ds4)
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r0, r4)
+    bcs(ds_tail)
+    data(2, 0x9A00)  # ldr r2, [sp, #0]
+    data(2, 0xEB02, 0x2228)  # add.w r2, r2, r8, asr #8
+    data(2, 0x9200)  # str r2, [sp, #0]
+    mov(r5, 0)
+    mov(r8, r5)
+    b(dsc)
+    label(ds_tail)
+    data(2, 0x9D0B)  # ldr r5, [sp, #44]: header
+    ldr(r5, [r5, 4 * _KT])
+    cmp(r5, 0)
+    beq(ds_last)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    data(2, 0xFB24, 0x8803)  # smlad r8, r4, r3, r8
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x8802)  # smlad r8, r4, r2, r8
+    label(ds_last)
+    data(2, 0x9A00)  # ldr r2, [sp, #0]
+    data(2, 0xEB02, 0x2228)  # add.w r2, r2, r8, asr #8
+    data(2, 0x9200)  # str r2, [sp, #0]
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirds)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excds)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewds)
+    label(rq_clipds)
+    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
+    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dsn_next)
+    label(ddot_done)
+    data(2, 0xB00A)  # add sp, #40
+    data(2, 0xBD00)  # pop {pc}
+
+    # the dense requantization's less common paths, out of line
+    label(rq_dird0)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_excd0)
+    label(rq_ewd0)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld0)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld0)
+    b(rq_clipd0)
+    label(rq_dird1)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_excd1)
+    label(rq_ewd1)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld1)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld1)
+    b(rq_clipd1)
+    label(rq_dird2)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_excd2)
+    label(rq_ewd2)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld2)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld2)
+    b(rq_clipd2)
+    label(rq_dird3)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_excd3)
+    label(rq_ewd3)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld3)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld3)
+    b(rq_clipd3)
+    label(rq_dird4)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_excd4)
+    label(rq_ewd4)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld4)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld4)
+    b(rq_clipd4)
+    label(rq_dird5)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_excd5)
+    label(rq_ewd5)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld5)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld5)
+    b(rq_clipd5)
+    label(rq_dirds)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    b(rq_excds)
+    label(rq_ewds)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlds)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlds)
+    b(rq_clipds)
+
+
     # ---- conv ------------------------------------------------------------------------------------------------
     label(conv)
     ldr(r6, [r2, 4 * _CG])  # r6 = geometry words
@@ -1089,11 +2012,42 @@ def _header(K, NL, lo, hi, W, P, E, T, N):
     return H, (W, P, E, T, X)
 
 
+DENSE_LAYOUT = "dsp"  # the order of dense weights prepare_dense takes (uquant_rt.dsp_index, dsp_flip)
+
+
+def _dsp_index(K, N, n, k):
+    # uquant_rt.dsp_index (this module does not import uquant_rt)
+    nb = N // 6
+    if n < 6 * nb:
+        b = n // 6
+        o = 6 * K * b
+        if k >> 2 < K >> 2:
+            return o + 24 * (k >> 2) + 4 * (n - 6 * b) + (k & 3)
+        return o + 24 * (K >> 2) + (K & 3) * (n - 6 * b) + (k & 3)
+    return 6 * K * nb + K * (n - 6 * nb) + k
+
+
 def prepare_dense(K, N, lo, hi, W, P, E, T):
-    # Once per layer, when the model is built: check the sizes and fill the header. The handle keeps the buffers
-    # alive, since the header only holds their addresses. P is read in place (satfix may move its c_lo words).
+    # Once per layer, when the model is built: check the sizes and fill the header. W is in DENSE_LAYOUT order.
+    # The handle keeps the buffers alive, since the header only holds their addresses. P is read in place (satfix
+    # may move its c_lo words). Cn[n] = 128 * (sum of row n's u at even taps) + 255 * (at odd taps) - 32640 * (K // 2)
+    # turns the kernel's offset-form sum back into sum x*u (see the header of this file).
     H, keep = _header(K, N, lo, hi, W, P, E, T, N)
-    return (H, keep, K, N)
+    H[_NB] = N // 6
+    H[_NR] = N % 6
+    H[_DX32] = 64 * (K >> 5)
+    H[_DXF] = 8 * (K >> 2)
+    C = array("i", [0] * N)
+    for n in range(N):
+        s = 0
+        for k in range(0, K, 2):
+            s += W[_dsp_index(K, N, n, k)]
+        t = 0
+        for k in range(1, K, 2):
+            t += W[_dsp_index(K, N, n, k)] ^ 128
+        C[n] = 128 * s + 255 * t - 32640 * (K >> 1)
+    H[_CN] = _addr(C)
+    return (H, keep, K, N, C)
 
 
 def dense(x, out, handle):
