@@ -86,6 +86,8 @@ _DXF = const(25)  # 8 * (K // 4): bytes of X in whole groups of four taps
 _CN = const(26)  # address of Cn (a word per channel, see prepare_dense)
 _CCUR = const(27)  # the next channel's Cn
 _SXO = const(28)  # working state: 128 * the sum of the odd taps' codes
+_D4C = const(13)  # 1 when a block of four rows follows the blocks of six (N % 6 >= 4)
+_D4 = const(12)  # working state: _D4C, cleared once that block ran
 
 # Conv geometry words (array 'i'), by index
 _XP = const(0)  # address of the padded image, or 0 (the layer does not pad: windows read x)
@@ -865,6 +867,8 @@ def _kernel(r0, r1, r2):
     data(2, 0x9409)  # str r4, [sp, #36]
     ldr(r3, [r7, 4 * _CN])
     str(r3, [r7, 4 * _CCUR])
+    ldr(r3, [r7, 4 * _D4C])
+    str(r3, [r7, 4 * _D4])
     ldr(r3, [r7, 4 * _NB])
     str(r3, [r7, 4 * _CNT])
     label(dblk_next)
@@ -899,7 +903,7 @@ def _kernel(r0, r1, r2):
     mov(r11, r7)
     mov(r12, r7)
     label(dchunk)  # r0 = X cursor, r1 = W cursor, r2 r3 = X words, r4-r6 = weight words, r7-r12 = the sums
-    data(2, 0xF200, 0x15C0)  # addw r5, r0, #448: 56 groups (224 taps) at most per chunk
+    data(2, 0xF200, 0x2500)  # addw r5, r0, #512: 64 groups (256 taps) at most per chunk
     data(2, 0x9C08)  # ldr r4, [sp, #32]
     cmp(r5, r4)
     it(cc)
@@ -1159,9 +1163,6 @@ def _kernel(r0, r1, r2):
     label(d4_test)
     data(2, 0x4570)  # cmp r0, lr
     bcc(d4)
-    data(2, 0x9C09)  # ldr r4, [sp, #36]
-    cmp(r0, r4)
-    bcs(dtail)
     data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
     data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
     data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
@@ -1170,6 +1171,9 @@ def _kernel(r0, r1, r2):
     data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
     data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
     data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r0, r4)
+    bcs(dtail)
     mov(r7, 0)  # a chunk of a long row: its sums are folded, next chunk
     mov(r8, r7)
     mov(r9, r7)
@@ -1177,11 +1181,17 @@ def _kernel(r0, r1, r2):
     mov(r11, r7)
     mov(r12, r7)
     b(dchunk)
-    label(dtail)  # the last K % 4 taps: six rows of KT bytes, packed
+    label(dtail)  # the last K % 4 taps: six rows of KT bytes, packed (a chunk of their own)
     data(2, 0x9D0B)  # ldr r5, [sp, #44]: header
     ldr(r5, [r5, 4 * _KT])
     cmp(r5, 0)
     beq(dlast)
+    mov(r7, 0)
+    mov(r8, r7)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
     ldr(r2, [r0, 0])
     ldr(r3, [r0, 4])
     ldr(r4, [r1, 0])
@@ -1214,7 +1224,6 @@ def _kernel(r0, r1, r2):
     data(2, 0xFB24, 0xCC03)  # smlad r12, r4, r3, r12
     data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
     data(2, 0xFB24, 0xCC02)  # smlad r12, r4, r2, r12
-    label(dlast)
     data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
     data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
     data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
@@ -1223,6 +1232,7 @@ def _kernel(r0, r1, r2):
     data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
     data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
     data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    label(dlast)
     # requantize and store the six channels (uquant_rt.requant_channel), the cursors in r8-r11
     data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
@@ -1315,6 +1325,7 @@ def _kernel(r0, r1, r2):
     data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
     data(2, 0x44B2)  # add r10, r6
     data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    label(rq_ch2)  # a block of four enters here (its sums in the frame words of channels 2..5)
     data(2, 0x9802)  # ldr r0, [sp, #8]: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
     data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
@@ -1484,6 +1495,291 @@ def _kernel(r0, r1, r2):
     cmp(r0, r0)  # b.w
     beq_w(dblk_next)
     label(dblk_done)
+    ldr(r3, [r7, 4 * _D4])  # a block of four rows next (N % 6 >= 4)? once
+    cmp(r3, 0)
+    beq_w(d4b_done)
+    mov(r3, 0)
+    str(r3, [r7, 4 * _D4])
+    ldr(r1, [r7, 4 * _WCUR])  # four rows interleaved
+    ldr(r6, [r7, 4 * _K])
+    lsl(r4, r6, 2)
+    add(r4, r4, r1)
+    str(r4, [r7, 4 * _WCUR])
+    ldr(r0, [r7, 4 * _CCUR])
+    data(2, 0xE8B0, 0x0078)  # ldm.w r0!, {r3, r4, r5, r6}: Cn
+    str(r0, [r7, 4 * _CCUR])
+    ldr(r0, [r7, 4 * _SXO])
+    add(r3, r3, r0)
+    add(r4, r4, r0)
+    add(r5, r5, r0)
+    add(r6, r6, r0)
+    data(2, 0xAA02)  # add r2, sp, #8: the sums of channels 2..5
+    data(2, 0xC278)  # stmia r2!, {r3, r4, r5, r6}
+    ldr(r0, [r7, 4 * _X])
+    mov(r7, 0)
+    mov(r8, r7)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    label(echunk)  # as dchunk, four rows: r7 = a weight word, r8 = 0, r9-r12 = the sums
+    data(2, 0xF200, 0x2500)  # addw r5, r0, #512
+    data(2, 0x9C08)  # ldr r4, [sp, #32]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x46A6)  # mov lr, r4
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x9407)  # str r4, [sp, #28]
+    b(e32_test)
+    label(e32)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    ldr(r5, [r1, 4])
+    ldr(r6, [r1, 8])
+    ldr(r7, [r1, 12])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 8])
+    ldr(r3, [r0, 12])
+    ldr(r4, [r1, 16])
+    ldr(r5, [r1, 20])
+    ldr(r6, [r1, 24])
+    ldr(r7, [r1, 28])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 16])
+    ldr(r3, [r0, 20])
+    ldr(r4, [r1, 32])
+    ldr(r5, [r1, 36])
+    ldr(r6, [r1, 40])
+    ldr(r7, [r1, 44])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 24])
+    ldr(r3, [r0, 28])
+    ldr(r4, [r1, 48])
+    ldr(r5, [r1, 52])
+    ldr(r6, [r1, 56])
+    ldr(r7, [r1, 60])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 32])
+    ldr(r3, [r0, 36])
+    ldr(r4, [r1, 64])
+    ldr(r5, [r1, 68])
+    ldr(r6, [r1, 72])
+    ldr(r7, [r1, 76])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 40])
+    ldr(r3, [r0, 44])
+    ldr(r4, [r1, 80])
+    ldr(r5, [r1, 84])
+    ldr(r6, [r1, 88])
+    ldr(r7, [r1, 92])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 48])
+    ldr(r3, [r0, 52])
+    ldr(r4, [r1, 96])
+    ldr(r5, [r1, 100])
+    ldr(r6, [r1, 104])
+    ldr(r7, [r1, 108])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 56])
+    ldr(r3, [r0, 60])
+    ldr(r4, [r1, 112])
+    ldr(r5, [r1, 116])
+    ldr(r6, [r1, 120])
+    ldr(r7, [r1, 124])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    add(r0, 64)
+    add(r1, 128)
+    label(e32_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc_w(e32)
+    data(2, 0xF8DD, 0xE01C)  # ldr.w lr, [sp, #28]
+    b(e4_test)
+    label(e4)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    ldr(r5, [r1, 4])
+    ldr(r6, [r1, 8])
+    ldr(r7, [r1, 12])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    add(r0, 8)
+    add(r1, 16)
+    label(e4_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc(e4)
+    mov(r7, 0)
+    data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
+    data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
+    data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
+    data(2, 0xEB04, 0x2429)  # add.w r4, r4, r9, asr #8
+    data(2, 0xEB05, 0x252A)  # add.w r5, r5, r10, asr #8
+    data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
+    data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
+    data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r0, r4)
+    bcs(etail)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    b(echunk)
+    label(etail)
+    data(2, 0x9D0B)  # ldr r5, [sp, #44]: header
+    ldr(r5, [r5, 4 * _KT])
+    cmp(r5, 0)
+    beq(elast)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xBB03)  # smlad r11, r4, r3, r11
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xBB02)  # smlad r11, r4, r2, r11
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xCC03)  # smlad r12, r4, r3, r12
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xCC02)  # smlad r12, r4, r2, r12
+    data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
+    data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
+    data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
+    data(2, 0xEB04, 0x2429)  # add.w r4, r4, r9, asr #8
+    data(2, 0xEB05, 0x252A)  # add.w r5, r5, r10, asr #8
+    data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
+    data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
+    data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    label(elast)
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    cmp(r0, r0)  # b.w
+    beq_w(rq_ch2)
+    label(d4b_done)
     ldr(r3, [r7, 4 * _NR])
     str(r3, [r7, 4 * _CNT])
     label(dsn_next)
@@ -1507,7 +1803,7 @@ def _kernel(r0, r1, r2):
     mov(r5, 0)
     mov(r8, r5)
     label(dsc)
-    data(2, 0xF200, 0x15C0)  # addw r5, r0, #448
+    data(2, 0xF200, 0x2500)  # addw r5, r0, #512
     data(2, 0x9C09)  # ldr r4, [sp, #36]
     cmp(r5, r4)
     it(cc)
@@ -1526,12 +1822,12 @@ def _kernel(r0, r1, r2):
     label(ds_test)
     data(2, 0x4570)  # cmp r0, lr
     bcc(ds4)
-    data(2, 0x9C09)  # ldr r4, [sp, #36]
-    cmp(r0, r4)
-    bcs(ds_tail)
     data(2, 0x9A00)  # ldr r2, [sp, #0]
     data(2, 0xEB02, 0x2228)  # add.w r2, r2, r8, asr #8
     data(2, 0x9200)  # str r2, [sp, #0]
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r0, r4)
+    bcs(ds_tail)
     mov(r5, 0)
     mov(r8, r5)
     b(dsc)
@@ -1540,16 +1836,18 @@ def _kernel(r0, r1, r2):
     ldr(r5, [r5, 4 * _KT])
     cmp(r5, 0)
     beq(ds_last)
+    mov(r5, 0)
+    mov(r8, r5)
     ldr(r2, [r0, 0])
     ldr(r3, [r0, 4])
     ldr(r4, [r1, 0])
     data(2, 0xFB24, 0x8803)  # smlad r8, r4, r3, r8
     data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
     data(2, 0xFB24, 0x8802)  # smlad r8, r4, r2, r8
-    label(ds_last)
     data(2, 0x9A00)  # ldr r2, [sp, #0]
     data(2, 0xEB02, 0x2228)  # add.w r2, r2, r8, asr #8
     data(2, 0x9200)  # str r2, [sp, #0]
+    label(ds_last)
     data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
@@ -2024,7 +2322,16 @@ def _dsp_index(K, N, n, k):
         if k >> 2 < K >> 2:
             return o + 24 * (k >> 2) + 4 * (n - 6 * b) + (k & 3)
         return o + 24 * (K >> 2) + (K & 3) * (n - 6 * b) + (k & 3)
-    return 6 * K * nb + K * (n - 6 * nb) + k
+    o = 6 * K * nb
+    n -= 6 * nb
+    if N - 6 * nb >= 4:
+        if n < 4:
+            if k >> 2 < K >> 2:
+                return o + 16 * (k >> 2) + 4 * n + (k & 3)
+            return o + 16 * (K >> 2) + (K & 3) * n + (k & 3)
+        o += 4 * K
+        n -= 4
+    return o + K * n + k
 
 
 def prepare_dense(K, N, lo, hi, W, P, E, T):
@@ -2034,7 +2341,8 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
     # turns the kernel's offset-form sum back into sum x*u (see the header of this file).
     H, keep = _header(K, N, lo, hi, W, P, E, T, N)
     H[_NB] = N // 6
-    H[_NR] = N % 6
+    H[_D4C] = 1 if N % 6 >= 4 else 0
+    H[_NR] = N % 6 - 4 * H[_D4C]
     H[_DX32] = 64 * (K >> 5)
     H[_DXF] = 8 * (K >> 2)
     C = array("i", [0] * N)

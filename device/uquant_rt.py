@@ -278,7 +278,8 @@ def dsp_index(K, N, n, k):
     # Where row n, tap k of a dense layer's W sits in uquant_dsp's order, which lets its kernel read the weights of
     # six channels from one cursor: rows go six at a time, for each group of four taps q (k = 4q..4q+3) one word
     # per row, a[4q..4q+3] b[4q..4q+3] ... f[4q..4q+3]; the last K % 4 taps of the six rows follow, packed
-    # (a[..] b[..] ...). The last N % 6 rows stay plain rows. Exactly K*N bytes. The bytes of odd taps are also
+    # (a[..] b[..] ...). When N % 6 >= 4, the next four rows go the same way (four words per group), and the rows
+    # left stay plain rows. Exactly K*N bytes. The bytes of odd taps are also
     # stored XOR 0x80 (dsp_flip): the weight itself as a signed byte, where the other taps hold weight + 128.
     nb = N // 6
     if n < 6 * nb:
@@ -288,9 +289,17 @@ def dsp_index(K, N, n, k):
         o = 6 * K * b
         if q < K >> 2:
             return o + 24 * q + 4 * j + (k & 3)
-        r = K & 3
-        return o + 24 * (K >> 2) + r * j + (k & 3)
-    return 6 * K * nb + K * (n - 6 * nb) + k
+        return o + 24 * (K >> 2) + (K & 3) * j + (k & 3)
+    o = 6 * K * nb
+    n -= 6 * nb
+    if N - 6 * nb >= 4:  # a block of four rows, the same way
+        if n < 4:
+            if k >> 2 < K >> 2:
+                return o + 16 * (k >> 2) + 4 * n + (k & 3)
+            return o + 16 * (K >> 2) + (K & 3) * n + (k & 3)
+        o += 4 * K
+        n -= 4
+    return o + K * n + k
 
 
 def dsp_flip(k):
