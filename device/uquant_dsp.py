@@ -79,7 +79,8 @@ _OG = const(25)  # conv working state: out + first channel of the group * OH*OW
 _WG = const(26)  # W + first channel of the group * K
 _PG = const(27)  # P + first channel of the group * 28
 _NG0 = const(28)  # first channel of the group
-_HWORDS = const(29)
+_FAST = const(29)  # dense: 1 when the layer clips to [0, 255] and has no table (USAT)
+_HWORDS = const(30)
 # dense mode uses the conv words above for its own
 _DX32 = const(24)  # 8 * (K // 32 * 4): bytes of X the dense 32-tap loop reads
 _DXF = const(25)  # 8 * (K // 4): bytes of X in whole groups of four taps
@@ -1243,6 +1244,9 @@ def _kernel(r0, r1, r2):
     data(2, 0x45A1)  # cmp r9, r4
     it(cc)
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 0)
+    bne_w(rqf_six)
     data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
     data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
@@ -1271,7 +1275,7 @@ def _kernel(r0, r1, r2):
     data(2, 0x45DE)  # cmp lr, r11
     beq_w(rq_ewd0)
     label(rq_clipd0)
-    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
     cmp(r1, r3)  # y = clip(y, lo, hi)
     it(lt)
     mov(r1, r3)
@@ -1281,8 +1285,7 @@ def _kernel(r0, r1, r2):
     cmp(r5, 0)  # y = T[y] when there is a table
     it(ne)
     data(2, 0x5C69)  # ldrb r1, [r5, r1]
-    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
-    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
     data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
     data(2, 0x9801)  # ldr r0, [sp, #4]: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
@@ -1312,7 +1315,7 @@ def _kernel(r0, r1, r2):
     data(2, 0x45DE)  # cmp lr, r11
     beq_w(rq_ewd1)
     label(rq_clipd1)
-    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
     cmp(r1, r3)  # y = clip(y, lo, hi)
     it(lt)
     mov(r1, r3)
@@ -1322,8 +1325,7 @@ def _kernel(r0, r1, r2):
     cmp(r5, 0)  # y = T[y] when there is a table
     it(ne)
     data(2, 0x5C69)  # ldrb r1, [r5, r1]
-    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
-    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
     data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
     label(rq_ch2)  # a block of four enters here (its sums in the frame words of channels 2..5)
     data(2, 0x9802)  # ldr r0, [sp, #8]: sum x*w
@@ -1354,7 +1356,7 @@ def _kernel(r0, r1, r2):
     data(2, 0x45DE)  # cmp lr, r11
     beq_w(rq_ewd2)
     label(rq_clipd2)
-    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
     cmp(r1, r3)  # y = clip(y, lo, hi)
     it(lt)
     mov(r1, r3)
@@ -1364,8 +1366,7 @@ def _kernel(r0, r1, r2):
     cmp(r5, 0)  # y = T[y] when there is a table
     it(ne)
     data(2, 0x5C69)  # ldrb r1, [r5, r1]
-    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
-    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
     data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
     data(2, 0x9803)  # ldr r0, [sp, #12]: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
@@ -1395,7 +1396,7 @@ def _kernel(r0, r1, r2):
     data(2, 0x45DE)  # cmp lr, r11
     beq_w(rq_ewd3)
     label(rq_clipd3)
-    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
     cmp(r1, r3)  # y = clip(y, lo, hi)
     it(lt)
     mov(r1, r3)
@@ -1405,8 +1406,7 @@ def _kernel(r0, r1, r2):
     cmp(r5, 0)  # y = T[y] when there is a table
     it(ne)
     data(2, 0x5C69)  # ldrb r1, [r5, r1]
-    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
-    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
     data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
     data(2, 0x9804)  # ldr r0, [sp, #16]: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
@@ -1436,7 +1436,7 @@ def _kernel(r0, r1, r2):
     data(2, 0x45DE)  # cmp lr, r11
     beq_w(rq_ewd4)
     label(rq_clipd4)
-    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
     cmp(r1, r3)  # y = clip(y, lo, hi)
     it(lt)
     mov(r1, r3)
@@ -1446,8 +1446,7 @@ def _kernel(r0, r1, r2):
     cmp(r5, 0)  # y = T[y] when there is a table
     it(ne)
     data(2, 0x5C69)  # ldrb r1, [r5, r1]
-    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
-    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
     data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
     data(2, 0x9805)  # ldr r0, [sp, #20]: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
@@ -1477,7 +1476,7 @@ def _kernel(r0, r1, r2):
     data(2, 0x45DE)  # cmp lr, r11
     beq_w(rq_ewd5)
     label(rq_clipd5)
-    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
     cmp(r1, r3)  # y = clip(y, lo, hi)
     it(lt)
     mov(r1, r3)
@@ -1487,8 +1486,199 @@ def _kernel(r0, r1, r2):
     cmp(r5, 0)  # y = T[y] when there is a table
     it(ne)
     data(2, 0x5C69)  # ldrb r1, [r5, r1]
-    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
-    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dblk_next)
+    label(rqf_six)  # the same when the layer clips to [0, 255] without a table (FAST)
+    data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf0)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf0)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf0)
+    label(rq_clipf0)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9801)  # ldr r0, [sp, #4]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf1)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf1)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf1)
+    label(rq_clipf1)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    label(rqf_ch2)
+    data(2, 0x9802)  # ldr r0, [sp, #8]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf2)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf2)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf2)
+    label(rq_clipf2)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9803)  # ldr r0, [sp, #12]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf3)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf3)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf3)
+    label(rq_clipf3)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9804)  # ldr r0, [sp, #16]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf4)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf4)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf4)
+    label(rq_clipf4)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9805)  # ldr r0, [sp, #20]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf5)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf5)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf5)
+    label(rq_clipf5)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
     data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
@@ -1777,6 +1967,9 @@ def _kernel(r0, r1, r2):
     data(2, 0x45A1)  # cmp r9, r4
     it(cc)
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 0)
+    bne_w(rqf_ch2)
     cmp(r0, r0)  # b.w
     beq_w(rq_ch2)
     label(d4b_done)
@@ -1857,6 +2050,9 @@ def _kernel(r0, r1, r2):
     data(2, 0x45A1)  # cmp r9, r4
     it(cc)
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 0)
+    bne_w(rqf_one)
     data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
     data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
     data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
@@ -1885,7 +2081,7 @@ def _kernel(r0, r1, r2):
     data(2, 0x45DE)  # cmp lr, r11
     beq_w(rq_ewds)
     label(rq_clipds)
-    data(2, 0xE897, 0x0078)  # ldm.w r7, {r3, r4, r5, r6}: lo, hi, T, output stride
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
     cmp(r1, r3)  # y = clip(y, lo, hi)
     it(lt)
     mov(r1, r3)
@@ -1895,8 +2091,43 @@ def _kernel(r0, r1, r2):
     cmp(r5, 0)  # y = T[y] when there is a table
     it(ne)
     data(2, 0x5C69)  # ldrb r1, [r5, r1]
-    data(2, 0xF88A, 0x1000)  # strb.w r1, [r10]
-    data(2, 0x44B2)  # add r10, r6
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dsn_next)
+    label(rqf_one)
+    data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirfs)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excfs)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewfs)
+    label(rq_clipfs)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
     data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
@@ -1910,7 +2141,8 @@ def _kernel(r0, r1, r2):
     label(rq_dird0)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    b(rq_excd0)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd0)
     label(rq_ewd0)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     label(rq_ewld0)
@@ -1925,11 +2157,13 @@ def _kernel(r0, r1, r2):
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
     data(2, 0x45DE)  # cmp lr, r11
     beq(rq_ewld0)
-    b(rq_clipd0)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd0)
     label(rq_dird1)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    b(rq_excd1)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd1)
     label(rq_ewd1)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     label(rq_ewld1)
@@ -1944,11 +2178,13 @@ def _kernel(r0, r1, r2):
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
     data(2, 0x45DE)  # cmp lr, r11
     beq(rq_ewld1)
-    b(rq_clipd1)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd1)
     label(rq_dird2)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    b(rq_excd2)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd2)
     label(rq_ewd2)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     label(rq_ewld2)
@@ -1963,11 +2199,13 @@ def _kernel(r0, r1, r2):
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
     data(2, 0x45DE)  # cmp lr, r11
     beq(rq_ewld2)
-    b(rq_clipd2)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd2)
     label(rq_dird3)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    b(rq_excd3)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd3)
     label(rq_ewd3)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     label(rq_ewld3)
@@ -1982,11 +2220,13 @@ def _kernel(r0, r1, r2):
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
     data(2, 0x45DE)  # cmp lr, r11
     beq(rq_ewld3)
-    b(rq_clipd3)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd3)
     label(rq_dird4)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    b(rq_excd4)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd4)
     label(rq_ewd4)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     label(rq_ewld4)
@@ -2001,11 +2241,13 @@ def _kernel(r0, r1, r2):
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
     data(2, 0x45DE)  # cmp lr, r11
     beq(rq_ewld4)
-    b(rq_clipd4)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd4)
     label(rq_dird5)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    b(rq_excd5)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd5)
     label(rq_ewd5)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     label(rq_ewld5)
@@ -2020,11 +2262,13 @@ def _kernel(r0, r1, r2):
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
     data(2, 0x45DE)  # cmp lr, r11
     beq(rq_ewld5)
-    b(rq_clipd5)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd5)
     label(rq_dirds)
     data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
     asr(r1, r6)  # y = (a*A + Dl) >> S
-    b(rq_excds)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excds)
     label(rq_ewds)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     label(rq_ewlds)
@@ -2039,7 +2283,155 @@ def _kernel(r0, r1, r2):
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
     data(2, 0x45DE)  # cmp lr, r11
     beq(rq_ewlds)
-    b(rq_clipds)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipds)
+    label(rq_dirf0)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf0)
+    label(rq_ewf0)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf0)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf0)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf0)
+    label(rq_dirf1)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf1)
+    label(rq_ewf1)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf1)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf1)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf1)
+    label(rq_dirf2)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf2)
+    label(rq_ewf2)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf2)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf2)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf2)
+    label(rq_dirf3)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf3)
+    label(rq_ewf3)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf3)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf3)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf3)
+    label(rq_dirf4)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf4)
+    label(rq_ewf4)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf4)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf4)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf4)
+    label(rq_dirf5)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf5)
+    label(rq_ewf5)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf5)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf5)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf5)
+    label(rq_dirfs)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excfs)
+    label(rq_ewfs)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlfs)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlfs)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipfs)
 
 
     # ---- conv ------------------------------------------------------------------------------------------------
@@ -2343,6 +2735,7 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
     H[_NB] = N // 6
     H[_D4C] = 1 if N % 6 >= 4 else 0
     H[_NR] = N % 6 - 4 * H[_D4C]
+    H[_FAST] = 1 if lo == 0 and hi == 255 and T is None else 0
     H[_DX32] = 64 * (K >> 5)
     H[_DXF] = 8 * (K >> 2)
     C = array("i", [0] * N)
