@@ -8,28 +8,41 @@
 #                                                                          next module of the tier)
 # prepare_* allocate once, when the model is built; dense() and conv() allocate nothing.
 #
-# How: input codes x (0..255) and stored weights u = w + 128 (0..255) both fit signed 16-bit lanes, so SMLAD's two
-# products and their sum are exact. The input of a layer (a conv: each output position's window) is first unpacked
-# into a per-layer scratch X of halfwords in "pair order": four taps k..k+3 become the words (x0, x2) and (x1, x3),
-# which is what UXTB16 makes of four weight bytes (w0, w2) and, rotated by 8, (w1, w3). The weights are read in place
-# (never copied), a word at a time, four rows (output channels) per pass so each X word loaded serves four channels:
-# per four taps and four channels, 6 loads, 8 UXTB16 and 8 SMLAD. Pad taps past K read zeros from X (the weight word
-# that reads into the next row, or up to 3 bytes past the end of W, is multiplied by 0). sx, the sum of the input
-# codes, comes from USADA8 (dense) or the gather (conv). Each channel is then requantized as uquant_rt.requant_channel
-# does (direct or 15-bit limb form, exceptions, clip, table), in Thumb-2 (MLA, MLS, IT).
+# Dense (the weights in DENSE_LAYOUT = "dsp" order: uquant_rt.dsp_index, dsp_flip; `uquant convert --board pico2`
+# writes it, any other module is copied into it when the model is built). Rows go six at a time, interleaved per
+# group of four taps (one weight word per row per group: one cursor, word loads), then a block of four when N % 6 >= 4,
+# then plain rows. In each word the bytes of taps 0 and 2 hold u = w + 128 (0..255), those of taps 1 and 3 hold w
+# itself as a signed byte (u XOR 0x80), so the raw word read as two int16 lanes is (u0 + 256*w1, u2 + 256*w3). The
+# input is unpacked once per call into X, two words per group: Y = (x1 - 255, x3 - 255) and
+# Z = (256*(x0 - 128) - (x1 - 255), 256*(x2 - 128) - (x3 - 255)), both within int16. Then per four taps and channel
+#     SMLAD(raw, Y) + SMLAD(UXTB16(raw), Z) = 256 * (u0*(x0-128) + w1*(x1-255) + u2*(x2-128) + w3*(x3-255))
+# one load, one UXTB16 and two SMLAD for four multiply-adds; six channels per pass share X's two words. The sum D
+# over a chunk of at most 256 taps stays within +-32640*256 < 2**23, so 256*D fits an int32; chunks are folded
+# (ASR 8) into the channel's sum, which starts at Cn + 128*(sum of the odd taps' codes), Cn a per-channel constant
+# prepare_dense computes from W: that gives back sum x*u, the reference's accumulator. Pad taps past K have zero
+# lanes in Y and Z (the weight bytes read past a row, at most 3 bytes past W's end, are multiplied by 0). sx, the
+# sum of the input codes, comes from USADA8. Each channel is then requantized as uquant_rt.requant_channel does
+# (direct or 15-bit limb form, exceptions, clip, table) in Thumb-2 (SMULL, MLA, MLS, IT); a layer that clips to
+# [0, 255] without a table takes a USAT path.
 #
-# Conv: when the layer pads, the input is first copied into a per-layer image XP with the zero point around it, so
-# every window is inside the image; each output position gathers its window (a per-layer table of offsets) into X and
-# runs the dense pass over the group's channels, the outputs strided by OH*OW. Layers this tier does not cover
-# (fbgemm's saturating forms SAT 1 and 2, windows beyond 64 KiB of image) get None from prepare_conv.
+# Conv (weights in plain rows, unchanged): input codes x and stored weights u = w + 128 both fit signed 16-bit
+# lanes. Each output position's window is gathered into X in "pair order": four taps k..k+3 become the words
+# (x0, x2) and (x1, x3), which is what UXTB16 makes of four weight bytes (w0, w2) and, rotated by 8, (w1, w3); four
+# rows per pass, per four taps and four channels 6 loads, 8 UXTB16 and 8 SMLAD. When the layer pads, the input is
+# first copied into a per-layer image XP with the zero point around it, so every window is inside the image; the
+# outputs are strided by OH*OW. Layers this tier does not cover (fbgemm's saturating forms SAT 1 and 2, windows
+# beyond 64 KiB of image) get None from prepare_conv.
 #
-# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the 32-tap loop takes 1.57 cycles per multiply-add
-# (per 16: 6 loads, 8 UXTB16, 8 SMLAD); requantizing an output about 45 cycles. Whole layers, kernel cycles per MAC:
-# the bench's 64-256-256-10 MLP 2.07, its digits CNN 5.3 (small windows: the requantization and the gather weigh).
+# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the dense 32-tap loop takes 230 cycles for 192
+# multiply-adds (1.20 per MAC); a block of six channels costs about 350 cycles besides (requantization about 34
+# cycles per output on the USAT path, 47 otherwise). Whole layers, kernel cycles per MAC: the bench's 64-256-256-10
+# MLP 1.63 (layers 2.14, 1.48, 1.99), its digits CNN 5.3 (conv: small windows, the requantization and the gather
+# weigh; conv loop 1.57 per MAC).
 #
-# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 29-word header; conv
-# adds 32 words, the window's offsets (2 bytes per tap) and, when the layer pads, the padded image (one byte per
-# padded input position). Reads past a weight row stay within 3 bytes after W's last byte (multiplied by X's zeros).
+# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 30-word header;
+# dense adds Cn (a word per channel); conv adds 32 words, the window's offsets (2 bytes per tap) and, when the layer
+# pads, the padded image (one byte per padded input position). Reads past a weight row stay within 3 bytes after W's
+# last byte (multiplied by X's zeros).
 #
 # Import: only on a core with the DSP extension. sys.implementation._mpy names the firmware's native architecture:
 # anything but armv7em/armv7emsp/armv7emdp (an RP2040's armv6m, x64, xtensa, RISC-V) raises ImportError before any
@@ -854,7 +867,7 @@ def _kernel(r0, r1, r2):
     # ---- ddot: the dense layer's channels against X (offset form); NB blocks of six, NR single -----------------
     # Frame: [sp..sp+20] = the six channels' sums, [sp+24] unused, [sp+28] = end of the chunk's whole groups,
     # [sp+32] = end of the 32-tap loop in X, [sp+36] = end of X's whole groups, [sp+40] = return address,
-    # [sp+44] = header. Each accumulator holds 256 * its chunk's sum D (|D| < 2**23: chunks of at most 227 taps).
+    # [sp+44] = header. Each accumulator holds 256 * its chunk's sum D (|D| < 2**23: chunks of at most 256 taps).
     label(ddot)
     data(2, 0xB500)  # push {lr}
     data(2, 0xB08A)  # sub sp, #40
