@@ -2718,27 +2718,6 @@ def _header(K, NL, lo, hi, W, P, E, T, N):
 DENSE_LAYOUT = "dsp"  # the order of dense weights prepare_dense takes (uquant_rt.dsp_index, dsp_flip)
 
 
-def _dsp_index(K, N, n, k):
-    # uquant_rt.dsp_index (this module does not import uquant_rt)
-    nb = N // 6
-    if n < 6 * nb:
-        b = n // 6
-        o = 6 * K * b
-        if k >> 2 < K >> 2:
-            return o + 24 * (k >> 2) + 4 * (n - 6 * b) + (k & 3)
-        return o + 24 * (K >> 2) + (K & 3) * (n - 6 * b) + (k & 3)
-    o = 6 * K * nb
-    n -= 6 * nb
-    if N - 6 * nb >= 4:
-        if n < 4:
-            if k >> 2 < K >> 2:
-                return o + 16 * (k >> 2) + 4 * n + (k & 3)
-            return o + 16 * (K >> 2) + (K & 3) * n + (k & 3)
-        o += 4 * K
-        n -= 4
-    return o + K * n + k
-
-
 def prepare_dense(K, N, lo, hi, W, P, E, T):
     # Once per layer, when the model is built: check the sizes and fill the header. W is in DENSE_LAYOUT order.
     # The handle keeps the buffers alive, since the header only holds their addresses. P is read in place (satfix
@@ -2752,14 +2731,27 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
     H[_DX32] = 64 * (K >> 5)
     H[_DXF] = 8 * (K >> 2)
     C = array("i", [0] * N)
-    for n in range(N):
-        s = 0
-        for k in range(0, K, 2):
-            s += W[_dsp_index(K, N, n, k)]
-        t = 0
-        for k in range(1, K, 2):
-            t += W[_dsp_index(K, N, n, k)] ^ 128
-        C[n] = 128 * s + 255 * t - 32640 * (K >> 1)
+    Q = K >> 2
+    r = K & 3
+    o = n0 = 0
+    while n0 < N:  # blocks of six, then maybe four, then single rows (m = 1), as uquant_rt.dsp_index lays them out
+        m = 6 if N - n0 >= 6 else 4 if n0 == 6 * (N // 6) and N - n0 >= 4 else 1
+        for j in range(m):
+            se = so = 0
+            i = o + 4 * j
+            for _ in range(Q):
+                se += W[i] + W[i + 2]
+                so += (W[i + 1] ^ 128) + (W[i + 3] ^ 128)
+                i += 4 * m
+            i = o + 4 * m * Q + r * j
+            for t in range(r):
+                if t & 1:
+                    so += W[i + t] ^ 128
+                else:
+                    se += W[i + t]
+            C[n0 + j] = 128 * se + 255 * so - 32640 * (K >> 1)  # odd taps' bytes hold u ^ 128
+        o += m * K
+        n0 += m
     H[_CN] = _addr(C)
     return (H, keep, K, N, C)
 

@@ -320,25 +320,24 @@ def _dsp_at(K, N, n, k):
     return (dsp_index(K, N, n, k), dsp_flip(k))
 
 
+def _rows_index(K, N, n, k):
+    return n * K + k
+
+
 def relay(W, K, N, layout, to):
     # W (a dense layer's weights in `layout` order: None for plain rows, "thumb" for thumb_index, "dsp" for
     # dsp_index and dsp_flip) as a new bytearray in `to` order. Costs K*N bytes: the module should hold W in the
     # order the board's kernel reads.
-    if layout == to or (layout is not None and to is not None) or (layout or to) not in ("thumb", "dsp"):
+    orders = {None: _rows_index, "thumb": thumb_index, "dsp": dsp_index}
+    if layout == to or layout not in orders or to not in orders:
         raise ValueError("relay: from %r to %r" % (layout, to))
-    dsp = (layout or to) == "dsp"
-    at = dsp_index if dsp else thumb_index
+    src = orders[layout]
+    dst = orders[to]
+    flip = 128 if (layout == "dsp") != (to == "dsp") else 0
     out = bytearray(K * N)
-    i = 0
     for n in range(N):
         for k in range(K):
-            j = at(K, N, n, k)
-            f = 128 if dsp and k & 1 else 0
-            if to is None:
-                out[i] = W[j] ^ f
-            else:
-                out[j] = W[i] ^ f
-            i += 1
+            out[dst(K, N, n, k)] = W[src(K, N, n, k)] ^ (flip if k & 1 else 0)
     return out
 
 

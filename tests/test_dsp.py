@@ -260,14 +260,15 @@ def _capture(module, tier):
 
 def _source(converted, board):
     """The module as `convert` writes it (board None: dense weights in rows, copied into the kernel's order when the
-    model is built) or as `convert --board pico2` does (uquant_dsp's order, read in place)."""
+    model is built), as `convert --board pico2` does (uquant_dsp's order, read in place) or as `--board pico` does
+    (uquant_thumb's order, copied into uquant_dsp's)."""
     return converted.source if board is None else copy.copy(converted).for_board(board).source
 
 
-@pytest.mark.parametrize("board", [None, "pico2"])
+@pytest.mark.parametrize("board", [None, "pico2", "pico"])
 @pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
 def test_dense_layers_match_torch(engine, board, dsp_runtime, report):
-    rng = np.random.default_rng(1400 + len(engine) + 7 * (board is None))
+    rng = np.random.default_rng(1400 + len(engine) + 7 * len(board or ""))
     outputs = models = 0
     while outputs < MIN_OUTPUTS or models < 3:
         with torch_engine(engine):

@@ -220,6 +220,8 @@ def test_a_module_laid_out_for_another_board_runs_the_same(random_cases):
         assert sorted(rt.dsp_index(K, N, n, k) for n in range(N) for k in range(K)) == list(range(K * N))
         assert all(d[rt.dsp_index(K, N, n, k)] == W[n * K + k] ^ rt.dsp_flip(k) for n in range(N) for k in range(K))
         assert rt.relay(d, K, N, "dsp", None) == W
+        t = rt.relay(W, K, N, None, "thumb")  # a module laid out for one board, built on another
+        assert rt.relay(t, K, N, "thumb", "dsp") == d and rt.relay(d, K, N, "dsp", "thumb") == t
     from uquant.bench import small_cnn  # convs keep their order: only dense weights are laid out
     with torch_engine("fbgemm"):
         c = uquant.convert(small_cnn()[0], engine="fbgemm", input_shape=(1, 8, 8))
