@@ -8,28 +8,41 @@
 #                                                                          next module of the tier)
 # prepare_* allocate once, when the model is built; dense() and conv() allocate nothing.
 #
-# How: input codes x (0..255) and stored weights u = w + 128 (0..255) both fit signed 16-bit lanes, so SMLAD's two
-# products and their sum are exact. The input of a layer (a conv: each output position's window) is first unpacked
-# into a per-layer scratch X of halfwords in "pair order": four taps k..k+3 become the words (x0, x2) and (x1, x3),
-# which is what UXTB16 makes of four weight bytes (w0, w2) and, rotated by 8, (w1, w3). The weights are read in place
-# (never copied), a word at a time, four rows (output channels) per pass so each X word loaded serves four channels:
-# per four taps and four channels, 6 loads, 8 UXTB16 and 8 SMLAD. Pad taps past K read zeros from X (the weight word
-# that reads into the next row, or up to 3 bytes past the end of W, is multiplied by 0). sx, the sum of the input
-# codes, comes from USADA8 (dense) or the gather (conv). Each channel is then requantized as uquant_rt.requant_channel
-# does (direct or 15-bit limb form, exceptions, clip, table), in Thumb-2 (MLA, MLS, IT).
+# Dense (the weights in DENSE_LAYOUT = "dsp" order: uquant_rt.dsp_index, dsp_flip; `uquant convert --board pico2`
+# writes it, any other module is copied into it when the model is built). Rows go six at a time, interleaved per
+# group of four taps (one weight word per row per group: one cursor, word loads), then a block of four when N % 6 >= 4,
+# then plain rows. In each word the bytes of taps 0 and 2 hold u = w + 128 (0..255), those of taps 1 and 3 hold w
+# itself as a signed byte (u XOR 0x80), so the raw word read as two int16 lanes is (u0 + 256*w1, u2 + 256*w3). The
+# input is unpacked once per call into X, two words per group: Y = (x1 - 255, x3 - 255) and
+# Z = (256*(x0 - 128) - (x1 - 255), 256*(x2 - 128) - (x3 - 255)), both within int16. Then per four taps and channel
+#     SMLAD(raw, Y) + SMLAD(UXTB16(raw), Z) = 256 * (u0*(x0-128) + w1*(x1-255) + u2*(x2-128) + w3*(x3-255))
+# one load, one UXTB16 and two SMLAD for four multiply-adds; six channels per pass share X's two words. The sum D
+# over a chunk of at most 256 taps stays within +-32640*256 < 2**23, so 256*D fits an int32; chunks are folded
+# (ASR 8) into the channel's sum, which starts at Cn + 128*(sum of the odd taps' codes), Cn a per-channel constant
+# prepare_dense computes from W: that gives back sum x*u, the reference's accumulator. Pad taps past K have zero
+# lanes in Y and Z (the weight bytes read past a row, at most 3 bytes past W's end, are multiplied by 0). sx, the
+# sum of the input codes, comes from USADA8. Each channel is then requantized as uquant_rt.requant_channel does
+# (direct or 15-bit limb form, exceptions, clip, table) in Thumb-2 (SMULL, MLA, MLS, IT); a layer that clips to
+# [0, 255] without a table takes a USAT path.
 #
-# Conv: when the layer pads, the input is first copied into a per-layer image XP with the zero point around it, so
-# every window is inside the image; each output position gathers its window (a per-layer table of offsets) into X and
-# runs the dense pass over the group's channels, the outputs strided by OH*OW. Layers this tier does not cover
-# (fbgemm's saturating forms SAT 1 and 2, windows beyond 64 KiB of image) get None from prepare_conv.
+# Conv (weights in plain rows, unchanged): input codes x and stored weights u = w + 128 both fit signed 16-bit
+# lanes. Each output position's window is gathered into X in "pair order": four taps k..k+3 become the words
+# (x0, x2) and (x1, x3), which is what UXTB16 makes of four weight bytes (w0, w2) and, rotated by 8, (w1, w3); four
+# rows per pass, per four taps and four channels 6 loads, 8 UXTB16 and 8 SMLAD. When the layer pads, the input is
+# first copied into a per-layer image XP with the zero point around it, so every window is inside the image; the
+# outputs are strided by OH*OW. Layers this tier does not cover (fbgemm's saturating forms SAT 1 and 2, windows
+# beyond 64 KiB of image) get None from prepare_conv.
 #
-# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the 32-tap loop takes 1.57 cycles per multiply-add
-# (per 16: 6 loads, 8 UXTB16, 8 SMLAD); requantizing an output about 45 cycles. Whole layers, kernel cycles per MAC:
-# the bench's 64-256-256-10 MLP 2.07, its digits CNN 5.3 (small windows: the requantization and the gather weigh).
+# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the dense 32-tap loop takes 230 cycles for 192
+# multiply-adds (1.20 per MAC); a block of six channels costs about 350 cycles besides (requantization about 34
+# cycles per output on the USAT path, 47 otherwise). Whole layers, kernel cycles per MAC: the bench's 64-256-256-10
+# MLP 1.63 (layers 2.14, 1.48, 1.99), its digits CNN 5.3 (conv: small windows, the requantization and the gather
+# weigh; conv loop 1.57 per MAC).
 #
-# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 29-word header; conv
-# adds 32 words, the window's offsets (2 bytes per tap) and, when the layer pads, the padded image (one byte per
-# padded input position). Reads past a weight row stay within 3 bytes after W's last byte (multiplied by X's zeros).
+# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 30-word header;
+# dense adds Cn (a word per channel); conv adds 32 words, the window's offsets (2 bytes per tap) and, when the layer
+# pads, the padded image (one byte per padded input position). Reads past a weight row stay within 3 bytes after W's
+# last byte (multiplied by X's zeros).
 #
 # Import: only on a core with the DSP extension. sys.implementation._mpy names the firmware's native architecture:
 # anything but armv7em/armv7emsp/armv7emdp (an RP2040's armv6m, x64, xtensa, RISC-V) raises ImportError before any
@@ -79,7 +92,16 @@ _OG = const(25)  # conv working state: out + first channel of the group * OH*OW
 _WG = const(26)  # W + first channel of the group * K
 _PG = const(27)  # P + first channel of the group * 28
 _NG0 = const(28)  # first channel of the group
-_HWORDS = const(29)
+_FAST = const(29)  # dense: 1 when the layer clips to [0, 255] and has no table (USAT)
+_HWORDS = const(30)
+# dense mode uses the conv words above for its own
+_DX32 = const(24)  # 8 * (K // 32 * 4): bytes of X the dense 32-tap loop reads
+_DXF = const(25)  # 8 * (K // 4): bytes of X in whole groups of four taps
+_CN = const(26)  # address of Cn (a word per channel, see prepare_dense)
+_CCUR = const(27)  # the next channel's Cn
+_SXO = const(28)  # working state: 128 * the sum of the odd taps' codes
+_D4C = const(13)  # 1 when a block of four rows follows the blocks of six (N % 6 >= 4)
+_D4 = const(12)  # working state: _D4C, cleared once that block ran
 
 # Conv geometry words (array 'i'), by index
 _XP = const(0)  # address of the padded image, or 0 (the layer does not pad: windows read x)
@@ -160,12 +182,19 @@ def _kernel(r0, r1, r2):
     add(r4, r4, r0)  # r4 = end of x's whole groups of four
     mov(r5, 0)  # r5 = sx
     mov(r6, 0)
+    mov(r8, r6)  # r8 = the sum of the odd taps' codes
+    data(2, 0xF04F, 0x19FF)  # mov.w r9, #0x00FF00FF
     b(u_test)
-    label(u4)
-    ldr(r7, [r0, 0])  # four codes (x may be unaligned: the M33 allows it)
+    label(u4)  # four codes x0..x3 -> Z = (256*(x0-128) - (x1-255), 256*(x2-128) - (x3-255)), Y = (x1-255, x3-255)
+    ldr(r7, [r0, 0])  # (x may be unaligned: the M33 allows it)
     add(r0, 4)
-    data(2, 0xFA3F, 0xF187)  # uxtb16 r1, r7: (x0, x2)
     data(2, 0xFA3F, 0xF297)  # uxtb16 r2, r7, ror 8: (x1, x3)
+    data(2, 0xFA3F, 0xF187)  # uxtb16 r1, r7: (x0, x2)
+    data(2, 0xFB72, 0x8806)  # usada8 r8, r2, r6, r8: sxo += x1 + x3
+    data(2, 0xFAD2, 0xF209)  # ssub16 r2, r2, r9: Y
+    lsl(r1, r1, 8)
+    data(2, 0xF081, 0x2180)  # eor.w r1, r1, #0x80008000: (256*(x0-128), 256*(x2-128)) in 16-bit lanes
+    data(2, 0xFAD1, 0xF102)  # ssub16 r1, r1, r2: Z
     str(r1, [r3, 0])
     str(r2, [r3, 4])
     add(r3, 8)
@@ -174,25 +203,39 @@ def _kernel(r0, r1, r2):
     cmp(r0, r4)
     bcc(u4)
     data(2, 0x9F00)  # ldr r7, [sp, #0]: header
-    ldr(r4, [r7, 4 * _KT])  # the last K % 4 codes: taps 0, 1, 2 of the group go to halfwords 0, 2, 1
+    ldr(r4, [r7, 4 * _KT])  # the last K % 4 codes, the missing taps' lanes 0
     cmp(r4, 0)
     beq(u_done)
     ldrb(r1, [r0, 0])
-    strh(r1, [r3, 0])
     add(r5, r5, r1)
+    sub(r1, 128)
+    lsl(r1, r1, 8)
+    mov(r2, 0)
     cmp(r4, 1)
-    beq(u_done)
-    ldrb(r1, [r0, 1])
-    strh(r1, [r3, 4])
-    add(r5, r5, r1)
-    cmp(r4, 2)
-    beq(u_done)
+    beq(u_t1)
+    ldrb(r2, [r0, 1])
+    add(r5, r5, r2)
+    data(2, 0x4490)  # add r8, r2
+    sub(r2, 255)
+    sub(r1, r1, r2)
+    label(u_t1)
+    strh(r1, [r3, 0])
+    strh(r2, [r3, 4])
+    mov(r1, 0)
+    cmp(r4, 3)
+    bne(u_t2)
     ldrb(r1, [r0, 2])
-    strh(r1, [r3, 2])
     add(r5, r5, r1)
+    sub(r1, 128)
+    lsl(r1, r1, 8)
+    label(u_t2)
+    strh(r1, [r3, 2])
     label(u_done)
     str(r5, [r7, 4 * _SX])
-    bl(dot)
+    mov(r1, r8)
+    lsl(r1, r1, 7)
+    str(r1, [r7, 4 * _SXO])  # 128 * sxo
+    bl(ddot)
     cmp(r0, r0)  # b.w: finish is out of b's range
     beq_w(finish)
 
@@ -821,6 +864,1589 @@ def _kernel(r0, r1, r2):
     beq(rq_ewl4)
     b(rq_clip4)
 
+    # ---- ddot: the dense layer's channels against X (offset form); NB blocks of six, NR single -----------------
+    # Frame: [sp..sp+20] = the six channels' sums, [sp+24] unused, [sp+28] = end of the chunk's whole groups,
+    # [sp+32] = end of the 32-tap loop in X, [sp+36] = end of X's whole groups, [sp+40] = return address,
+    # [sp+44] = header. Each accumulator holds 256 * its chunk's sum D (|D| < 2**23: chunks of at most 256 taps).
+    label(ddot)
+    data(2, 0xB500)  # push {lr}
+    data(2, 0xB08A)  # sub sp, #40
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    ldr(r3, [r7, 4 * _X])
+    ldr(r4, [r7, 4 * _DX32])
+    add(r4, r4, r3)
+    data(2, 0x9408)  # str r4, [sp, #32]
+    ldr(r4, [r7, 4 * _DXF])
+    add(r4, r4, r3)
+    data(2, 0x9409)  # str r4, [sp, #36]
+    ldr(r3, [r7, 4 * _CN])
+    str(r3, [r7, 4 * _CCUR])
+    ldr(r3, [r7, 4 * _D4C])
+    str(r3, [r7, 4 * _D4])
+    ldr(r3, [r7, 4 * _NB])
+    str(r3, [r7, 4 * _CNT])
+    label(dblk_next)
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bmi_w(dblk_done)
+    str(r3, [r7, 4 * _CNT])
+    ldr(r1, [r7, 4 * _WCUR])  # r1 = the block's weights (six rows interleaved, uquant_rt.dsp_index)
+    ldr(r6, [r7, 4 * _K])
+    add(r4, r6, r6)
+    add(r4, r4, r6)
+    add(r4, r4, r4)
+    add(r4, r4, r1)
+    str(r4, [r7, 4 * _WCUR])  # the next block's: 6*K bytes on
+    ldr(r0, [r7, 4 * _CCUR])  # the sums start at the channels' constants Cn + 128 * (sum of odd taps' codes)
+    data(2, 0xE8B0, 0x017C)  # ldm.w r0!, {r2, r3, r4, r5, r6, r8}
+    str(r0, [r7, 4 * _CCUR])
+    ldr(r0, [r7, 4 * _SXO])
+    add(r2, r2, r0)
+    add(r3, r3, r0)
+    add(r4, r4, r0)
+    add(r5, r5, r0)
+    add(r6, r6, r0)
+    data(2, 0x4480)  # add r8, r0
+    data(2, 0xE88D, 0x017C)  # stm.w sp, {r2, r3, r4, r5, r6, r8}
+    ldr(r0, [r7, 4 * _X])
+    mov(r7, 0)
+    mov(r8, r7)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    label(dchunk)  # r0 = X cursor, r1 = W cursor, r2 r3 = X words, r4-r6 = weight words, r7-r12 = the sums
+    data(2, 0xF200, 0x2500)  # addw r5, r0, #512: 64 groups (256 taps) at most per chunk
+    data(2, 0x9C08)  # ldr r4, [sp, #32]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x46A6)  # mov lr, r4: end of the chunk's 32-tap loop
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x9407)  # str r4, [sp, #28]: end of the chunk's whole groups
+    b(d32_test)
+    label(d32)  # 32 taps of six channels: 192 multiply-adds
+    ldr(r2, [r0, 0])  # Z: (x0, x2) in offset form
+    ldr(r3, [r0, 4])  # Y: (x1, x3) - 255
+    ldr(r4, [r1, 0])
+    ldr(r5, [r1, 4])
+    ldr(r6, [r1, 8])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 12])
+    ldr(r5, [r1, 16])
+    ldr(r6, [r1, 20])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 8])
+    ldr(r3, [r0, 12])
+    ldr(r4, [r1, 24])
+    ldr(r5, [r1, 28])
+    ldr(r6, [r1, 32])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 36])
+    ldr(r5, [r1, 40])
+    ldr(r6, [r1, 44])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 16])
+    ldr(r3, [r0, 20])
+    ldr(r4, [r1, 48])
+    ldr(r5, [r1, 52])
+    ldr(r6, [r1, 56])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 60])
+    ldr(r5, [r1, 64])
+    ldr(r6, [r1, 68])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 24])
+    ldr(r3, [r0, 28])
+    ldr(r4, [r1, 72])
+    ldr(r5, [r1, 76])
+    ldr(r6, [r1, 80])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 84])
+    ldr(r5, [r1, 88])
+    ldr(r6, [r1, 92])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 32])
+    ldr(r3, [r0, 36])
+    ldr(r4, [r1, 96])
+    ldr(r5, [r1, 100])
+    ldr(r6, [r1, 104])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 108])
+    ldr(r5, [r1, 112])
+    ldr(r6, [r1, 116])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 40])
+    ldr(r3, [r0, 44])
+    ldr(r4, [r1, 120])
+    ldr(r5, [r1, 124])
+    data(2, 0xF8D1, 0x6080)  # ldr.w r6, [r1, #128]
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    data(2, 0xF8D1, 0x4084)  # ldr.w r4, [r1, #132]
+    data(2, 0xF8D1, 0x5088)  # ldr.w r5, [r1, #136]
+    data(2, 0xF8D1, 0x608C)  # ldr.w r6, [r1, #140]
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 48])
+    ldr(r3, [r0, 52])
+    data(2, 0xF8D1, 0x4090)  # ldr.w r4, [r1, #144]
+    data(2, 0xF8D1, 0x5094)  # ldr.w r5, [r1, #148]
+    data(2, 0xF8D1, 0x6098)  # ldr.w r6, [r1, #152]
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    data(2, 0xF8D1, 0x409C)  # ldr.w r4, [r1, #156]
+    data(2, 0xF8D1, 0x50A0)  # ldr.w r5, [r1, #160]
+    data(2, 0xF8D1, 0x60A4)  # ldr.w r6, [r1, #164]
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    ldr(r2, [r0, 56])
+    ldr(r3, [r0, 60])
+    data(2, 0xF8D1, 0x40A8)  # ldr.w r4, [r1, #168]
+    data(2, 0xF8D1, 0x50AC)  # ldr.w r5, [r1, #172]
+    data(2, 0xF8D1, 0x60B0)  # ldr.w r6, [r1, #176]
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    data(2, 0xF8D1, 0x40B4)  # ldr.w r4, [r1, #180]
+    data(2, 0xF8D1, 0x50B8)  # ldr.w r5, [r1, #184]
+    data(2, 0xF8D1, 0x60BC)  # ldr.w r6, [r1, #188]
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    add(r0, 64)
+    data(2, 0xF201, 0x01C0)  # addw r1, r1, #192
+    label(d32_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc_w(d32)
+    data(2, 0xF8DD, 0xE01C)  # ldr.w lr, [sp, #28]
+    b(d4_test)
+    label(d4)  # four taps
+    ldr(r2, [r0, 0])  # Z: (x0, x2) in offset form
+    ldr(r3, [r0, 4])  # Y: (x1, x3) - 255
+    ldr(r4, [r1, 0])
+    ldr(r5, [r1, 4])
+    ldr(r6, [r1, 8])
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    data(2, 0xFB25, 0x8803)  # smlad r8, r5, r3, r8
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0x8802)  # smlad r8, r5, r2, r8
+    data(2, 0xFB26, 0x9903)  # smlad r9, r6, r3, r9
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0x9902)  # smlad r9, r6, r2, r9
+    ldr(r4, [r1, 12])
+    ldr(r5, [r1, 16])
+    ldr(r6, [r1, 20])
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    data(2, 0xFB25, 0xBB03)  # smlad r11, r5, r3, r11
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xBB02)  # smlad r11, r5, r2, r11
+    data(2, 0xFB26, 0xCC03)  # smlad r12, r6, r3, r12
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xCC02)  # smlad r12, r6, r2, r12
+    add(r0, 8)
+    add(r1, 24)
+    label(d4_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc(d4)
+    data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
+    data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
+    data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
+    data(2, 0xEB04, 0x2429)  # add.w r4, r4, r9, asr #8
+    data(2, 0xEB05, 0x252A)  # add.w r5, r5, r10, asr #8
+    data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
+    data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
+    data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r0, r4)
+    bcs(dtail)
+    mov(r7, 0)  # a chunk of a long row: its sums are folded, next chunk
+    mov(r8, r7)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    b(dchunk)
+    label(dtail)  # the last K % 4 taps: six rows of KT bytes, packed (a chunk of their own)
+    data(2, 0x9D0B)  # ldr r5, [sp, #44]: header
+    ldr(r5, [r5, 4 * _KT])
+    cmp(r5, 0)
+    beq(dlast)
+    mov(r7, 0)
+    mov(r8, r7)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0x7703)  # smlad r7, r4, r3, r7
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x7702)  # smlad r7, r4, r2, r7
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0x8803)  # smlad r8, r4, r3, r8
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x8802)  # smlad r8, r4, r2, r8
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xBB03)  # smlad r11, r4, r3, r11
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xBB02)  # smlad r11, r4, r2, r11
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xCC03)  # smlad r12, r4, r3, r12
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xCC02)  # smlad r12, r4, r2, r12
+    data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
+    data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
+    data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
+    data(2, 0xEB04, 0x2429)  # add.w r4, r4, r9, asr #8
+    data(2, 0xEB05, 0x252A)  # add.w r5, r5, r10, asr #8
+    data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
+    data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
+    data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    label(dlast)
+    # requantize and store the six channels (uquant_rt.requant_channel), the cursors in r8-r11
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 0)
+    bne_w(rqf_six)
+    data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird0)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd0)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd0)
+    label(rq_clipd0)
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9801)  # ldr r0, [sp, #4]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird1)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd1)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd1)
+    label(rq_clipd1)
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    label(rq_ch2)  # a block of four enters here (its sums in the frame words of channels 2..5)
+    data(2, 0x9802)  # ldr r0, [sp, #8]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird2)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd2)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd2)
+    label(rq_clipd2)
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9803)  # ldr r0, [sp, #12]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird3)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd3)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd3)
+    label(rq_clipd3)
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9804)  # ldr r0, [sp, #16]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird4)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd4)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd4)
+    label(rq_clipd4)
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9805)  # ldr r0, [sp, #20]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dird5)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excd5)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewd5)
+    label(rq_clipd5)
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dblk_next)
+    label(rqf_six)  # the same when the layer clips to [0, 255] without a table (FAST)
+    data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf0)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf0)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf0)
+    label(rq_clipf0)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9801)  # ldr r0, [sp, #4]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf1)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf1)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf1)
+    label(rq_clipf1)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    label(rqf_ch2)
+    data(2, 0x9802)  # ldr r0, [sp, #8]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf2)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf2)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf2)
+    label(rq_clipf2)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9803)  # ldr r0, [sp, #12]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf3)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf3)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf3)
+    label(rq_clipf3)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9804)  # ldr r0, [sp, #16]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf4)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf4)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf4)
+    label(rq_clipf4)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0x9805)  # ldr r0, [sp, #20]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirf5)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excf5)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewf5)
+    label(rq_clipf5)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dblk_next)
+    label(dblk_done)
+    ldr(r3, [r7, 4 * _D4])  # a block of four rows next (N % 6 >= 4)? once
+    cmp(r3, 0)
+    beq_w(d4b_done)
+    mov(r3, 0)
+    str(r3, [r7, 4 * _D4])
+    ldr(r1, [r7, 4 * _WCUR])  # four rows interleaved
+    ldr(r6, [r7, 4 * _K])
+    lsl(r4, r6, 2)
+    add(r4, r4, r1)
+    str(r4, [r7, 4 * _WCUR])
+    ldr(r0, [r7, 4 * _CCUR])
+    data(2, 0xE8B0, 0x0078)  # ldm.w r0!, {r3, r4, r5, r6}: Cn
+    str(r0, [r7, 4 * _CCUR])
+    ldr(r0, [r7, 4 * _SXO])
+    add(r3, r3, r0)
+    add(r4, r4, r0)
+    add(r5, r5, r0)
+    add(r6, r6, r0)
+    data(2, 0xAA02)  # add r2, sp, #8: the sums of channels 2..5
+    data(2, 0xC278)  # stmia r2!, {r3, r4, r5, r6}
+    ldr(r0, [r7, 4 * _X])
+    mov(r7, 0)
+    mov(r8, r7)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    label(echunk)  # as dchunk, four rows: r7 = a weight word, r8 = 0, r9-r12 = the sums
+    data(2, 0xF200, 0x2500)  # addw r5, r0, #512
+    data(2, 0x9C08)  # ldr r4, [sp, #32]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x46A6)  # mov lr, r4
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x9407)  # str r4, [sp, #28]
+    b(e32_test)
+    label(e32)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    ldr(r5, [r1, 4])
+    ldr(r6, [r1, 8])
+    ldr(r7, [r1, 12])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 8])
+    ldr(r3, [r0, 12])
+    ldr(r4, [r1, 16])
+    ldr(r5, [r1, 20])
+    ldr(r6, [r1, 24])
+    ldr(r7, [r1, 28])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 16])
+    ldr(r3, [r0, 20])
+    ldr(r4, [r1, 32])
+    ldr(r5, [r1, 36])
+    ldr(r6, [r1, 40])
+    ldr(r7, [r1, 44])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 24])
+    ldr(r3, [r0, 28])
+    ldr(r4, [r1, 48])
+    ldr(r5, [r1, 52])
+    ldr(r6, [r1, 56])
+    ldr(r7, [r1, 60])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 32])
+    ldr(r3, [r0, 36])
+    ldr(r4, [r1, 64])
+    ldr(r5, [r1, 68])
+    ldr(r6, [r1, 72])
+    ldr(r7, [r1, 76])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 40])
+    ldr(r3, [r0, 44])
+    ldr(r4, [r1, 80])
+    ldr(r5, [r1, 84])
+    ldr(r6, [r1, 88])
+    ldr(r7, [r1, 92])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 48])
+    ldr(r3, [r0, 52])
+    ldr(r4, [r1, 96])
+    ldr(r5, [r1, 100])
+    ldr(r6, [r1, 104])
+    ldr(r7, [r1, 108])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    ldr(r2, [r0, 56])
+    ldr(r3, [r0, 60])
+    ldr(r4, [r1, 112])
+    ldr(r5, [r1, 116])
+    ldr(r6, [r1, 120])
+    ldr(r7, [r1, 124])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    add(r0, 64)
+    add(r1, 128)
+    label(e32_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc_w(e32)
+    data(2, 0xF8DD, 0xE01C)  # ldr.w lr, [sp, #28]
+    b(e4_test)
+    label(e4)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    ldr(r5, [r1, 4])
+    ldr(r6, [r1, 8])
+    ldr(r7, [r1, 12])
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    data(2, 0xFB25, 0xAA03)  # smlad r10, r5, r3, r10
+    data(2, 0xFA3F, 0xF585)  # uxtb16 r5, r5
+    data(2, 0xFB25, 0xAA02)  # smlad r10, r5, r2, r10
+    data(2, 0xFB26, 0xBB03)  # smlad r11, r6, r3, r11
+    data(2, 0xFA3F, 0xF686)  # uxtb16 r6, r6
+    data(2, 0xFB26, 0xBB02)  # smlad r11, r6, r2, r11
+    data(2, 0xFB27, 0xCC03)  # smlad r12, r7, r3, r12
+    data(2, 0xFA3F, 0xF787)  # uxtb16 r7, r7
+    data(2, 0xFB27, 0xCC02)  # smlad r12, r7, r2, r12
+    add(r0, 8)
+    add(r1, 16)
+    label(e4_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc(e4)
+    mov(r7, 0)
+    data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
+    data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
+    data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
+    data(2, 0xEB04, 0x2429)  # add.w r4, r4, r9, asr #8
+    data(2, 0xEB05, 0x252A)  # add.w r5, r5, r10, asr #8
+    data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
+    data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
+    data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r0, r4)
+    bcs(etail)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    b(echunk)
+    label(etail)
+    data(2, 0x9D0B)  # ldr r5, [sp, #44]: header
+    ldr(r5, [r5, 4 * _KT])
+    cmp(r5, 0)
+    beq(elast)
+    mov(r9, r7)
+    mov(r10, r7)
+    mov(r11, r7)
+    mov(r12, r7)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0x9903)  # smlad r9, r4, r3, r9
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x9902)  # smlad r9, r4, r2, r9
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xAA03)  # smlad r10, r4, r3, r10
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xAA02)  # smlad r10, r4, r2, r10
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xBB03)  # smlad r11, r4, r3, r11
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xBB02)  # smlad r11, r4, r2, r11
+    ldr(r4, [r1, 0])
+    add(r1, r1, r5)
+    data(2, 0xFB24, 0xCC03)  # smlad r12, r4, r3, r12
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0xCC02)  # smlad r12, r4, r2, r12
+    data(2, 0xE89D, 0x407C)  # ldm.w sp, {r2-r6, lr}: the sums so far
+    data(2, 0xEB02, 0x2227)  # add.w r2, r2, r7, asr #8
+    data(2, 0xEB03, 0x2328)  # add.w r3, r3, r8, asr #8
+    data(2, 0xEB04, 0x2429)  # add.w r4, r4, r9, asr #8
+    data(2, 0xEB05, 0x252A)  # add.w r5, r5, r10, asr #8
+    data(2, 0xEB06, 0x262B)  # add.w r6, r6, r11, asr #8
+    data(2, 0xEB0E, 0x2E2C)  # add.w r14, r14, r12, asr #8
+    data(2, 0xE88D, 0x407C)  # stm.w sp, {r2-r6, lr}
+    label(elast)
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 0)
+    bne_w(rqf_ch2)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_ch2)
+    label(d4b_done)
+    ldr(r3, [r7, 4 * _NR])
+    str(r3, [r7, 4 * _CNT])
+    label(dsn_next)
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    ldr(r3, [r7, 4 * _CNT])
+    sub(r3, 1)
+    bmi_w(ddot_done)  # one channel, a plain row
+    str(r3, [r7, 4 * _CNT])
+    ldr(r1, [r7, 4 * _WCUR])
+    ldr(r6, [r7, 4 * _K])
+    add(r6, r6, r1)
+    str(r6, [r7, 4 * _WCUR])
+    ldr(r0, [r7, 4 * _CCUR])
+    ldr(r2, [r0, 0])  # Cn
+    add(r0, 4)
+    str(r0, [r7, 4 * _CCUR])
+    ldr(r0, [r7, 4 * _SXO])
+    add(r2, r2, r0)
+    data(2, 0x9200)  # str r2, [sp, #0]
+    ldr(r0, [r7, 4 * _X])
+    mov(r5, 0)
+    mov(r8, r5)
+    label(dsc)
+    data(2, 0xF200, 0x2500)  # addw r5, r0, #512
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r5, r4)
+    it(cc)
+    mov(r4, r5)
+    data(2, 0x46A6)  # mov lr, r4
+    b(ds_test)
+    label(ds4)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    data(2, 0xFB24, 0x8803)  # smlad r8, r4, r3, r8
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x8802)  # smlad r8, r4, r2, r8
+    add(r0, 8)
+    add(r1, 4)
+    label(ds_test)
+    data(2, 0x4570)  # cmp r0, lr
+    bcc(ds4)
+    data(2, 0x9A00)  # ldr r2, [sp, #0]
+    data(2, 0xEB02, 0x2228)  # add.w r2, r2, r8, asr #8
+    data(2, 0x9200)  # str r2, [sp, #0]
+    data(2, 0x9C09)  # ldr r4, [sp, #36]
+    cmp(r0, r4)
+    bcs(ds_tail)
+    mov(r5, 0)
+    mov(r8, r5)
+    b(dsc)
+    label(ds_tail)
+    data(2, 0x9D0B)  # ldr r5, [sp, #44]: header
+    ldr(r5, [r5, 4 * _KT])
+    cmp(r5, 0)
+    beq(ds_last)
+    mov(r5, 0)
+    mov(r8, r5)
+    ldr(r2, [r0, 0])
+    ldr(r3, [r0, 4])
+    ldr(r4, [r1, 0])
+    data(2, 0xFB24, 0x8803)  # smlad r8, r4, r3, r8
+    data(2, 0xFA3F, 0xF484)  # uxtb16 r4, r4
+    data(2, 0xFB24, 0x8802)  # smlad r8, r4, r2, r8
+    data(2, 0x9A00)  # ldr r2, [sp, #0]
+    data(2, 0xEB02, 0x2228)  # add.w r2, r2, r8, asr #8
+    data(2, 0x9200)  # str r2, [sp, #0]
+    label(ds_last)
+    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
+    data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 0)
+    bne_w(rqf_one)
+    data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirds)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excds)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewds)
+    label(rq_clipds)
+    data(2, 0xE897, 0x0038)  # ldm.w r7, {r3, r4, r5}: lo, hi, T
+    cmp(r1, r3)  # y = clip(y, lo, hi)
+    it(lt)
+    mov(r1, r3)
+    cmp(r1, r4)
+    it(gt)
+    mov(r1, r4)
+    cmp(r5, 0)  # y = T[y] when there is a table
+    it(ne)
+    data(2, 0x5C69)  # ldrb r1, [r5, r1]
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dsn_next)
+    label(rqf_one)
+    data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
+    data(2, 0xE8B8, 0x000E)  # ldm.w r8!, {r1, r2, r3}: c, c_lo, Wn
+    data(2, 0xFB01, 0x001C)  # mls r0, r1, r12, r0: acc = sum x*w - c*sx
+    sub(r0, r0, r2)  # a = acc - c_lo, clamped to [0, Wn]
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r3)
+    it(gt)
+    mov(r0, r3)
+    data(2, 0xE8B8, 0x0078)  # ldm.w r8!, {r3, r4, r5, r6}: A, Dh, Dl, S
+    cmp(r6, 30)
+    blt_w(rq_dirfs)
+    # S >= 30: y = (a*A + Dh*2**30 + Dl) >> S, which uquant_rt.requant forms in 15-bit limbs; here exactly in
+    # 64 bits: SMULL, adds with carry, then (v << 2) >> (S - 30) from the high word (|v| < 2**60)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    label(rq_excfs)
+    # r0 = a, r1 = y. Exceptions: only when the next one is this channel's
+    data(2, 0x45DE)  # cmp lr, r11
+    beq_w(rq_ewfs)
+    label(rq_clipfs)
+    data(2, 0xF381, 0x0108)  # usat r1, #8, r1: y = clip(y, 0, 255), no table
+    data(2, 0xF80A, 0x1B01)  # strb.w r1, [r10], #1: dense outputs are consecutive
+    data(2, 0xF10B, 0x0B01)  # add.w r11, r11, #1
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dsn_next)
+    label(ddot_done)
+    data(2, 0xB00A)  # add sp, #40
+    data(2, 0xBD00)  # pop {pc}
+
+    # the dense requantization's less common paths, out of line
+    label(rq_dird0)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd0)
+    label(rq_ewd0)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld0)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld0)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd0)
+    label(rq_dird1)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd1)
+    label(rq_ewd1)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld1)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld1)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd1)
+    label(rq_dird2)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd2)
+    label(rq_ewd2)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld2)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld2)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd2)
+    label(rq_dird3)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd3)
+    label(rq_ewd3)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld3)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld3)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd3)
+    label(rq_dird4)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd4)
+    label(rq_ewd4)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld4)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld4)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd4)
+    label(rq_dird5)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excd5)
+    label(rq_ewd5)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewld5)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewld5)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipd5)
+    label(rq_dirds)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excds)
+    label(rq_ewds)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlds)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlds)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipds)
+    label(rq_dirf0)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf0)
+    label(rq_ewf0)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf0)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf0)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf0)
+    label(rq_dirf1)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf1)
+    label(rq_ewf1)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf1)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf1)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf1)
+    label(rq_dirf2)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf2)
+    label(rq_ewf2)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf2)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf2)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf2)
+    label(rq_dirf3)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf3)
+    label(rq_ewf3)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf3)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf3)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf3)
+    label(rq_dirf4)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf4)
+    label(rq_ewf4)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf4)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf4)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf4)
+    label(rq_dirf5)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excf5)
+    label(rq_ewf5)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlf5)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlf5)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipf5)
+    label(rq_dirfs)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    cmp(r0, r0)  # b.w
+    beq_w(rq_excfs)
+    label(rq_ewfs)  # the channel's exception triples (r9 is at its first): the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rq_ewlfs)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0xF06F, 0x0E00)  # mvn lr, #0
+    data(2, 0x45A1)  # cmp r9, r4
+    it(cc)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the next triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    beq(rq_ewlfs)
+    cmp(r0, r0)  # b.w
+    beq_w(rq_clipfs)
+
+
     # ---- conv ------------------------------------------------------------------------------------------------
     label(conv)
     ldr(r6, [r2, 4 * _CG])  # r6 = geometry words
@@ -1089,11 +2715,45 @@ def _header(K, NL, lo, hi, W, P, E, T, N):
     return H, (W, P, E, T, X)
 
 
+DENSE_LAYOUT = "dsp"  # the order of dense weights prepare_dense takes (uquant_rt.dsp_index, dsp_flip)
+
+
 def prepare_dense(K, N, lo, hi, W, P, E, T):
-    # Once per layer, when the model is built: check the sizes and fill the header. The handle keeps the buffers
-    # alive, since the header only holds their addresses. P is read in place (satfix may move its c_lo words).
+    # Once per layer, when the model is built: check the sizes and fill the header. W is in DENSE_LAYOUT order.
+    # The handle keeps the buffers alive, since the header only holds their addresses. P is read in place (satfix
+    # may move its c_lo words). Cn[n] = 128 * (sum of row n's u at even taps) + 255 * (at odd taps) - 32640 * (K // 2)
+    # turns the kernel's offset-form sum back into sum x*u (see the header of this file).
     H, keep = _header(K, N, lo, hi, W, P, E, T, N)
-    return (H, keep, K, N)
+    H[_NB] = N // 6
+    H[_D4C] = 1 if N % 6 >= 4 else 0
+    H[_NR] = N % 6 - 4 * H[_D4C]
+    H[_FAST] = 1 if lo == 0 and hi == 255 and T is None else 0
+    H[_DX32] = 64 * (K >> 5)
+    H[_DXF] = 8 * (K >> 2)
+    C = array("i", [0] * N)
+    Q = K >> 2
+    r = K & 3
+    o = n0 = 0
+    while n0 < N:  # blocks of six, then maybe four, then single rows (m = 1), as uquant_rt.dsp_index lays them out
+        m = 6 if N - n0 >= 6 else 4 if n0 == 6 * (N // 6) and N - n0 >= 4 else 1
+        for j in range(m):
+            se = so = 0
+            i = o + 4 * j
+            for _ in range(Q):
+                se += W[i] + W[i + 2]
+                so += (W[i + 1] ^ 128) + (W[i + 3] ^ 128)
+                i += 4 * m
+            i = o + 4 * m * Q + r * j
+            for t in range(r):
+                if t & 1:
+                    so += W[i + t] ^ 128
+                else:
+                    se += W[i + t]
+            C[n0 + j] = 128 * se + 255 * so - 32640 * (K >> 1)  # odd taps' bytes hold u ^ 128
+        o += m * K
+        n0 += m
+    H[_CN] = _addr(C)
+    return (H, keep, K, N, C)
 
 
 def dense(x, out, handle):

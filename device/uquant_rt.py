@@ -274,21 +274,70 @@ def thumb_index(K, N, n, k):
     return o + K * n + k
 
 
+def dsp_index(K, N, n, k):
+    # Where row n, tap k of a dense layer's W sits in uquant_dsp's order, which lets its kernel read the weights of
+    # six channels from one cursor: rows go six at a time, for each group of four taps q (k = 4q..4q+3) one word
+    # per row, a[4q..4q+3] b[4q..4q+3] ... f[4q..4q+3]; the last K % 4 taps of the six rows follow, packed
+    # (a[..] b[..] ...). When N % 6 >= 4, the next four rows go the same way (four words per group), and the rows
+    # left stay plain rows. Exactly K*N bytes. The bytes of odd taps are also
+    # stored XOR 0x80 (dsp_flip): the weight itself as a signed byte, where the other taps hold weight + 128.
+    nb = N // 6
+    if n < 6 * nb:
+        b = n // 6
+        j = n - 6 * b
+        q = k >> 2
+        o = 6 * K * b
+        if q < K >> 2:
+            return o + 24 * q + 4 * j + (k & 3)
+        return o + 24 * (K >> 2) + (K & 3) * j + (k & 3)
+    o = 6 * K * nb
+    n -= 6 * nb
+    if N - 6 * nb >= 4:  # a block of four rows, the same way
+        if n < 4:
+            if k >> 2 < K >> 2:
+                return o + 16 * (k >> 2) + 4 * n + (k & 3)
+            return o + 16 * (K >> 2) + (K & 3) * n + (k & 3)
+        o += 4 * K
+        n -= 4
+    return o + K * n + k
+
+
+def dsp_flip(k):
+    # what uquant_dsp's order XORs the byte of tap k with
+    return 128 if k & 1 else 0
+
+
+class _Flipped:
+    # W in uquant_dsp's order read as rows would be, through _dsp_at (for prepare_satfix)
+    def __init__(self, W):
+        self.W = W
+
+    def __getitem__(self, at):
+        return self.W[at[0]] ^ at[1]
+
+
+def _dsp_at(K, N, n, k):
+    return (dsp_index(K, N, n, k), dsp_flip(k))
+
+
+def _rows_index(K, N, n, k):
+    return n * K + k
+
+
 def relay(W, K, N, layout, to):
-    # W (a dense layer's weights in `layout` order: None for plain rows, "thumb" for thumb_index) as a new
-    # bytearray in `to` order. Costs K*N bytes: the module should hold W in the order the board's kernel reads.
-    if layout == to or (layout is not None and to is not None):
+    # W (a dense layer's weights in `layout` order: None for plain rows, "thumb" for thumb_index, "dsp" for
+    # dsp_index and dsp_flip) as a new bytearray in `to` order. Costs K*N bytes: the module should hold W in the
+    # order the board's kernel reads.
+    orders = {None: _rows_index, "thumb": thumb_index, "dsp": dsp_index}
+    if layout == to or layout not in orders or to not in orders:
         raise ValueError("relay: from %r to %r" % (layout, to))
+    src = orders[layout]
+    dst = orders[to]
+    flip = 128 if (layout == "dsp") != (to == "dsp") else 0
     out = bytearray(K * N)
-    i = 0
     for n in range(N):
         for k in range(K):
-            j = thumb_index(K, N, n, k)
-            if to is None:
-                out[i] = W[j]
-            else:
-                out[j] = W[i]
-            i += 1
+            out[dst(K, N, n, k)] = W[src(K, N, n, k)] ^ (flip if k & 1 else 0)
     return out
 
 
@@ -506,9 +555,9 @@ class Node:
             K, N, lo, hi, W, P, F, T = a[:8]
             P, F = as_words(P), as_words(F)
             S = a[8] if len(a) > 8 else None  # saturating pairs (platforms without VNNI), see satfix
-            L = a[9] if len(a) > 9 else None  # W's order: None (rows) or "thumb" (thumb_index)
+            L = a[9] if len(a) > 9 else None  # W's order: None (rows), "thumb" (thumb_index) or "dsp" (dsp_index)
             if (len(W) != K * N or len(P) != 28 * N or (T is not None and len(T) != 256) or len(self.out) < N
-                    or L not in (None, "thumb")):
+                    or L not in (None, "thumb", "dsp")):
                 raise CorruptModel("dense: sizes do not match its data")
             m = fast_kernel(modules, "dense")
             want = getattr(m, "DENSE_LAYOUT", None)
@@ -520,7 +569,14 @@ class Node:
                 ms = fast_kernel(modules, "satfix")
                 if ms is not None:
                     self.satfix = ms.satfix
-                    self.sat = ms.prepare_satfix(*self.sat) if L is None else ms.prepare_satfix(*self.sat, thumb_index)
+                    if L is None:
+                        self.sat = ms.prepare_satfix(*self.sat)
+                    elif L == "thumb":
+                        self.sat = ms.prepare_satfix(*self.sat, thumb_index)
+                    else:
+                        self.sat = ms.prepare_satfix(_Flipped(W), K, P, S, self.sat[4], _dsp_at)
+                elif L is not None:  # uquant_rt.satfix reads rows
+                    self.sat = (relay(W, K, N, L, None),) + self.sat[1:]
             if m is not None:
                 self.fast, self.handle, self.kmod = m.dense, m.prepare_dense(K, N, lo, hi, W, P, F or b"", T), m
             else:

@@ -5,6 +5,7 @@ it refuses to import on a firmware without the DSP extension (an RP2040), and it
 from __future__ import annotations
 
 import builtins
+import copy
 import types
 from array import array
 
@@ -147,15 +148,19 @@ def test_unix_port_skips_the_dsp_tier():
 def test_dense_matches_the_bytecode_tier(tier):
     rng = np.random.default_rng(14)
     shapes = [(1, 1), (2, 3), (3, 4), (4, 4), (5, 7), (7, 9), (16, 5), (31, 6), (32, 4), (33, 8), (63, 3), (64, 12),
-              (100, 5), (257, 6), (96, 11)]
+              (100, 5), (257, 6), (96, 11), (224, 6), (227, 7), (231, 13), (448, 6), (450, 8), (701, 3)]
     shapes += [(int(rng.integers(1, 140)), int(rng.integers(1, 14))) for _ in range(40)]
-    exceptions_hit = limbs = 0
+    exceptions_hit = limbs = fast = 0
     for K, N in shapes:
         xs = rng.integers(0, 256, (3, K))
         xs[1, : K // 2] = 0
         xs[2, K // 3:] = 255
         W, P, E, lo, hi, T = random_layer(rng, K, N, xs)
-        h = tier.prepare_dense(K, N, lo, hi, W, array("i", P), array("i", E), T)
+        if rng.random() < 0.4:  # the common clip to [0, 255] without a table: the kernel's USAT path
+            lo, hi, T = 0, 255, None
+            fast += 1
+        assert tier.DENSE_LAYOUT == "dsp"
+        h = tier.prepare_dense(K, N, lo, hi, rt.relay(W, K, N, None, "dsp"), array("i", P), array("i", E), T)
         for x in xs:
             xb = bytes(x.astype(np.uint8).tolist()) + b"\x07"  # x may be longer than K
             out = bytearray(b"\xaa" * (N + 2))
@@ -165,7 +170,7 @@ def test_dense_matches_the_bytecode_tier(tier):
             assert out == want, (K, N, lo, hi, T is not None)
         exceptions_hit += len(E) > 0
         limbs += sum(P[7 * n + 6] >= 30 for n in range(N))
-    assert exceptions_hit > 10 and limbs > 50
+    assert exceptions_hit > 10 and limbs > 50 and fast > 10
 
 
 def random_geometry(rng):
@@ -253,9 +258,17 @@ def _capture(module, tier):
     return seen
 
 
+def _source(converted, board):
+    """The module as `convert` writes it (board None: dense weights in rows, copied into the kernel's order when the
+    model is built), as `convert --board pico2` does (uquant_dsp's order, read in place) or as `--board pico` does
+    (uquant_thumb's order, copied into uquant_dsp's)."""
+    return converted.source if board is None else copy.copy(converted).for_board(board).source
+
+
+@pytest.mark.parametrize("board", [None, "pico2", "pico"])
 @pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
-def test_dense_layers_match_torch(engine, dsp_runtime, report):
-    rng = np.random.default_rng(1400 + len(engine))
+def test_dense_layers_match_torch(engine, board, dsp_runtime, report):
+    rng = np.random.default_rng(1400 + len(engine) + 7 * len(board or ""))
     outputs = models = 0
     while outputs < MIN_OUTPUTS or models < 3:
         with torch_engine(engine):
@@ -263,7 +276,7 @@ def test_dense_layers_match_torch(engine, dsp_runtime, report):
             converted = uquant.convert(chain, engine=engine)
             codes = randmodels.random_codes(rng, 40, converted.plan.n_in)
             want = chain.layer_codes(codes)
-        module = load_source(converted.source, converted.module_name)
+        module = load_source(_source(converted, board), converted.module_name)
         assert module.model.tier == "dsp"
         seen = _capture(module, dsp_runtime)
         assert len(seen) == len(want)
@@ -275,8 +288,8 @@ def test_dense_layers_match_torch(engine, dsp_runtime, report):
             assert np.array_equal(layer, want[i]), f"model {models}, layer {i}"
             outputs += layer.size
         models += 1
-    report(f"dsp tier dense {engine:<8}: {outputs} layer outputs of {models} random MLPs equal torch (emulated "
-           "Cortex-M33)")
+    report(f"dsp tier dense {engine:<8}: {outputs} layer outputs of {models} random MLPs "
+           f"({'laid out for ' + board if board else 'plain modules'}) equal torch (emulated Cortex-M33)")
 
 
 @pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
@@ -323,27 +336,36 @@ def test_speed_figures(report):
                f"({f['kernel_cycles']} cycles, {f['macs']} MACs; per layer: {layers})")
 
 
+@pytest.mark.parametrize("board", [None, "pico2"])
 @pytest.mark.parametrize("engine", ["fbgemm"])
-def test_saturating_platform_models(engine, dsp_runtime, report):
+def test_saturating_platform_models(engine, board, dsp_runtime, report):
     """Models made for a platform without VNNI: dense layers with saturating pairs run on the dsp kernel after satfix
     moved their words; saturating convs (SAT 2, and fbgemm's depthwise SAT 1) go to the next module. Bytes equal the
-    bytecode tier's, which tests/test_platforms.py holds to such a torch."""
+    bytecode tier's, which tests/test_platforms.py holds to such a torch. Laid out for pico2, the saturating pairs'
+    weights are read through uquant_rt.dsp_index and dsp_flip by uquant_thumb's prepare_satfix (on a board the
+    tier's satfix), emulated here as well; plain modules use uquant_rt.satfix."""
     from test_tiers import other_saturating_platform
 
     platform = other_saturating_platform()
     rng = np.random.default_rng(1600)
     models = sat_dense = sat_conv = 0
-    for _, converted, codes in randmodels.random_models(rng, engine, platform):
-        want = converted.run_codes(codes).reshape(len(codes), -1) % 256
-        module = load_source(converted.source, converted.module_name)
-        got = np.array([list(bytes(module.run(bytes(map(int, c))))) for c in codes])
-        assert np.array_equal(got, want), f"model {models}: dsp tier differs from bytecode on {platform}"
-        for node in module.model.layers:
-            sat_dense += node.kind == "dense" and node.sat is not None and node.fast == dsp_runtime.dense
-            sat_conv += node.kind == "conv" and node.fast is None and node.args[0][15] != 0
-        models += 1
-        if models >= 40 or (models >= 6 and sat_dense >= 2 and sat_conv >= 2):
-            break
+    if board is not None:
+        rt.register("uquant_thumb", thumb.emulated_tier())
+    try:
+        for _, converted, codes in randmodels.random_models(rng, engine, platform):
+            want = converted.run_codes(codes).reshape(len(codes), -1) % 256
+            module = load_source(_source(converted, board), converted.module_name)
+            got = np.array([list(bytes(module.run(bytes(map(int, c))))) for c in codes])
+            assert np.array_equal(got, want), f"model {models}: dsp tier differs from bytecode on {platform}"
+            for node in module.model.layers:
+                sat_dense += (node.kind == "dense" and node.sat is not None and node.fast == dsp_runtime.dense
+                              and (board is None or node.satfix is not None))
+                sat_conv += node.kind == "conv" and node.fast is None and node.args[0][15] != 0
+            models += 1
+            if models >= 40 or (models >= 6 and sat_dense >= 2 and sat_conv >= 2):
+                break
+    finally:
+        rt.register("uquant_thumb", None)
     assert sat_dense >= 1
-    report(f"dsp tier on {platform} ({engine}): {models} random models = bytecode; {sat_dense} dense layers with "
-           f"saturating pairs on the dsp kernel, {sat_conv} saturating convs left to the next module")
+    report(f"dsp tier on {platform} ({engine}, {board or 'plain modules'}): {models} random models = bytecode; "
+           f"{sat_dense} dense layers with saturating pairs on the dsp kernel, {sat_conv} saturating convs left to the next module")

@@ -200,24 +200,35 @@ def test_random_models_match_torch_in_every_layer(random_cases):
 
 
 def test_a_module_laid_out_for_another_board_runs_the_same(random_cases):
-    # dense weights in uquant_thumb's order (convert --board pico) on the bytecode kernels: copied back into rows
-    # when the model is built, same bytes on every input; the layout is part of the checksum
-    for case in random_cases:
-        src = codegen.generate(case.converted.plan, "laid_q", layout="thumb")
-        assert src.count("'thumb',") == sum(s.kind == "dense" for s in case.converted.plan.steps)
-        module = load_source(src, "laid_q")
-        got = np.array([list(module.run(bytes(r))) for r in case.codes.astype(np.uint8)], np.int64)
-        assert np.array_equal(got, case.torch_layers[-1]), case.name
-        with pytest.raises(rt.CorruptModel, match="checksum"):
-            load_source(src.replace("'thumb',", "None,", 1), "laid_q")
+    # dense weights in uquant_thumb's order (convert --board pico) or uquant_dsp's (--board pico2: a permutation
+    # and odd taps' bytes XOR 0x80) on the bytecode kernels: copied back into rows when the model is built, same
+    # bytes on every input; the layout is part of the checksum
+    for layout in ("thumb", "dsp"):
+        for case in random_cases:
+            src = codegen.generate(case.converted.plan, "laid_q", layout=layout)
+            assert src.count(f"'{layout}',") == sum(s.kind == "dense" for s in case.converted.plan.steps)
+            module = load_source(src, "laid_q")
+            got = np.array([list(module.run(bytes(r))) for r in case.codes.astype(np.uint8)], np.int64)
+            assert np.array_equal(got, case.torch_layers[-1]), (layout, case.name)
+            with pytest.raises(rt.CorruptModel, match="checksum"):
+                load_source(src.replace(f"'{layout}',", "None,", 1), "laid_q")
     with pytest.raises(ValueError, match="unknown weight layout"):
-        codegen.generate(random_cases[0].converted.plan, "laid_q", layout="dsp")
+        codegen.generate(random_cases[0].converted.plan, "laid_q", layout="rows")
+    for K, N in ((7, 13), (8, 6), (3, 1), (13, 7)):
+        W = bytes((i * 37 + 11) % 256 for i in range(K * N))
+        d = rt.relay(W, K, N, None, "dsp")
+        assert sorted(rt.dsp_index(K, N, n, k) for n in range(N) for k in range(K)) == list(range(K * N))
+        assert all(d[rt.dsp_index(K, N, n, k)] == W[n * K + k] ^ rt.dsp_flip(k) for n in range(N) for k in range(K))
+        assert rt.relay(d, K, N, "dsp", None) == W
+        t = rt.relay(W, K, N, None, "thumb")  # a module laid out for one board, built on another
+        assert rt.relay(t, K, N, "thumb", "dsp") == d and rt.relay(d, K, N, "dsp", "thumb") == t
     from uquant.bench import small_cnn  # convs keep their order: only dense weights are laid out
     with torch_engine("fbgemm"):
         c = uquant.convert(small_cnn()[0], engine="fbgemm", input_shape=(1, 8, 8))
     codes = random_codes(np.random.default_rng(0), 50, c.plan.n_in).astype(np.uint8)
-    laid = load_source(codegen.generate(c.plan, "cnn_q", layout="thumb"), "cnn_q")
-    assert [list(laid.run(bytes(r))) for r in codes] == [list(c.device_module.run(bytes(r))) for r in codes]
+    for layout in ("thumb", "dsp"):
+        laid = load_source(codegen.generate(c.plan, "cnn_q", layout=layout), "cnn_q")
+        assert [list(laid.run(bytes(r))) for r in codes] == [list(c.device_module.run(bytes(r))) for r in codes]
 
 
 def test_version_4_modules_still_load(seed_cases):

@@ -15,7 +15,7 @@ TIER_FILES = {  # the device files each kernel tier needs, besides the model
     "viper": ("uquant_rt.py", "uquant_viper.py"),
     "bytecode": ("uquant_rt.py",),
 }
-TIER_LAYOUTS = {"thumb": "thumb"}  # the dense weight order each tier's kernel reads (codegen.LAYOUTS), if not rows
+TIER_LAYOUTS = {"thumb": "thumb", "dsp": "dsp"}  # the dense weight order each tier's kernel reads (codegen.LAYOUTS), if not rows
 TIER_EMITTERS = {"dsp": {"asm_thumb", "viper"}, "thumb": {"asm_thumb", "viper"}, "viper": {"viper"}, "bytecode": set()}
 
 

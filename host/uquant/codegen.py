@@ -15,7 +15,8 @@ from .runtime import rt
 BYTES_PER_LINE = 32
 
 
-LAYOUTS = (None, "thumb")  # dense weight orders: plain rows, or uquant_thumb's (uquant_rt.thumb_index)
+LAYOUTS = (None, "thumb", "dsp")  # dense weight orders: plain rows, uquant_thumb's (uquant_rt.thumb_index) or
+# uquant_dsp's (uquant_rt.dsp_index, with odd taps' bytes XOR 0x80)
 
 
 def node_spec(plan: Plan, s: Step, layout: str | None = None) -> tuple:

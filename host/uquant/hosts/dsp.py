@@ -3,13 +3,16 @@
     from uquant.hosts import dsp
     dsp.dsp_figures(converted, codes)   # {"macs", "kernel_cycles", "cycles_per_mac", "layers": [...]} or None
 
-The model is built by the device runtime with TIER "dsp" and uquant_dsp's machine code running in unicorn as a
+The model is laid out for the Pico 2 (`convert --board pico2`: dense weights in uquant_dsp's order, as the board
+holds them) and built by the device runtime with TIER "dsp" and uquant_dsp's machine code running in unicorn as a
 Cortex-M33 (hosts/thumb.py: M33Machine, and its cycle model). Kernel cycles are the dsp kernels' (dense and conv
 layers, requantization included); the ops the tier leaves to other modules (pooling, element-wise ops, satfix) run
 in CPython and are not counted, nor is the Python around the kernels. cycles_per_mac = kernel cycles / MACs of the
 layers the kernels ran.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -24,7 +27,7 @@ def dsp_figures(converted, codes: np.ndarray, tier=None) -> dict | None:
     rt.register("uquant_dsp", tier)
     rt.TIER = "dsp"
     try:
-        module = load_source(converted.source, converted.module_name)
+        module = load_source(copy.copy(converted).for_board("pico2").source, converted.module_name)
     finally:
         rt.TIER = saved
         rt.register("uquant_dsp", None)
