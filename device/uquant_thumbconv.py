@@ -1835,4 +1835,6 @@ def table(x, out, handle):
 def direct(op, handle):
     # (machine code, its argument) for uquant_rt.Model.link to call without the wrappers above: a layer the
     # model built, whose buffer sizes it checked
+    if op == "table":
+        return (_lut, handle[0])
     return (_run, handle[0]) if op == "conv" or op == "maxpool" or op == "avgpool" else None
