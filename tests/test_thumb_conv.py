@@ -138,7 +138,7 @@ def test_random_words_match_the_bytecode_conv(tiers, report):
         G = int(pick(rng, [1, 1, 2, 3, -1]))
         cg = int(rng.integers(1, 5)) if G > 0 else 1
         G = G if G > 0 else int(rng.integers(1, 9))
-        C, N = G * cg, G * int(pick(rng, [1, 1, 2, 3, 5]))
+        C, N = G * cg, G * int(pick(rng, [1, 1, 2, 3, 5, 8, 9, 13]))
         KH, KW = (int(pick(rng, [1, 2, 3])) if dim2 else 1), int(pick(rng, [1, 2, 3, 5]))
         SH, SW = (int(pick(rng, [1, 2])) if dim2 else 1), int(pick(rng, [1, 2]))
         DH, DW = (int(pick(rng, [1, 1, 2])) if dim2 else 1), int(pick(rng, [1, 1, 2]))
