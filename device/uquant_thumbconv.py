@@ -116,6 +116,15 @@ _ADD_LR_R7 = const(0x44BE)  # add lr, r7
 _MOV_LR_R5 = const(0x46AE)  # mov lr, r5
 _MOV_R6_LR = const(0x4676)  # mov r6, lr
 _ADD_SP_8 = const(0xB002)  # add sp, #8
+_ADD_SP_12 = const(0xB003)  # add sp, #12
+_PUSH_LR = const(0xB500)  # push {lr}
+_POP_PC = const(0xBD00)  # pop {pc}
+_LDR_R2_SP4 = const(0x9A01)  # ldr r2, [sp, #4]
+_STR_R2_SP4 = const(0x9201)  # str r2, [sp, #4]
+_LDR_R0_SP0 = const(0x9800)  # ldr r0, [sp, #0]
+_LDM_R2_R0_R1_R3_R4 = const(0xCA1B)  # ldm r2!, {r0, r1, r3, r4}
+_LDRB_R7_R6_R7 = const(0x5DF7)  # ldrb r7, [r6, r7]   (register offset)
+_STRB_R7_R1_R4 = const(0x550F)  # strb r7, [r1, r4]
 _ADD_R6_R12 = const(0x4466)  # add r6, r12
 _ADD_R9_R11 = const(0x44D9)  # add r9, r11
 _ADD_R10_R3 = const(0x449A)  # add r10, r3
@@ -159,8 +168,18 @@ def _addr(r0):
 
 @micropython.asm_thumb
 def _run(r0, r1, r2):
-    # r0 = x, r1 = out, r2 = header. Returns 0. r8-r12 belong to the caller; the header stays at [sp, 0]
-    # for the whole call (chan and the pool bodies rely on it), r12 = what chan adds to its output cursor.
+    # r0 = x, r1 = out, r2 = header: one layer; or r1 = 0, r2 = a chain (see chain()): its layers in turn.
+    # Returns 0. body runs one layer (r0 = its input, r1 = its output, r2 = its header) and returns: r8-r12
+    # belong to the caller; the header stays at [sp, 0] for the whole layer (chan and the pool bodies rely on
+    # it), r12 = what chan adds to its output cursor.
+    cmp(r1, 0)
+    beq(go_chain)
+    bl(body)
+    bl(leave)  # (a jump)
+    label(go_chain)
+    bl(chain)  # (a jump)
+    label(body)
+    data(2, _PUSH_LR)
     mov(r3, r8)
     mov(r4, r9)
     mov(r5, r10)
@@ -956,7 +975,7 @@ def _run(r0, r1, r2):
     mov(r10, r5)
     mov(r11, r6)
     mov(r0, 0)
-    bl(leave)  # (a jump)
+    data(2, _POP_PC)
 
     # ---- chan: requantize one output and store it -------------------------------------------------------
     # In: r0 = dot product, r1 = the channel's record, r5 = table, r6 = output byte, r7 = sx, r12 = output
@@ -1928,6 +1947,56 @@ def _run(r0, r1, r2):
     ldr(r0, [r3, 4 * _CNT])
     mov(r11, r0)
     bl(i0_start)  # (a jump)
+
+    # ---- a chain: r0 = x, r2 = the chain's words: count, then per layer its input (0: x), output, header
+    # (segments for a table) and kind (0: body, 1: code table, as _lut). [sp, 0] = x, [sp, 4] = cursor,
+    # [sp, 8] = layers left.
+    label(chain)
+    ldr(r3, [r2, 0])
+    add(r2, 4)
+    push({r0, r2, r3})
+    label(cn_next)
+    data(2, _LDR_R3_SP8)
+    sub(r3, 1)
+    bmi(cn_end)
+    data(2, _STR_R3_SP8)
+    data(2, _LDR_R2_SP4)
+    data(2, _LDM_R2_R0_R1_R3_R4)
+    data(2, _STR_R2_SP4)
+    cmp(r0, 0)
+    bne(cn_src)
+    data(2, _LDR_R0_SP0)
+    label(cn_src)
+    mov(r2, r3)
+    cmp(r4, 0)
+    bne(cn_lut)
+    bl(body)
+    b(cn_next)
+    label(cn_lut)  # _lut's loop
+    ldr(r3, [r2, 0])
+    add(r2, 4)
+    label(cl_seg)
+    cmp(r3, 0)
+    beq(cn_next)
+    ldr(r4, [r2, 0])
+    ldr(r5, [r2, 4])
+    ldr(r6, [r2, 8])
+    add(r2, 12)
+    sub(r3, 1)
+    b(cl_test)
+    label(cl_loop)
+    add(r7, r0, r4)
+    ldrb(r7, [r7, 0])
+    data(2, _LDRB_R7_R6_R7)
+    data(2, _STRB_R7_R1_R4)
+    add(r4, 1)
+    label(cl_test)
+    cmp(r4, r5)
+    blt(cl_loop)
+    b(cl_seg)
+    label(cn_end)
+    data(2, _ADD_SP_12)
+    mov(r0, 0)
     label(leave)
 
 
@@ -2293,8 +2362,6 @@ def avgpool(x, out, handle):
 
 # ---- code tables: out[i] = T[x[i]] over segments (uquant_rt.lut) --------------------------------------------------
 
-_LDRB_R7_R6_R7 = const(0x5DF7)  # ldrb r7, [r6, r7]   (register offset)
-_STRB_R7_R1_R4 = const(0x550F)  # strb r7, [r1, r4]
 
 
 @micropython.asm_thumb
@@ -2354,6 +2421,24 @@ def table(x, out, handle):
     if len(x) < handle[3] or len(out) < handle[3]:
         raise ValueError("uquant_thumbconv.table: buffer too small")
     _lut(x, out, handle[0])
+
+
+def chain(items):
+    # (machine code, its argument) for uquant_rt.Model.link to run consecutive layers of this module in one
+    # call f(x, 0, arg): items = (op, handle, input buffer or None for x, output buffer) of layers the model
+    # built, whose buffer sizes it checked; None if one of them is not this module's.
+    H = array("i", bytes(4 * (1 + 4 * len(items))))
+    H[0] = len(items)
+    j = 1
+    for op, handle, src, out in items:
+        if op != "conv" and op != "maxpool" and op != "avgpool" and op != "table":
+            return None
+        H[j] = 0 if src is None else _addr(src)
+        H[j + 1] = _addr(out)
+        H[j + 2] = _addr(handle[0])
+        H[j + 3] = 1 if op == "table" else 0
+        j += 4
+    return (_run, H)
 
 
 def direct(op, handle):
