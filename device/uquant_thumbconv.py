@@ -22,8 +22,10 @@
 #   which some pair of weights can leave int16 add the products in int16-saturating pairs (uquant_rt.
 #   channel_sat), the others exactly (the same sum then).
 # * Other layers: for each output position the group's window is gathered into `win` (and its sum sx), then
-#   every output channel of the group is a dot product over win: four channels at a time (uquant_thumb's dense
-#   loop, 4.75 cycles per multiply-add), the rest one at a time (SAT 1 with a depth multiplier of 2: in pairs).
+#   every output channel of the group is a dot product over win: eight channels at a time, then four (SAT 0:
+#   the weights of four channels at one tap share a word, two exact products per MULS in 16-bit lanes, about
+#   3.6 and 3.9 cycles per multiply-add), the rest one at a time (SAT 1 with a depth multiplier of 2: in pairs).
+# * chain(): uquant_rt.Model.link runs consecutive conv, pool and table layers of a model in one _run call.
 # * Requantization (chan, and inline after each block of four channels): prepare rewrites the channel's words
 #   P[7n : 7n+7] as 13 words (c, c_lo, Wn, A|Alo, Dl|Dlo, S', Dh|Ahi, Dhi, S-k, first exception, end of them,
 #   code at a = 0, code at a = Wn), read with LDM. An a clamped to 0 or Wn (ReLU's zeros) stores the code
