@@ -791,16 +791,40 @@ class Model:
         # module offers it (direct(op, handle) -> (f, arg), f(src, out, arg)): each Python line around the
         # kernels, a wrapper's too, costs a board more than a thousand cycles. (Call again after replacing a
         # node's kernel.)
+        # Consecutive layers that one kernel module runs directly become a single call where the module offers
+        # chain(items) -> (f, arg), f(x, 0, arg) (items: (kind, handle, input or None for x, output)).
         calls = []
+        group = []  # (kind, handle, src, out, its own call) of such consecutive layers of one module
+        gmod = None
         for n in self.layers:
+            d = None
+            if n.fast is not None and n.sat is None:
+                d = getattr(n.kmod, "direct", None)
+                d = d(n.kind, n.handle) if d is not None and getattr(n.kmod, n.kind, None) is n.fast else None
+            if d is None or gmod is not n.kmod:
+                self._chain(calls, group, gmod)
+                group = []
+                gmod = None
             if n.fast is None or n.sat is not None:
                 calls.append((n.call, None, None, None))
                 continue
-            d = getattr(n.kmod, "direct", None)
-            d = d(n.kind, n.handle) if d is not None and getattr(n.kmod, n.kind, None) is n.fast else None
             f, h = d if d is not None else (n.fast, n.handle)
-            calls.append((f, n.src, n.out, h))
+            if d is not None and getattr(n.kmod, "chain", None) is not None:
+                gmod = n.kmod
+                group.append((n.kind, n.handle, n.src, n.out, (f, n.src, n.out, h)))
+            else:
+                calls.append((f, n.src, n.out, h))
+        self._chain(calls, group, gmod)
         self.calls = calls
+
+    def _chain(self, calls, group, kmod):
+        # (Model.link) the calls of a group of consecutive layers of kmod: one if kmod chains them
+        c = kmod.chain([g[:4] for g in group]) if len(group) > 1 else None
+        if c is not None:
+            calls.append((c[0], None, 0, c[1]))
+            return
+        for g in group:
+            calls.append(g[4])
 
     def exports(self):
         # What the generated module defines, in one statement: run, predict and its constants (see __init__).

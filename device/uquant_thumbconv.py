@@ -22,8 +22,10 @@
 #   which some pair of weights can leave int16 add the products in int16-saturating pairs (uquant_rt.
 #   channel_sat), the others exactly (the same sum then).
 # * Other layers: for each output position the group's window is gathered into `win` (and its sum sx), then
-#   every output channel of the group is a dot product over win: four channels at a time (uquant_thumb's dense
-#   loop, 4.75 cycles per multiply-add), the rest one at a time (SAT 1 with a depth multiplier of 2: in pairs).
+#   every output channel of the group is a dot product over win: eight channels at a time, then four (SAT 0:
+#   the weights of four channels at one tap share a word, two exact products per MULS in 16-bit lanes, about
+#   3.6 and 3.9 cycles per multiply-add), the rest one at a time (SAT 1 with a depth multiplier of 2: in pairs).
+# * chain(): uquant_rt.Model.link runs consecutive conv, pool and table layers of a model in one _run call.
 # * Requantization (chan, and inline after each block of four channels): prepare rewrites the channel's words
 #   P[7n : 7n+7] as 13 words (c, c_lo, Wn, A|Alo, Dl|Dlo, S', Dh|Ahi, Dhi, S-k, first exception, end of them,
 #   code at a = 0, code at a = Wn), read with LDM. An a clamped to 0 or Wn (ReLU's zeros) stores the code
@@ -104,6 +106,27 @@ _ADD_R8_R6 = const(0x44B0)  # add r8, r6   (high registers, flags unchanged)
 _ADD_R9_R6 = const(0x44B1)
 _ADD_R10_R6 = const(0x44B2)
 _ADD_R11_R6 = const(0x44B3)
+_ADD_R9_R7 = const(0x44B9)  # add r9, r7
+_ADD_R11_R7 = const(0x44BB)  # add r11, r7
+_STR_R1_SP20 = const(0x9105)  # str r1, [sp, #20]
+_STR_R1_SP28 = const(0x9107)  # str r1, [sp, #28]
+_LDR_R7_SP24 = const(0x9F06)  # ldr r7, [sp, #24]
+_LDR_R5_SP0 = const(0x9D00)  # ldr r5, [sp, #0]
+_LDR_R5_SP4 = const(0x9D01)  # ldr r5, [sp, #4]
+_ADD_R12_R6 = const(0x44B4)  # add r12, r6
+_ADD_LR_R7 = const(0x44BE)  # add lr, r7
+_MOV_LR_R5 = const(0x46AE)  # mov lr, r5
+_MOV_R6_LR = const(0x4676)  # mov r6, lr
+_ADD_SP_8 = const(0xB002)  # add sp, #8
+_ADD_SP_12 = const(0xB003)  # add sp, #12
+_PUSH_LR = const(0xB500)  # push {lr}
+_POP_PC = const(0xBD00)  # pop {pc}
+_LDR_R2_SP4 = const(0x9A01)  # ldr r2, [sp, #4]
+_STR_R2_SP4 = const(0x9201)  # str r2, [sp, #4]
+_LDR_R0_SP0 = const(0x9800)  # ldr r0, [sp, #0]
+_LDM_R2_R0_R1_R3_R4 = const(0xCA1B)  # ldm r2!, {r0, r1, r3, r4}
+_LDRB_R7_R6_R7 = const(0x5DF7)  # ldrb r7, [r6, r7]   (register offset)
+_STRB_R7_R1_R4 = const(0x550F)  # strb r7, [r1, r4]
 _ADD_R6_R12 = const(0x4466)  # add r6, r12
 _ADD_R9_R11 = const(0x44D9)  # add r9, r11
 _ADD_R10_R3 = const(0x449A)  # add r10, r3
@@ -147,8 +170,18 @@ def _addr(r0):
 
 @micropython.asm_thumb
 def _run(r0, r1, r2):
-    # r0 = x, r1 = out, r2 = header. Returns 0. r8-r12 belong to the caller; the header stays at [sp, 0]
-    # for the whole call (chan and the pool bodies rely on it), r12 = what chan adds to its output cursor.
+    # r0 = x, r1 = out, r2 = header: one layer; or r1 = 0, r2 = a chain (see chain()): its layers in turn.
+    # Returns 0. body runs one layer (r0 = its input, r1 = its output, r2 = its header) and returns: r8-r12
+    # belong to the caller; the header stays at [sp, 0] for the whole layer (chan and the pool bodies rely on
+    # it), r12 = what chan adds to its output cursor.
+    cmp(r1, 0)
+    beq(go_chain)
+    bl(body)
+    bl(leave)  # (a jump)
+    label(go_chain)
+    bl(chain)  # (a jump)
+    label(body)
+    data(2, _PUSH_LR)
     mov(r3, r8)
     mov(r4, r9)
     mov(r5, r10)
@@ -381,24 +414,31 @@ def _run(r0, r1, r2):
 
     # ---- blocks of four channels ---------------------------------------------------------------------
     label(blk_next)
-    data(2, _LDR_R3_SP8)
-    sub(r3, 1)
+    data(2, _LDR_R3_SP8)  # blocks of four left: two at a time while two are left
+    sub(r3, 2)
+    bmi(blk_4)
+    bl(b8_go)  # (a jump)
+    label(blk_4)
+    add(r3, 1)
     bpl(blk_go)
     b(blk_done)
     label(blk_go)
     data(2, _STR_R3_SP8)
     push({r1, r5, r6, r7})  # until the dot products are done (the header is at [sp, 16] meanwhile)
-    # r0 = win cursor, r1-r4 = cursors in four rows of W, r5 = win[k], r6 = product, r7 = end,
-    # r8-r11 = the four dot products
+    # The block's weights are one word per tap (channels n0-n3 in its bytes). Masked with 0x00FF00FF a word
+    # holds n0, n2 in 16-bit lanes, shifted right by 8 and masked n1, n3: one MULS by win[k] gives two exact
+    # products (each < 2**16). r8 += n0 | n2 << 16 (wraps), r9 += n1 | n3 << 16, r10 += n2, r11 += n3; then
+    # n0 = r8 - (r10 << 16), n1 = r9 - (r11 << 16) exactly. r0 = win cursor, r1 = cursor in the words, r2 = end,
+    # r3 = mask, r4 = taps in the tail, r5 = win[k], r6, r7 = lanes. 3.9 cycles per multiply-add.
     data(2, _LDR_R1_SP20)
     data(2, _LDR_R7_SP16)
-    ldr(r6, [r7, 4 * _KK])
-    add(r2, r1, r6)
-    add(r3, r2, r6)
-    add(r4, r3, r6)
     ldr(r0, [r7, 4 * _WIN])
-    ldr(r7, [r7, 4 * _K8])
-    add(r7, r7, r0)
+    ldr(r2, [r7, 4 * _K8])
+    add(r2, r2, r0)
+    ldr(r4, [r7, 4 * _K8T])
+    mov(r3, 255)
+    lsl(r5, r3, 16)
+    orr(r3, r5)
     mov(r5, 0)
     mov(r8, r5)
     mov(r9, r5)
@@ -407,145 +447,148 @@ def _run(r0, r1, r2):
     b(q8_test)
     label(q8)
     ldrb(r5, [r0, 0])
-    ldrb(r6, [r1, 0])
+    ldr(r6, [r1, 0])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 0])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 0])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 0])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     ldrb(r5, [r0, 1])
-    ldrb(r6, [r1, 1])
+    ldr(r6, [r1, 4])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 1])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 1])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 1])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     ldrb(r5, [r0, 2])
-    ldrb(r6, [r1, 2])
+    ldr(r6, [r1, 8])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 2])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 2])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 2])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     ldrb(r5, [r0, 3])
-    ldrb(r6, [r1, 3])
+    ldr(r6, [r1, 12])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 3])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 3])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 3])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     ldrb(r5, [r0, 4])
-    ldrb(r6, [r1, 4])
+    ldr(r6, [r1, 16])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 4])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 4])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 4])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     ldrb(r5, [r0, 5])
-    ldrb(r6, [r1, 5])
+    ldr(r6, [r1, 20])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 5])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 5])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 5])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     ldrb(r5, [r0, 6])
-    ldrb(r6, [r1, 6])
+    ldr(r6, [r1, 24])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 6])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 6])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 6])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     ldrb(r5, [r0, 7])
-    ldrb(r6, [r1, 7])
+    ldr(r6, [r1, 28])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 7])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 7])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 7])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     add(r0, 8)
-    add(r1, 8)
-    add(r2, 8)
-    add(r3, 8)
-    add(r4, 8)
+    add(r1, 32)
     label(q8_test)
-    cmp(r0, r7)
+    cmp(r0, r2)
     bcc(q8)
-    data(2, _LDR_R7_SP16)
-    ldr(r7, [r7, 4 * _K8T])
-    add(r7, r7, r0)
+    add(r2, r0, r4)
     b(q1_test)
     label(q1)
     ldrb(r5, [r0, 0])
-    ldrb(r6, [r1, 0])
+    ldr(r6, [r1, 0])  # the four channels' weights at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)  # lanes n0, n2
+    and_(r7, r3)  # lanes n1, n3
     mul(r6, r5)
+    mul(r7, r5)
     data(2, _ADD_R8_R6)
-    ldrb(r6, [r2, 0])
-    mul(r6, r5)
-    data(2, _ADD_R9_R6)
-    ldrb(r6, [r3, 0])
-    mul(r6, r5)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
     data(2, _ADD_R10_R6)
-    ldrb(r6, [r4, 0])
-    mul(r6, r5)
-    data(2, _ADD_R11_R6)
+    data(2, _ADD_R11_R7)
     add(r0, 1)
-    add(r1, 1)
-    add(r2, 1)
-    add(r3, 1)
-    add(r4, 1)
+    add(r1, 4)
     label(q1_test)
-    cmp(r0, r7)
+    cmp(r0, r2)
     bcc(q1)
-    data(2, _STR_R4_SP20)  # r4 is at the row after the block
+    data(2, _STR_R1_SP20)  # r1 is at the next block's words
+    mov(r2, r10)  # the low lanes
+    lsl(r2, r2, 16)
+    mov(r3, r8)
+    sub(r3, r3, r2)
+    mov(r8, r3)
+    mov(r2, r11)
+    lsl(r2, r2, 16)
+    mov(r3, r9)
+    sub(r3, r3, r2)
+    mov(r9, r3)
     pop({r1, r5, r6, r7})
+    label(i0_start)
     mov(r0, r8)  # chan, inline: its direct and split forms and the clamped codes
     data(2, _LDM_R1_R2_R4)
     mul(r2, r7)
@@ -934,7 +977,7 @@ def _run(r0, r1, r2):
     mov(r10, r5)
     mov(r11, r6)
     mov(r0, 0)
-    b(leave)
+    data(2, _POP_PC)
 
     # ---- chan: requantize one output and store it -------------------------------------------------------
     # In: r0 = dot product, r1 = the channel's record, r5 = table, r6 = output byte, r7 = sx, r12 = output
@@ -1402,6 +1445,560 @@ def _run(r0, r1, r2):
     b(ap_c)
     label(ap_done)
     b(finish)
+
+    # ---- blocks of eight channels: two blocks of four in one pass over the window (x[k] loaded once for
+    # eight multiply-adds; 3.6 cycles per multiply-add). Per tap two words (n0-n3, n4-n7), lanes as in the
+    # blocks of four; sums in r8-r11 (n0-n3: n0 | n2 << 16, n1 | n3 << 16, n2, n3) and r2, r4, r12, lr (n4-n7
+    # likewise). n4-n7 wait in the header's _WCUR.._CNT words (the single channels set them afterwards) while
+    # n0-n3 are requantized, then go through the blocks of four's requantization.
+    label(b8_go)
+    data(2, _STR_R3_SP8)
+    push({r1, r5, r6, r7})
+    data(2, _LDR_R1_SP20)
+    data(2, _LDR_R7_SP16)
+    ldr(r0, [r7, 4 * _WIN])
+    ldr(r2, [r7, 4 * _K8])
+    add(r2, r2, r0)
+    ldr(r3, [r7, 4 * _K8T])
+    add(r3, r3, r2)
+    push({r2, r3})  # [sp, 0] = end of the unrolled taps, [sp, 4] = end of the window; header at [sp, 24]
+    mov(r3, 255)
+    lsl(r5, r3, 16)
+    orr(r3, r5)
+    mov(r5, 0)
+    mov(r8, r5)
+    mov(r9, r5)
+    mov(r10, r5)
+    mov(r11, r5)
+    mov(r12, r5)
+    data(2, _MOV_LR_R5)
+    mov(r2, 0)
+    mov(r4, 0)
+    b(c8_test)
+    label(c8)
+    ldrb(r5, [r0, 0])
+    ldr(r6, [r1, 0])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 4])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    ldrb(r5, [r0, 1])
+    ldr(r6, [r1, 8])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 12])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    ldrb(r5, [r0, 2])
+    ldr(r6, [r1, 16])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 20])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    ldrb(r5, [r0, 3])
+    ldr(r6, [r1, 24])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 28])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    ldrb(r5, [r0, 4])
+    ldr(r6, [r1, 32])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 36])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    ldrb(r5, [r0, 5])
+    ldr(r6, [r1, 40])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 44])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    ldrb(r5, [r0, 6])
+    ldr(r6, [r1, 48])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 52])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    ldrb(r5, [r0, 7])
+    ldr(r6, [r1, 56])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 60])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    add(r0, 8)
+    add(r1, 64)
+    label(c8_test)
+    data(2, _LDR_R5_SP0)
+    cmp(r0, r5)
+    bcs(c8_end)
+    b(c8)
+    label(c8_end)
+    b(c1_test)
+    label(c1)
+    ldrb(r5, [r0, 0])
+    ldr(r6, [r1, 0])  # channels n0-n3 at this tap
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    data(2, _ADD_R8_R6)
+    data(2, _ADD_R9_R7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R10_R6)
+    data(2, _ADD_R11_R7)
+    ldr(r6, [r1, 4])  # n4-n7
+    lsr(r7, r6, 8)
+    and_(r6, r3)
+    and_(r7, r3)
+    mul(r6, r5)
+    mul(r7, r5)
+    add(r2, r2, r6)
+    add(r4, r4, r7)
+    lsr(r6, r6, 16)
+    lsr(r7, r7, 16)
+    data(2, _ADD_R12_R6)
+    data(2, _ADD_LR_R7)
+    add(r0, 1)
+    add(r1, 8)
+    label(c1_test)
+    data(2, _LDR_R5_SP4)
+    cmp(r0, r5)
+    bcc(c1)
+    data(2, _STR_R1_SP28)  # the next block's words
+    data(2, _LDR_R7_SP24)  # header
+    mov(r6, r12)
+    lsl(r5, r6, 16)
+    sub(r2, r2, r5)
+    str(r2, [r7, 4 * _WCUR])  # n4
+    str(r6, [r7, 4 * _OCUR])  # n6
+    data(2, _MOV_R6_LR)
+    lsl(r5, r6, 16)
+    sub(r4, r4, r5)
+    str(r4, [r7, 4 * _QCUR])  # n5
+    str(r6, [r7, 4 * _CNT])  # n7
+    ldr(r3, [r7, 4 * _OHW])
+    mov(r12, r3)
+    mov(r6, r10)
+    lsl(r6, r6, 16)
+    mov(r5, r8)
+    sub(r5, r5, r6)
+    mov(r8, r5)
+    mov(r6, r11)
+    lsl(r6, r6, 16)
+    mov(r5, r9)
+    sub(r5, r5, r6)
+    mov(r9, r5)
+    data(2, _ADD_SP_8)
+    pop({r1, r5, r6, r7})
+    mov(r0, r8)  # chan, inline: its direct and split forms and the clamped codes
+    data(2, _LDM_R1_R2_R4)
+    mul(r2, r7)
+    sub(r0, r0, r2)
+    sub(r0, r0, r3)
+    bmi(j0_neg)
+    cmp(r0, r4)
+    bgt(j0_big)
+    data(2, _LDM_R1_R2_R4)
+    cmp(r4, 31)
+    bhi(j0_other)
+    mul(r0, r2)
+    add(r0, r0, r3)
+    asr(r0, r4)
+    data(2, _LDRB_R0_R5_R0)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 28)
+    b(j0_done)
+    label(j0_other)
+    mul(r2, r0)
+    add(r2, r2, r3)
+    asr(r2, r4)
+    lsr(r3, r4, 9)
+    bne(j0_rest)
+    data(2, _LDM_R1_R3_R4)
+    mul(r3, r0)
+    add(r3, r3, r4)
+    add(r3, r3, r2)
+    ldr(r4, [r1, 0])
+    asr(r3, r4)
+    data(2, _LDRB_R3_R5_R3)
+    strb(r3, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 20)
+    b(j0_done)
+    label(j0_neg)
+    ldr(r0, [r1, 32])
+    b(j0_st)
+    label(j0_big)
+    ldr(r0, [r1, 36])
+    label(j0_st)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 40)
+    b(j0_done)
+    label(j0_rest)
+    bl(ch_other2)
+    label(j0_done)
+    mov(r0, r9)  # chan, inline: its direct and split forms and the clamped codes
+    data(2, _LDM_R1_R2_R4)
+    mul(r2, r7)
+    sub(r0, r0, r2)
+    sub(r0, r0, r3)
+    bmi(j1_neg)
+    cmp(r0, r4)
+    bgt(j1_big)
+    data(2, _LDM_R1_R2_R4)
+    cmp(r4, 31)
+    bhi(j1_other)
+    mul(r0, r2)
+    add(r0, r0, r3)
+    asr(r0, r4)
+    data(2, _LDRB_R0_R5_R0)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 28)
+    b(j1_done)
+    label(j1_other)
+    mul(r2, r0)
+    add(r2, r2, r3)
+    asr(r2, r4)
+    lsr(r3, r4, 9)
+    bne(j1_rest)
+    data(2, _LDM_R1_R3_R4)
+    mul(r3, r0)
+    add(r3, r3, r4)
+    add(r3, r3, r2)
+    ldr(r4, [r1, 0])
+    asr(r3, r4)
+    data(2, _LDRB_R3_R5_R3)
+    strb(r3, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 20)
+    b(j1_done)
+    label(j1_neg)
+    ldr(r0, [r1, 32])
+    b(j1_st)
+    label(j1_big)
+    ldr(r0, [r1, 36])
+    label(j1_st)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 40)
+    b(j1_done)
+    label(j1_rest)
+    bl(ch_other2)
+    label(j1_done)
+    mov(r0, r10)  # chan, inline: its direct and split forms and the clamped codes
+    data(2, _LDM_R1_R2_R4)
+    mul(r2, r7)
+    sub(r0, r0, r2)
+    sub(r0, r0, r3)
+    bmi(j2_neg)
+    cmp(r0, r4)
+    bgt(j2_big)
+    data(2, _LDM_R1_R2_R4)
+    cmp(r4, 31)
+    bhi(j2_other)
+    mul(r0, r2)
+    add(r0, r0, r3)
+    asr(r0, r4)
+    data(2, _LDRB_R0_R5_R0)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 28)
+    b(j2_done)
+    label(j2_other)
+    mul(r2, r0)
+    add(r2, r2, r3)
+    asr(r2, r4)
+    lsr(r3, r4, 9)
+    bne(j2_rest)
+    data(2, _LDM_R1_R3_R4)
+    mul(r3, r0)
+    add(r3, r3, r4)
+    add(r3, r3, r2)
+    ldr(r4, [r1, 0])
+    asr(r3, r4)
+    data(2, _LDRB_R3_R5_R3)
+    strb(r3, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 20)
+    b(j2_done)
+    label(j2_neg)
+    ldr(r0, [r1, 32])
+    b(j2_st)
+    label(j2_big)
+    ldr(r0, [r1, 36])
+    label(j2_st)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 40)
+    b(j2_done)
+    label(j2_rest)
+    bl(ch_other2)
+    label(j2_done)
+    mov(r0, r11)  # chan, inline: its direct and split forms and the clamped codes
+    data(2, _LDM_R1_R2_R4)
+    mul(r2, r7)
+    sub(r0, r0, r2)
+    sub(r0, r0, r3)
+    bmi(j3_neg)
+    cmp(r0, r4)
+    bgt(j3_big)
+    data(2, _LDM_R1_R2_R4)
+    cmp(r4, 31)
+    bhi(j3_other)
+    mul(r0, r2)
+    add(r0, r0, r3)
+    asr(r0, r4)
+    data(2, _LDRB_R0_R5_R0)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 28)
+    b(j3_done)
+    label(j3_other)
+    mul(r2, r0)
+    add(r2, r2, r3)
+    asr(r2, r4)
+    lsr(r3, r4, 9)
+    bne(j3_rest)
+    data(2, _LDM_R1_R3_R4)
+    mul(r3, r0)
+    add(r3, r3, r4)
+    add(r3, r3, r2)
+    ldr(r4, [r1, 0])
+    asr(r3, r4)
+    data(2, _LDRB_R3_R5_R3)
+    strb(r3, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 20)
+    b(j3_done)
+    label(j3_neg)
+    ldr(r0, [r1, 32])
+    b(j3_st)
+    label(j3_big)
+    ldr(r0, [r1, 36])
+    label(j3_st)
+    strb(r0, [r6, 0])
+    data(2, _ADD_R6_R12)
+    add(r1, 40)
+    b(j3_done)
+    label(j3_rest)
+    bl(ch_other2)
+    label(j3_done)
+    data(2, _LDR_R3_SP0)  # header: n4-n7 to the blocks of four's requantization
+    ldr(r0, [r3, 4 * _WCUR])
+    mov(r8, r0)
+    ldr(r0, [r3, 4 * _QCUR])
+    mov(r9, r0)
+    ldr(r0, [r3, 4 * _OCUR])
+    mov(r10, r0)
+    ldr(r0, [r3, 4 * _CNT])
+    mov(r11, r0)
+    bl(i0_start)  # (a jump)
+
+    # ---- a chain: r0 = x, r2 = the chain's words: count, then per layer its input (0: x), output, header
+    # (segments for a table) and kind (0: body, 1: code table, as _lut). [sp, 0] = x, [sp, 4] = cursor,
+    # [sp, 8] = layers left.
+    label(chain)
+    ldr(r3, [r2, 0])
+    add(r2, 4)
+    push({r0, r2, r3})
+    label(cn_next)
+    data(2, _LDR_R3_SP8)
+    sub(r3, 1)
+    bmi(cn_end)
+    data(2, _STR_R3_SP8)
+    data(2, _LDR_R2_SP4)
+    data(2, _LDM_R2_R0_R1_R3_R4)
+    data(2, _STR_R2_SP4)
+    cmp(r0, 0)
+    bne(cn_src)
+    data(2, _LDR_R0_SP0)
+    label(cn_src)
+    mov(r2, r3)
+    cmp(r4, 0)
+    bne(cn_lut)
+    bl(body)
+    b(cn_next)
+    label(cn_lut)  # _lut's loop
+    ldr(r3, [r2, 0])
+    add(r2, 4)
+    label(cl_seg)
+    cmp(r3, 0)
+    beq(cn_next)
+    ldr(r4, [r2, 0])
+    ldr(r5, [r2, 4])
+    ldr(r6, [r2, 8])
+    add(r2, 12)
+    sub(r3, 1)
+    b(cl_test)
+    label(cl_loop)
+    add(r7, r0, r4)
+    ldrb(r7, [r7, 0])
+    data(2, _LDRB_R7_R6_R7)
+    data(2, _STRB_R7_R1_R4)
+    add(r4, 1)
+    label(cl_test)
+    cmp(r4, r5)
+    blt(cl_loop)
+    b(cl_seg)
+    label(cn_end)
+    data(2, _ADD_SP_12)
+    mov(r0, 0)
     label(leave)
 
 
@@ -1631,6 +2228,29 @@ def prepare_conv(g, xzp, lo, hi, W, P, E, T):
                 taps[j] = toff[t]
                 taps[j + 1] = W[i + t] - 128
                 j += 2
+    wgs = ng * kk
+    if not dw and not SAT and ng >= 4:  # per group: its blocks of four channels as words (one per tap, the
+        wgs = (ng * kk + 3) & ~3  # channels in its bytes), then its other channels' rows; groups word-aligned
+        tb = bytearray(wgs * G)
+        for grp in range(G):
+            j = grp * wgs
+            n0 = grp * ng
+            nb = ng // 4
+            for b in range(0, nb - 1, 2):  # pairs of blocks (blocks of eight): per tap n0-n3, then n4-n7
+                for k in range(kk):
+                    for i in range(8):
+                        tb[j] = W[(n0 + 4 * b + i) * kk + k]
+                        j += 1
+            if nb % 2:
+                for k in range(kk):
+                    for i in range(4):
+                        tb[j] = W[(n0 + 4 * nb - 4 + i) * kk + k]
+                        j += 1
+            for n in range(n0 + ng - ng % 4, n0 + ng):
+                for k in range(kk):
+                    tb[j] = W[n * kk + k]
+                    j += 1
+        taps = _int32s(tb)  # word-aligned
     if T is not None:
         H[_T] = _addr(T)
     H[_COLD + _C_G] = G
@@ -1653,7 +2273,7 @@ def prepare_conv(g, xzp, lo, hi, W, P, E, T):
     H[_SAT] = SAT
     H[_COLD + _C_LO] = lo
     H[_COLD + _C_HI] = hi
-    H[_COLD + _C_WGS] = ng * kk if taps is None else 4 * (2 + 2 * kk)
+    H[_COLD + _C_WGS] = 4 * (2 + 2 * kk) if dw else wgs
     if dw:
         H[_NB] = -1
     H[_COLD + _C_QGS] = 4 * _REC * ng
@@ -1744,8 +2364,6 @@ def avgpool(x, out, handle):
 
 # ---- code tables: out[i] = T[x[i]] over segments (uquant_rt.lut) --------------------------------------------------
 
-_LDRB_R7_R6_R7 = const(0x5DF7)  # ldrb r7, [r6, r7]   (register offset)
-_STRB_R7_R1_R4 = const(0x550F)  # strb r7, [r1, r4]
 
 
 @micropython.asm_thumb
@@ -1807,7 +2425,27 @@ def table(x, out, handle):
     _lut(x, out, handle[0])
 
 
+def chain(items):
+    # (machine code, its argument) for uquant_rt.Model.link to run consecutive layers of this module in one
+    # call f(x, 0, arg): items = (op, handle, input buffer or None for x, output buffer) of layers the model
+    # built, whose buffer sizes it checked; None if one of them is not this module's.
+    H = array("i", bytes(4 * (1 + 4 * len(items))))
+    H[0] = len(items)
+    j = 1
+    for op, handle, src, out in items:
+        if op != "conv" and op != "maxpool" and op != "avgpool" and op != "table":
+            return None
+        H[j] = 0 if src is None else _addr(src)
+        H[j + 1] = _addr(out)
+        H[j + 2] = _addr(handle[0])
+        H[j + 3] = 1 if op == "table" else 0
+        j += 4
+    return (_run, H)
+
+
 def direct(op, handle):
     # (machine code, its argument) for uquant_rt.Model.link to call without the wrappers above: a layer the
     # model built, whose buffer sizes it checked
+    if op == "table":
+        return (_lut, handle[0])
     return (_run, handle[0]) if op == "conv" or op == "maxpool" or op == "avgpool" else None
