@@ -99,7 +99,16 @@ def memory(plan: Plan) -> dict[str, int]:
     params += sum(len(sat_pairs_bytes(s.sat_pairs)) + 4 * len(set(s.sat_pairs[0::2])) + 4 * len(s.words) for s in sat)
     scratch = sum(s.K for s in dense if s.kind == "conv")
     return {"weights": weights, "params": params, "exceptions": sum(len(s.fixes) // 3 for s in dense),
-            "buffers": sum(plan.buffers), "scratch": scratch}
+            "buffers": sum(plan.buffers), "scratch": scratch,
+            "dense_weights": sum(len(s.weights) for s in dense if s.kind == "dense"),
+            "conv_kernel_extra": sum(conv_kernel_extra(s.geometry, len(s.weights)) for s in dense if s.kind == "conv")}
+
+
+def conv_kernel_extra(g, weight_bytes: int) -> int:
+    """What the asm conv kernels (uquant_thumbconv, uquant_dsp) allocate for a conv layer when the model is built,
+    about: 13-word channel records, the weights in their order, the zero-padded input."""
+    C, H, Wd, N = g[0], g[1], g[2], g[3]
+    return 52 * N + weight_bytes + C * (H + 2 * g[8]) * (Wd + 2 * g[9])
 
 
 def f32_bits(x: float) -> int:

@@ -70,23 +70,31 @@ RUNTIME_HEAP_PER_MPY_BYTE = 3 / 2
 
 def board_fit(converted, board) -> tuple[str, bool]:
     """Whether the converted model fits `board` (RAM and filesystem), with the numbers; and a yes/no."""
-    return fit_report(codegen.memory(converted.plan), converted.source, converted.module_name, board)
+    import copy
+
+    laid = copy.copy(converted).for_board(board)  # as `uquant convert --board` writes it
+    return fit_report(codegen.memory(converted.plan), laid.source, converted.module_name, board)
 
 
 def module_memory(path: Path) -> dict[str, int]:
     """codegen.memory()'s figures for a generated module file (what `uquant deploy` has), read by loading it."""
     from .runtime import load_file
 
-    mem = {"weights": 0, "params": 0, "buffers": 0, "scratch": 0}
+    from .codegen import conv_kernel_extra
+
+    mem = {"weights": 0, "params": 0, "buffers": 0, "scratch": 0, "dense_weights": 0, "conv_kernel_extra": 0}
     model = load_file(path).model
     mem["buffers"] = sum(len(b) for b in model.bufs)
     for node in model.layers:
         if node.kind in ("dense", "conv"):
             W, P, F, T = node.args[4:8]
             mem["weights"] += len(W)
-            mem["params"] += 4 * len(P) + 4 * len(F[0] if F else ()) + len(T or b"")
+            mem["params"] += len(P) + len(F[0] if F else ()) + len(T or b"")  # int32 words as bytes
             if node.kind == "conv":
                 mem["scratch"] += len(node.args[8])
+                mem["conv_kernel_extra"] += conv_kernel_extra(node.args[0], len(W))
+            else:
+                mem["dense_weights"] += len(W)
     return mem
 
 
@@ -128,8 +136,14 @@ def fit_report(mem: dict, source: str, module_name: str, board) -> tuple[str, bo
     compiled = [mpy_size(src, name, arch) or len(src.encode()) for src, name in sources]
     shipped = compiled if arch else [len(src.encode()) for src, _ in sources]
     model_file = (mpy_size(source, module_name, arch) if arch else None) or len(source.encode())
-    copies = 1 if board.tier == "bytecode" else 2  # the fast kernels keep their own int32 copy of the parameters
-    ram = (mem["weights"] + copies * mem["params"] + mem["buffers"] + mem["scratch"]
+    # parameters are read in place by every tier; the asm conv kernels build records and padded inputs; a module
+    # whose dense weights are in another order than the board's kernels read is copied into that order
+    from .deploy import module_layout
+
+    extra = mem.get("conv_kernel_extra", 0) if board.tier in ("thumb", "dsp") else 0
+    if module_layout(source) != board.dense_layout:
+        extra += mem.get("dense_weights", 0)
+    ram = (mem["weights"] + mem["params"] + mem["buffers"] + mem["scratch"] + extra
            + int(sum(compiled) * RUNTIME_HEAP_PER_MPY_BYTE))
     flash = sum(shipped) + model_file
     ok_ram, ok_fs = ram <= board.heap_bytes, flash <= board.fs_bytes
