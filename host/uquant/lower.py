@@ -196,7 +196,7 @@ def plan_buffers(steps: list[Step], alias: dict[str, str], sizes: dict[str, int]
             if b in free:
                 free.remove(b)
             buffer_of[v] = b
-        for src in {root(x) for x in s.srcs}:
+        for src in dict.fromkeys(root(x) for x in s.srcs):  # in source order: a set's order follows str hashes
             if last_read.get(src) == i and src != "input" and buffer_of[src] != buffer_of[v]:
                 free.append(buffer_of[src])
     for a, v in alias.items():
