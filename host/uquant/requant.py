@@ -244,17 +244,15 @@ def device_requant(acc: int, ch: ChannelRequant, lo: int, hi: int) -> int:
     return rt.requant_one(acc, ch.words, ch.exceptions, lo, hi)
 
 
-def device_channel(ch: ChannelRequant, lo: int, hi: int):
-    """acc -> the device's code for this channel: the device runtime's requant_channel on the words and exceptions
+def device_words(ch: ChannelRequant):
+    """The device runtime's requant_channel and its arguments for this channel (P, E, j): the words and exceptions
     encoded once, exactly as its requant_one (what device_requant calls) encodes them for every accumulator."""
     from .runtime import rt
 
     fix = ch.exceptions
     E = rt.as_words(tuple(v for a in sorted(fix or ()) for v in (0, a, fix[a])))
     P = rt.as_words((0,) + tuple(ch.words))
-    j = 0 if E else -1
-    requant_channel = rt.requant_channel
-    return lambda acc: requant_channel(acc, P, 0, E, j, lo, hi)
+    return rt.requant_channel, P, E, 0 if E else -1
 
 
 def verify_points(ch: ChannelRequant, T, acc_lo: int, acc_hi: int) -> list[int]:
@@ -277,11 +275,11 @@ def verify_points(ch: ChannelRequant, T, acc_lo: int, acc_hi: int) -> list[int]:
 
 def check_points(ch: ChannelRequant, pts: list[int], want, lo: int, hi: int) -> None:
     """The device's code at each point must be torch's (want)."""
-    dev = device_channel(ch, lo, hi)
-    for p, w in zip(pts, want):
-        got = dev(p)
-        if got != int(w):
-            raise RequantError(f"proof failed at acc={p}: device {got}, torch {int(w)}")
+    requant_channel, P, E, j = device_words(ch)
+    for p, w in zip(pts, np.asarray(want).tolist()):
+        got = requant_channel(p, P, 0, E, j, lo, hi)
+        if got != w:
+            raise RequantError(f"proof failed at acc={p}: device {got}, torch {w}")
 
 
 def verify_channel(fn_one, ch: ChannelRequant, T: list[int], acc_lo: int, acc_hi: int, lo: int, hi: int) -> int:
