@@ -140,6 +140,42 @@ def _best_offset_np(A: int, S: int, t: np.ndarray, ks: np.ndarray, W: int, floor
     return (left + right) // 2
 
 
+def _fit_shifts_np(As: list[int], Ss: list[int], t: np.ndarray, ks: np.ndarray, W: int, floor_at_0, ceil_at_w):
+    """_best_offset_np and the line's wrong-threshold count for several (A, S) at once (one row each; the caller
+    checks that every row's values fit int64). Returns D (None where best_offset must decide) and wrong per row
+    (wrong is only meaningful where D is not None)."""
+    must = 1 << 20
+    A = np.array(As, np.int64)[:, None]
+    S = np.array(Ss, np.int64)[:, None]
+    R, n = A.shape[0], ks.size
+    kS = ks[None, :] << S  # (R, n)
+    opens, closes = [kS - t * A], [kS - (t - 1) * A]
+    w_open = [np.ones(n, np.int64)]
+    base = 0
+    if floor_at_0 is not None:
+        opens.append(np.int64(floor_at_0) << S)
+        w_open.append(np.array([must], np.int64))
+    if ceil_at_w is not None:
+        base = must
+        closes.append((np.int64(ceil_at_w + 1) << S) - W * A)
+    o, c = np.concatenate(opens, 1), np.concatenate(closes, 1)
+    w = np.concatenate([-np.ones(n, np.int64), np.full(c.shape[1] - n, -must, np.int64), *w_open])
+    pos = np.concatenate([c, o], 1)
+    order = np.argsort(pos, axis=1, kind="stable")  # closes first at equal positions
+    cov = np.cumsum(w[order], axis=1) + base
+    cand = np.where(order >= c.shape[1], cov, -1)
+    i = np.argmax(cand, axis=1)
+    rows = np.arange(R)
+    left = pos[rows, order[rows, i]]
+    later = np.where(c > left[:, None], c, np.iinfo(np.int64).max)
+    right = later.min(1) - 1
+    ok = (cand[rows, i] > base) & (later.min(1) < np.iinfo(np.int64).max)
+    D = (left + right) // 2
+    L = np.clip(-((D[:, None] - kS) // A), 0, W + 1)
+    wrong = np.abs(L - t).sum(1)
+    return [int(d) if k else None for d, k in zip(D.tolist(), ok.tolist())], wrong.tolist(), L
+
+
 def best_offset(A: int, S: int, t: list[int], levels: range, W: int, floor_at_0, ceil_at_w) -> int:
     """The D satisfying the most threshold constraints for this slope (a 1-D interval stabbing sweep).
 
@@ -197,12 +233,20 @@ def fit_channel(fn_one, M: float, T, acc_lo: int, acc_hi: int, lo: int, hi: int)
         raise RequantError(f"multiplier {M:.6g} cannot be represented (window {W})")
     s_direct = max(0, min(29, int(math.floor(math.log2(SMALL / 2 / span))))) if M > 0 else 29
     best = None
-    for S in [*range(max(0, s_direct - 3), s_direct + 1)[::-1], *range(30, MAX_SHIFT + 1)]:
-        A = int(round(M * 2.0 ** S))
+    shifts = [*range(max(0, s_direct - 3), s_direct + 1)[::-1], *range(30, MAX_SHIFT + 1)]
+    mults = [int(round(M * 2.0 ** S)) for S in shifts]
+    # every shift whose values fit int64 at once in numpy (a row each); the loop below takes them in order
+    batch = [r for r, (S, A) in enumerate(zip(shifts, mults)) if A > 0 and (kmax << S) + (W + 2) * A < I64_SAFE]
+    pre = {}
+    if batch:
+        Ds, wrongs, Ls = _fit_shifts_np([mults[r] for r in batch], [shifts[r] for r in batch], t_np, ks, W,
+                                        floor_at_0, ceil_at_w)
+        pre = {r: (Ds[b], wrongs[b], Ls[b]) for b, r in enumerate(batch)}
+    for r, (S, A) in enumerate(zip(shifts, mults)):
         if A <= 0:
             continue
-        small = (kmax << S) + (W + 2) * A < I64_SAFE  # every value below fits int64: numpy
-        D = _best_offset_np(A, S, t_np, ks, W, floor_at_0, ceil_at_w) if small else None
+        D, wrong, L = pre.get(r, (None, None, None))
+        small = D is not None
         if D is None:
             t = t if t is not None else [int(v) for v in t_np]
             D = best_offset(A, S, t, levels, W, floor_at_0, ceil_at_w)
@@ -211,9 +255,8 @@ def fit_channel(fn_one, M: float, T, acc_lo: int, acc_hi: int, lo: int, hi: int)
             if S >= 30:
                 break
             continue
-        if small and abs(D) < I64_SAFE:
-            L = _line_thresholds_np(A, D, S, ks, W)
-            wrong = int(np.abs(L - t_np).sum())
+        if small:  # wrong and L from the batch (D < 2**62 there: the line's values fit int64 too)
+            pass
         else:
             t = t if t is not None else [int(v) for v in t_np]
             L = line_thresholds(A, D, S, levels, W)
