@@ -1,7 +1,8 @@
 """The Python API: convert a model, save the device module, run it on the host."""
 from __future__ import annotations
 
-from contextlib import contextmanager
+import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -128,9 +129,20 @@ class Converted:
         return y.argmax(-1) if y.ndim > 1 else int(y.argmax())
 
 
+def progress_bar(total: int, desc: str, quiet: bool = False):
+    """A tqdm bar on stderr that shows itself only once the work has taken a second (delay=1); none at all when
+    stderr is not a terminal or with quiet (tqdm is not even imported then)."""
+    if quiet or not sys.stderr.isatty():
+        return nullcontext()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, delay=1, leave=False, dynamic_ncols=True)
+
+
 def convert(model, example_input=None, *, engine: str | None = None, platform="here", relu=None,
             allow_pickle: bool = False, name: str | None = None, module_name: str = "model_q", input_shape=None,
-            input_unit=None, output_unit=None, labels=None, raw_range=None, board=None) -> Converted:
+            input_unit=None, output_unit=None, labels=None, raw_range=None, board=None,
+            quiet: bool = False) -> Converted:
     """Convert a quantized model (nn.Module, TorchScript module, state_dict, or file path).
 
     engine: the quantized engine the model was prepared for (x86, fbgemm or qnnpack); by default the
@@ -139,6 +151,7 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
     such as "x86-vnni" or "x86-avx2". With `example_input`, torch and the device runtime both run it and must
     agree byte for byte (when the platform is this machine's, or the model's bytes do not depend on it).
     board: lay the module out for this board's kernels (Converted.for_board).
+    A conversion that takes over a second shows a progress bar on stderr (if it is a terminal; quiet=True: never).
     """
     engine = engine or torch.backends.quantized.engine
     if engine not in engines.ENGINES:
@@ -148,21 +161,29 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
         graph.input_shape = tuple(int(d) for d in input_shape)
     elif example_input is not None and not any(isinstance(op, Linear) for op in graph.ops[:1]):
         graph.input_shape = tuple(torch.as_tensor(example_input).shape[1:])  # (batch, ...) -> one sample
-    plan = lower(graph, engine, platform)
-    label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
-    converted = Converted(graph, plan, module_name, label).for_board(board)
-    if input_unit is not None or output_unit is not None or labels is not None:
-        converted.set_units(input_unit, output_unit, labels, raw_range)
     from .loaders.pt2e import is_pt2e
     # a PT2E program computes linear/conv in float32: agreement within one code, measured (tests/test_pt2e.py),
     # not the exact self-check
-    if example_input is not None and isinstance(model, torch.nn.Module) and not is_pt2e(model):
-        if plan.platform == platforms.here() or not plan.platform_dependent:
-            check_against_torch(converted, model, example_input)
+    check = example_input is not None and isinstance(model, torch.nn.Module) and not is_pt2e(model)
+    n_check = 0  # samples the self-check runs, for the progress bar's total only
+    if check:
+        per = int(np.prod(graph.input_shape)) if graph.input_shape else 0
+        try:
+            n_check = max(1, int(torch.as_tensor(example_input).numel()) // per) if per else 1
+        except (TypeError, ValueError, RuntimeError):  # check_against_torch says what is wrong with it
+            n_check = 1
+    with progress_bar(len(graph.ops) + n_check, f"converting {graph.name}", quiet) as bar:
+        plan = lower(graph, engine, platform, progress=bar)
+        label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
+        converted = Converted(graph, plan, module_name, label).for_board(board)
+        if input_unit is not None or output_unit is not None or labels is not None:
+            converted.set_units(input_unit, output_unit, labels, raw_range)
+        if check and (plan.platform == platforms.here() or not plan.platform_dependent):
+            check_against_torch(converted, model, example_input, progress=bar)
     return converted
 
 
-def check_against_torch(converted: Converted, model, example_input) -> None:
+def check_against_torch(converted: Converted, model, example_input, progress=None) -> None:
     """Both torch and the device runtime run the example; the dequantized outputs must be identical floats."""
     try:
         x = torch.as_tensor(example_input, dtype=torch.float32).reshape((-1,) + converted.plan.input_shape)
@@ -173,7 +194,13 @@ def check_against_torch(converted: Converted, model, example_input) -> None:
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); pass a batch of "
                               f"samples of shape {converted.plan.input_shape}") from None
     plan = converted.plan
-    got = engines.dequantize(converted.run(x.reshape(len(x), -1).numpy()), plan.output.scale, plan.output.zero_point)
+    codes = quantize_input(x.reshape(len(x), -1).numpy(), plan.input)
+    rows = []
+    for row in codes:  # as converted.run(x) does, a sample at a time for the progress bar
+        rows.append(converted.run_codes(row))
+        if progress is not None:
+            progress.update()
+    got = engines.dequantize(np.array(rows).reshape(len(codes), -1), plan.output.scale, plan.output.zero_point)
     if converted.graph.dropped:  # a final softmax the device leaves out: torch applies it here, sample by sample
         with torch.no_grad():
             shape = model(x[:1]).shape

@@ -224,6 +224,27 @@ def help_seconds() -> float:
     return best
 
 
+def convert_seconds_resnet8() -> tuple[float, float]:
+    """Wall time of uquant.convert on the ResNet-8 of uquant.examples (78k parameters, fbgemm), best of 3 with torch
+    warm and the torch model built once: (without an example input: loading, lowering with every channel's
+    requantization proven, the module's source; with a one-sample self-check: the device runtime runs the sample
+    in CPython and torch must give the same bytes)."""
+    from . import convert
+    from .examples import resnet8
+
+    q, x = resnet8("fbgemm")
+
+    def best(example):
+        t_best = None
+        for _ in range(3):
+            t = time.perf_counter()
+            convert(q, example, engine="fbgemm", input_shape=tuple(x.shape[1:]), quiet=True).source
+            t_best = min(t_best or 1e9, time.perf_counter() - t)
+        return t_best
+
+    return best(None), best(x[:1])
+
+
 def kws_section() -> float:
     """The keyword-spotting DS-CNN (uquant.examples.kws_ds_cnn) on the asm tiers: whole-inference cycles per MAC on
     the emulated Cortex-M0+ (thumb) and the dsp tier's kernel cycles on the emulated Cortex-M33."""
@@ -358,6 +379,11 @@ def main() -> int:
     print(f"armv7em_cycles_per_mac={m['dsp']['cycles_per_mac']:.2f}  # kernels only, emulated Cortex-M33")
     print(f"heap_bytes_per_inference={m['wasm']['heap']}")
     print(f"help_seconds={help_seconds():.2f}  # python -m uquant --help, best of 3 (target < 0.3)")
+    proven, checked = convert_seconds_resnet8()
+    print(f"convert_seconds_resnet8={proven:.2f}  # ResNet-8 (78k parameters), requantization proven for every "
+          "channel, best of 3 (target < 2)")
+    print(f"convert_selfcheck_seconds_resnet8={checked:.2f}  # the same plus a one-sample self-check (the device "
+          "runtime in CPython)")
     return 0
 
 

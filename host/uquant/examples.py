@@ -100,3 +100,73 @@ def kws_ds_cnn(engine: str = "fbgemm"):
     with torch.no_grad():
         prepared(x)
     return convert_fx(prepared), x
+
+
+def _fx_quantize(model, x, engine: str):
+    """FX-quantize `model` for `engine` (x86's default qconfig mapping for fbgemm and x86, qnnpack's for qnnpack),
+    calibrated on `x`."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = engine
+    prepared = prepare_fx(model, get_default_qconfig_mapping("qnnpack" if engine == "qnnpack" else "x86"), (x,))
+    with torch.no_grad():
+        prepared(x)
+    return convert_fx(prepared)
+
+
+class _ResidualBlock(torch.nn.Module):
+    """MLPerf Tiny's ResNet-8 stage: conv 3x3 (stride s) + BN + ReLU, conv 3x3 + BN, plus the shortcut (the
+    identity, or a 1x1 conv with stride s where the shape changes), then ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity())
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(y + self.shortcut(x))
+
+
+class ResNet8(torch.nn.Module):
+    """MLPerf Tiny's CIFAR-10 ResNet-8: 3x32x32 input, conv 3x3 16 + BN + ReLU, three residual stages of 16, 32
+    and 64 channels (strides 1, 2, 2; 1x1 downsampling shortcuts), global average pooling, Linear(64, 10)."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv = nn.Conv2d(3, 16, 3, 1, 1)
+        self.bn = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU()
+        self.stages = nn.Sequential(_ResidualBlock(16, 16, 1), _ResidualBlock(16, 32, 2), _ResidualBlock(32, 64, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.stages(self.relu(self.bn(self.conv(x)))))))
+
+
+def resnet8(engine: str = "fbgemm"):
+    """MLPerf Tiny's CIFAR-10 ResNet-8 (ResNet8 above, ~78k parameters), random weights (and random BatchNorm
+    statistics, so the folded convs are not trivial), FX-quantized for `engine` and calibrated on random inputs,
+    untrained. Returns (quantized model, example inputs of shape (64, 3, 32, 32))."""
+    torch.manual_seed(0)
+    model = ResNet8()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.randn(64, 3, 32, 32)
+    return _fx_quantize(model, x, engine), x

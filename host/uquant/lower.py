@@ -35,8 +35,9 @@ from .ir import (Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPoo
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
 
 
-def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None = None) -> Plan:
-    """platform: the CPU-dependent paths torch takes (uquant.platforms); None or "here": this machine's."""
+def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None = None, progress=None) -> Plan:
+    """platform: the CPU-dependent paths torch takes (uquant.platforms); None or "here": this machine's.
+    progress: None, or a progress bar (tqdm) advanced by one per op of the graph."""
     if engine not in ENGINES:
         raise ConversionError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     platform = platforms.parse(platform)
@@ -77,6 +78,8 @@ def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None =
     folded: set[str] = set()
     ops = graph.ops
     for i, op in enumerate(ops):
+        if progress is not None:
+            progress.update()
         if op.name in folded:
             continue
         src = op.inputs[0]
@@ -193,7 +196,7 @@ def plan_buffers(steps: list[Step], alias: dict[str, str], sizes: dict[str, int]
             if b in free:
                 free.remove(b)
             buffer_of[v] = b
-        for src in {root(x) for x in s.srcs}:
+        for src in dict.fromkeys(root(x) for x in s.srcs):  # in source order: a set's order follows str hashes
             if last_read.get(src) == i and src != "input" and buffer_of[src] != buffer_of[v]:
                 free.append(buffer_of[src])
     for a, v in alias.items():

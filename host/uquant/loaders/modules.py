@@ -1,6 +1,8 @@
 """Turn torch's quantized modules and functions into IR ops (shared by the FX, eager and state_dict loaders)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -194,9 +196,13 @@ def code_table(name: str, what: str, q_in: QParams, fn, q_out: QParams | None) -
             y = torch.quantize_per_tensor(y, q_out.scale, q_out.zero_point, TORCH_DTYPES[q_out.dtype])
         return y
 
-    y_all = apply(codes)  # 256 codes: four whole SIMD blocks
-    table = y_all.int_repr().long().numpy()
-    single = np.array([int(apply(codes[i:i + 1]).int_repr()[0]) for i in range(codes.numel())])  # scalar tail
+    # torch warns (deprecation) at every quantized tensor it makes; Python's warning machinery then costs more
+    # than the op itself, 257 times
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y_all = apply(codes)  # 256 codes: four whole SIMD blocks
+        table = y_all.int_repr().long().numpy()
+        single = np.array([int(apply(codes[i:i + 1]).int_repr()[0]) for i in range(codes.numel())])  # scalar tail
     out = q_out or QParams(float(y_all.q_scale()), int(y_all.q_zero_point()), DTYPES[y_all.dtype])
     tail = None if np.array_equal(table, single) else single.astype(np.int64)
     return Table(name, what, table.astype(np.int64), out, tail_table=tail)
