@@ -40,6 +40,9 @@ class Portability:
             "default) saturation needs inputs beyond the calibrated range")
 
 
+RANDOM_MACS_BUDGET = 50_000_000  # multiply-accumulates the random inputs may cost in all, per platform
+
+
 def check(converted, codes: np.ndarray | None = None, what: str = "example inputs", n_random: int = 256,
           seed: int = 0) -> Portability:
     """Compare `converted` with the same model lowered for each other real platform it can differ on, on the
@@ -50,6 +53,10 @@ def check(converted, codes: np.ndarray | None = None, what: str = "example input
     plan = converted.plan
     dependent = plan.platform_dependent
     if codes is None:
+        # the device runtime runs them in CPython here, twice: fewer samples for big models (a ResNet-8 takes
+        # over a second each), at least 8
+        macs = sum(s.macs for s in plan.steps)
+        n_random = min(n_random, max(8, RANDOM_MACS_BUDGET // max(macs, 1)))
         rng = np.random.default_rng(seed)
         codes = rng.integers(plan.input.qmin, plan.input.qmax + 1, (n_random, plan.n_in))
         inputs = "random inputs"
