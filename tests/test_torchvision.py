@@ -1,7 +1,13 @@
-"""torchvision's models load beside the CPU torch (uquant.torchvision_models), FX-quantize, and what uquant makes
-of them. Conversion of the larger ones is slow today (issue 16); these tests stay small."""
+"""torchvision's models load beside the CPU torch (uquant.torchvision_models), quantize (FX and eager), convert with
+the self-check, and give torch's bytes on the device runtime.
+
+The modules are megabytes (resnet18: 11.7M weights, a 37 MB source), so the many inputs run in the MicroPython
+unix port's viper tier with a 64 MB heap, as tests/test_examples.py runs its ResNet-8; inputs are small (16x16,
+32x32) to keep the MACs down, not because the models need it.
+"""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.ao.quantization import get_default_qconfig_mapping
@@ -9,7 +15,9 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 import uquant
 from conftest import torch_engine
+from test_viper import _require_unix_port  # noqa: F401 - autouse: the unix port must be there (or skip, see it)
 from uquant import torchvision_models as tv
+from uquant.hosts.mpmodule import run_batch
 
 pytestmark = pytest.mark.skipif(not tv.available(), reason="torchvision is not installed (make setup installs it)")
 
@@ -32,3 +40,57 @@ def test_squeeze_excitation_is_refused_by_name():
         p(x)
         with pytest.raises(uquant.ConversionError, match=r"mul.*\(16, 1, 1\), \(16, 8, 8\).*broadcasting"):
             uquant.convert(convert_fx(p), engine="qnnpack", input_shape=(3, 32, 32))
+
+
+def assert_exact_on_device(q, x, engine: str, n: int, seed: int = 5) -> str:
+    """Convert torch's quantized `q` (self-check on two of the calibration inputs `x`), run `n` random inputs of
+    x's sample shape through torch and through the device module (viper tier, unix port), assert every output
+    byte equal; returns a line for the report."""
+    converted = uquant.convert(q, x[:2], engine=engine, quiet=True)
+    xt = torch.rand(n, *x.shape[1:], generator=torch.Generator().manual_seed(seed)) * 2 - 0.5
+    with torch.no_grad():  # one sample per call, as on the device
+        want = np.concatenate([q(xt[i:i + 1]).numpy() for i in range(n)])
+    codes = uquant.api.quantize_input(xt.reshape(n, -1), converted)
+    got, preds, _ = run_batch(converted.source, converted.module_name, codes, host="unix", tier="viper",
+                              heap_size=64 << 20)
+    out = converted.plan.output
+    assert got.shape == want.shape
+    assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
+    assert np.array_equal(preds, want.argmax(1))
+    return f"{n} random inputs x {want.shape[1]} outputs, every one equal to torch (viper tier, unix port)"
+
+
+# torchvision's quantizable models, FX (the issue's acceptance: >= 200 inputs per engine) and eager (fuse_model,
+# prepare, convert: fewer inputs, the same kernels)
+MODELS = {"mobilenet_v2": (32, {"width_mult": 0.35}), "resnet18": (16, {})}
+
+
+@pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
+@pytest.mark.parametrize("mode, n", [("fx", 200), ("eager", 40)])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_quantizable_model_matches_torch(name, mode, n, engine, report):
+    size, kwargs = MODELS[name]
+    q, x = tv.quantized(name, engine, mode, size, **kwargs)
+    line = assert_exact_on_device(q, x, engine, n)
+    report(f"torchvision {name} {mode:<5} {engine:<8} 3x{size}x{size}: {line}")
+
+
+def test_relu6_mobilenet_v2_on_qnnpack_through_uquant_quantize(report):
+    # torchvision's plain mobilenet_v2 keeps ReLU6, which torch's qnnpack computes in the wrong element order on
+    # a conv's channels-last output (refused, naming the alternatives); `uquant quantize` fuses each ReLU6 into
+    # its conv with the output range fixed to [0, 6], which torch computes correctly and the device exactly
+    torch.manual_seed(0)
+    model = tv.randomize_batchnorm(tv.load().models.mobilenet_v2(weights=None, width_mult=0.35).eval())
+    x = torch.rand(16, 3, 32, 32)
+    with torch_engine("qnnpack"):
+        p = prepare_fx(model, get_default_qconfig_mapping("qnnpack"), (x[:1],))
+        p(x)
+        with pytest.raises(uquant.ConversionError, match=r"wrong element order.*uquant quantize --engine qnnpack"):
+            uquant.convert(convert_fx(p), engine="qnnpack", input_shape=(3, 32, 32))
+    q = uquant.quantize(model, x, engine="qnnpack")
+    assert "35 ReLU6 after a Conv2d fused" in q.choice and q.portability == []
+    with torch.no_grad():  # the same function: the quantized model follows the float one
+        assert (q.model(x).argmax(1) == model(x).argmax(1)).all()
+    with torch_engine("qnnpack"):
+        line = assert_exact_on_device(q.model, x, "qnnpack", 200)
+    report(f"torchvision mobilenet_v2 (ReLU6) fx    qnnpack  3x32x32 via uquant quantize: {line}")

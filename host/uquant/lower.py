@@ -59,7 +59,10 @@ def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None =
             raise ConversionError(
                 f"{op.name}: on qnnpack, torch computes {op.what} on a channels-last (N, C, H, W) tensor -- which "
                 "is what qnnpack's Conv2d returns -- in the wrong element order (a torch bug: the result is a "
-                "permutation of the right values); uquant refuses rather than copy it. Use ReLU, or the x86 engine")
+                "permutation of the right values); uquant refuses rather than copy it. Exact alternatives: quantize "
+                "the float model with `uquant quantize --engine qnnpack` (it fuses a ReLU6 after a conv into the "
+                "conv, with the output range fixed to [0, 6]: the same function, which torch computes correctly), "
+                "use ReLU (torchvision's quantizable models do), or the x86 engine")
     readers: dict[str, int] = {}
     for op in graph.ops:
         for v in op.inputs:

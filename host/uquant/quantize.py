@@ -71,6 +71,56 @@ def qconfig_mapping(engine: str):
     return mapping, why
 
 
+# ReLU6 on qnnpack. torch's quantized relu6/hardtanh on qnnpack walk a channels-last tensor (what qnnpack's Conv2d
+# returns) in the wrong element order, so uquant refuses them there (lower.py). A ReLU6 right after a Conv2d (+ its
+# BatchNorm) is the same function as the conv fused with ReLU into an output range of exactly [0, 6] (scale 6/255,
+# zero point 0: code 255 is 6.0, and anything above saturates to it), which torch computes correctly.
+RELU6_RANGE = (6.0 / 255, 0)
+
+
+def _is_relu6(gm, node) -> bool:
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        return isinstance(m, nn.ReLU6) or (type(m) is nn.Hardtanh and (m.min_val, m.max_val) == (0.0, 6.0))
+    return node.op == "call_function" and node.target is F.relu6
+
+
+def fold_relu6(model: nn.Module, mapping):
+    """qnnpack: each ReLU6 module right after a Conv2d (or Conv2d -> BatchNorm2d) becomes a ReLU, and that chain
+    gets a qconfig whose activation range is fixed to [0, 6] (see RELU6_RANGE). Returns (model, names of the
+    ReLU6s replaced); the model is a traced copy when anything changed, `model` itself otherwise."""
+    from torch.ao.quantization import QConfig
+    from torch.ao.quantization.observer import FixedQParamsObserver
+
+    try:
+        gm = torch.fx.symbolic_trace(model).eval()
+    except Exception:  # prepare_fx will say why it cannot trace
+        return model, []
+    scale, zero = RELU6_RANGE
+    qconfig = QConfig(activation=FixedQParamsObserver.with_args(scale=scale, zero_point=zero, dtype=torch.quint8,
+                                                                quant_min=0, quant_max=255),
+                      weight=mapping.global_qconfig.weight)
+    folded = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not _is_relu6(gm, node):
+            continue
+        chain, src = [node.target], node.args[0]
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module" and len(src.users) == 1
+                and isinstance(gm.get_submodule(src.target), nn.BatchNorm2d)):
+            chain.append(src.target)
+            src = src.args[0]
+        if not (isinstance(src, torch.fx.Node) and src.op == "call_module" and len(src.users) == 1
+                and isinstance(gm.get_submodule(src.target), nn.Conv2d)):
+            continue
+        chain.append(src.target)
+        parent, _, leaf = node.target.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, leaf, nn.ReLU().eval())
+        for name in chain:
+            mapping.set_module_name(name, qconfig)
+        folded.append(node.target)
+    return (gm, folded) if folded else (model, [])
+
+
 # ---- inputs -----------------------------------------------------------------------------------------------------
 def load_float_model(path, *, model_class: str | None = None, allow_pickle: bool = False) -> nn.Module:
     """A float model from a file: TorchScript (traced), a pickled nn.Module (allow_pickle), or a state_dict with
@@ -489,6 +539,12 @@ def _fx(model: nn.Module, x: torch.Tensor, engine: str) -> Quantized:
     from .api import torch_engine
 
     mapping, why = qconfig_mapping(engine)
+    if engine == "qnnpack":
+        model, folded = fold_relu6(model, mapping)
+        if folded:
+            why += (f"; {len(folded)} ReLU6 after a Conv2d fused into it as ReLU with the output range fixed to "
+                    "[0, 6] (torch's quantized relu6 is wrong on qnnpack's channels-last tensors; this is the same "
+                    "function, computed correctly)")
     with torch_engine(engine), torch.no_grad():
         try:
             prepared = prepare_fx(model, mapping, (x[:1],))

@@ -39,3 +39,43 @@ def quantizable(name: str, **kwargs) -> torch.nn.Module:
     quantizable("mobilenet_v2", width_mult=0.35), quantizable("shufflenet_v2_x0_5")."""
     q = load().models.quantization
     return getattr(q, name)(weights=None, quantize=False, **kwargs).eval()
+
+
+def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm random statistics and affine terms (torchvision initialises them to the identity, so
+    the folded convs would be the raw convs): untrained models that still exercise the folding."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2), (m.running_mean, -0.2, 0.2),
+                                  (m.running_var, 0.5, 1.5)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return model
+
+
+def quantized(name: str, engine: str, mode: str = "fx", size: int = 32, n_calibration: int = 16, **kwargs):
+    """torchvision's quantizable `name` (random weights and BatchNorm statistics), quantized by torch for `engine`
+    in FX (`mode="fx"`: the engine's default qconfig mapping; x86's for fbgemm, whose reduce_range keeps it
+    portable) or eager mode (`mode="eager"`: fuse_model(), the engine's default qconfig, prepare, convert),
+    calibrated on random 3 x size x size inputs. Returns (quantized model, calibration inputs)."""
+    from torch.ao import quantization as tq
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    model = randomize_batchnorm(quantizable(name, **kwargs))
+    x = torch.rand(n_calibration, 3, size, size) * 2 - 0.5
+    torch.backends.quantized.engine = engine
+    qengine = "qnnpack" if engine == "qnnpack" else "x86"
+    with torch.no_grad():
+        if mode == "fx":
+            prepared = prepare_fx(model, tq.get_default_qconfig_mapping(qengine), (x[:1],))
+            prepared(x)
+            return convert_fx(prepared), x
+        if mode != "eager":
+            raise ValueError(f"mode must be 'fx' or 'eager', not {mode!r}")
+        model.fuse_model(is_qat=False)
+        model.qconfig = tq.get_default_qconfig(qengine)
+        tq.prepare(model, inplace=True)
+        model(x)
+        return tq.convert(model, inplace=True), x

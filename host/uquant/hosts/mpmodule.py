@@ -25,10 +25,11 @@ HOSTS = {
 
 
 def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False, timeout: float = 300,
-              host: str = "wasm", tier: str | None = None):
+              host: str = "wasm", tier: str | None = None, heap_size: int | None = None):
     """Input codes (batch, n_in) -> (output codes (batch, n_out), predictions (batch,), heap bytes or None).
 
-    tier forces uquant_rt.TIER (the run fails if the model does not get that tier).
+    tier forces uquant_rt.TIER (the run fails if the model does not get that tier); heap_size sets the GC heap
+    in bytes (a module of megabytes, e.g. a torchvision model, needs more than the ports' default).
     """
     hostmod, run_micropython, viper = HOSTS[host]
     codes = np.asarray(codes, np.int64)
@@ -55,7 +56,7 @@ def run_batch(source: str, module: str, codes: np.ndarray, *, heap: bool = False
     if "from uquant_units import" in source:  # converted with --input-unit/--output-unit/--labels
         kernels += ("uquant_units",)
     files = {f"/lib/{k}.py": (DEVICE_DIR / f"{k}.py").read_text() for k in kernels}
-    out = run_micropython(chunks, {**files, f"/lib/{module}.py": source}, timeout=timeout)
+    out = run_micropython(chunks, {**files, f"/lib/{module}.py": source}, timeout=timeout, heap_size=heap_size)
     rows = [line.split() for line in out.splitlines() if line.startswith("Y ")]
     ys = np.array([list(bytes.fromhex(r[1])) for r in rows], np.int64)
     preds = np.array([int(r[2]) for r in rows], np.int64)
