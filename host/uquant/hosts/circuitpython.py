@@ -42,9 +42,9 @@ def missing_reason(native: bool = False) -> str | None:
 
 
 def run_micropython(code: str | Sequence[str], files: Mapping[str, str | bytes] | None = None, timeout: float = 120,
-                    *, native: bool = False) -> str:
+                    *, native: bool = False, heap_size: int | None = None) -> str:
     """As uquant.hosts.unix.run_micropython, under CircuitPython (native=True: the build with the native emitter)."""
     path = binary(native)
     if path is None:
         raise RuntimeError(missing_reason(native))
-    return unix.run_micropython(code, files, timeout, binary=path)
+    return unix.run_micropython(code, files, timeout, binary=path, heap_size=heap_size)
