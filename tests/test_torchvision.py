@@ -7,7 +7,6 @@ unix port's viper tier with a 64 MB heap, as tests/test_examples.py runs its Res
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch.ao.quantization import get_default_qconfig_mapping
@@ -15,9 +14,9 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 import uquant
 from conftest import torch_engine
+from test_examples import assert_exact
 from test_viper import _require_unix_port  # noqa: F401 - autouse: the unix port must be there (or skip, see it)
 from uquant import torchvision_models as tv
-from uquant.hosts.mpmodule import run_batch
 
 pytestmark = pytest.mark.skipif(not tv.available(), reason="torchvision is not installed (make setup installs it)")
 
@@ -42,24 +41,6 @@ def test_squeeze_excitation_is_refused_by_name():
             uquant.convert(convert_fx(p), engine="qnnpack", input_shape=(3, 32, 32))
 
 
-def assert_exact_on_device(q, x, engine: str, n: int, seed: int = 5) -> str:
-    """Convert torch's quantized `q` (self-check on two of the calibration inputs `x`), run `n` random inputs of
-    x's sample shape through torch and through the device module (viper tier, unix port), assert every output
-    byte equal; returns a line for the report."""
-    converted = uquant.convert(q, x[:2], engine=engine, quiet=True)
-    xt = torch.rand(n, *x.shape[1:], generator=torch.Generator().manual_seed(seed)) * 2 - 0.5
-    with torch.no_grad():  # one sample per call, as on the device
-        want = np.concatenate([q(xt[i:i + 1]).numpy() for i in range(n)])
-    codes = uquant.api.quantize_input(xt.reshape(n, -1), converted)
-    got, preds, _ = run_batch(converted.source, converted.module_name, codes, host="unix", tier="viper",
-                              heap_size=64 << 20)
-    out = converted.plan.output
-    assert got.shape == want.shape
-    assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
-    assert np.array_equal(preds, want.argmax(1))
-    return f"{n} random inputs x {want.shape[1]} outputs, every one equal to torch (viper tier, unix port)"
-
-
 # torchvision's quantizable models, FX (the issue's acceptance: >= 200 inputs per engine) and eager (fuse_model,
 # prepare, convert: fewer inputs, the same kernels)
 MODELS = {"mobilenet_v2": (32, {"width_mult": 0.35}), "resnet18": (16, {})}
@@ -71,7 +52,7 @@ MODELS = {"mobilenet_v2": (32, {"width_mult": 0.35}), "resnet18": (16, {})}
 def test_quantizable_model_matches_torch(name, mode, n, engine, report):
     size, kwargs = MODELS[name]
     q, x = tv.quantized(name, engine, mode, size, **kwargs)
-    line = assert_exact_on_device(q, x, engine, n)
+    line = assert_exact(q, x, engine, n, heap_size=64 << 20)
     report(f"torchvision {name} {mode:<5} {engine:<8} 3x{size}x{size}: {line}")
 
 
@@ -92,5 +73,5 @@ def test_relu6_mobilenet_v2_on_qnnpack_through_uquant_quantize(report):
     with torch.no_grad():  # the same function: the quantized model follows the float one
         assert (q.model(x).argmax(1) == model(x).argmax(1)).all()
     with torch_engine("qnnpack"):
-        line = assert_exact_on_device(q.model, x, "qnnpack", 200)
+        line = assert_exact(q.model, x, "qnnpack", 200, heap_size=64 << 20)
     report(f"torchvision mobilenet_v2 (ReLU6) fx    qnnpack  3x32x32 via uquant quantize: {line}")

@@ -1,4 +1,7 @@
-"""Built-in example models: the seed question's 2-3-7 MLP, rebuilt from its printed state_dict."""
+"""Built-in example models: the seed question's 2-3-7 MLP, rebuilt from its printed state_dict, and ready-made
+TinyML architectures (written from their public descriptions, random weights), FX-quantized for an engine:
+kws_ds_cnn, resnet8, lenet5, har_cnn, activation_mlp, mobilenet_v1. Each builder returns (quantized model, the
+calibration inputs); `ARCHITECTURES` names them for a loop."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -154,19 +157,87 @@ class ResNet8(torch.nn.Module):
         return self.fc(self.flatten(self.pool(self.stages(self.relu(self.bn(self.conv(x)))))))
 
 
+def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm random statistics and affine terms (a fresh one is the identity, so the folded convs
+    would be the raw convs): untrained models that still exercise the folding. Returns the model in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2), (m.running_mean, -0.2, 0.2),
+                                  (m.running_var, 0.5, 1.5)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return model.eval()
+
+
 def resnet8(engine: str = "fbgemm"):
     """MLPerf Tiny's CIFAR-10 ResNet-8 (ResNet8 above, ~78k parameters), random weights (and random BatchNorm
     statistics, so the folded convs are not trivial), FX-quantized for `engine` and calibrated on random inputs,
     untrained. Returns (quantized model, example inputs of shape (64, 3, 32, 32))."""
     torch.manual_seed(0)
-    model = ResNet8()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-    model.eval()
+    model = randomize_batchnorm(ResNet8())
     x = torch.randn(64, 3, 32, 32)
     return _fx_quantize(model, x, engine), x
+
+
+def lenet5(engine: str = "fbgemm"):
+    """LeNet-5 on 1x28x28 (MNIST): conv 5x5 6 (padding 2) + ReLU, max pool 2, conv 5x5 16 + ReLU, max pool 2,
+    Linear 400-120-84-10 with ReLUs (~61k parameters)."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
+                          nn.ReLU(), nn.Linear(84, 10)).eval()
+    x = torch.rand(64, 1, 28, 28)
+    return _fx_quantize(model, x, engine), x
+
+
+def har_cnn(engine: str = "fbgemm"):
+    """A 1-D human-activity-recognition CNN on 3x128 (three accelerometer axes, 128 samples): Conv1d(3, 32, 5) +
+    BatchNorm + ReLU, max pool 2, Conv1d(32, 64, 5) + BatchNorm + ReLU, max pool 2, global average pooling,
+    Linear(64, 6)."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = randomize_batchnorm(nn.Sequential(
+        nn.Conv1d(3, 32, 5), nn.BatchNorm1d(32), nn.ReLU(), nn.MaxPool1d(2), nn.Conv1d(32, 64, 5), nn.BatchNorm1d(64),
+        nn.ReLU(), nn.MaxPool1d(2), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(64, 6)))
+    x = torch.randn(64, 3, 128)
+    return _fx_quantize(model, x, engine), x
+
+
+def activation_mlp(engine: str = "fbgemm"):
+    """An MLP 32-64-64-64-64-4 whose hidden layers end in Hardswish, Sigmoid, Tanh and LeakyReLU (code tables)."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(32, 64), nn.Hardswish(), nn.Linear(64, 64), nn.Sigmoid(), nn.Linear(64, 64),
+                          nn.Tanh(), nn.Linear(64, 64), nn.LeakyReLU(0.1), nn.Linear(64, 4)).eval()
+    x = torch.randn(256, 32)
+    return _fx_quantize(model, x, engine), x
+
+
+def mobilenet_v1(engine: str = "fbgemm", alpha: float = 0.25, size: int = 96, classes: int = 2):
+    """MobileNetV1 (width alpha, size x size RGB input) as MLPerf Tiny's visual wake words uses it: a 3x3 stride-2
+    conv, then 13 depthwise-separable blocks (depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU), global average
+    pooling and Linear(., classes). alpha 0.25, 96x96: ~210k parameters, 7.5M MACs."""
+    torch.manual_seed(0)
+    nn = torch.nn
+
+    def block(c_in, c_out, stride):
+        return [nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(),
+                nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+    widths = [64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]
+    strides = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
+    c = [max(8, int(w * alpha)) for w in [32] + widths]
+    layers = [nn.Conv2d(3, c[0], 3, 2, 1, bias=False), nn.BatchNorm2d(c[0]), nn.ReLU()]
+    for i, s in enumerate(strides):
+        layers += block(c[i], c[i + 1], s)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c[-1], classes)]
+    model = randomize_batchnorm(nn.Sequential(*layers))
+    x = torch.rand(32, 3, size, size) * 2 - 1
+    return _fx_quantize(model, x, engine), x
+
+
+# The ready-made architectures, by name: each builder(engine) -> (quantized model, calibration inputs)
+ARCHITECTURES = {"kws_ds_cnn": kws_ds_cnn, "resnet8": resnet8, "lenet5": lenet5, "har_cnn": har_cnn,
+                 "activation_mlp": activation_mlp, "mobilenet_v1": mobilenet_v1}

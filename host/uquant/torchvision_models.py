@@ -11,6 +11,8 @@ import importlib.util
 
 import torch
 
+from .examples import randomize_batchnorm
+
 _SCHEMAS = ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
             "qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
 _library = None  # kept alive: dropping a torch.library.Library removes what it defined
@@ -39,19 +41,6 @@ def quantizable(name: str, **kwargs) -> torch.nn.Module:
     quantizable("mobilenet_v2", width_mult=0.35), quantizable("shufflenet_v2_x0_5")."""
     q = load().models.quantization
     return getattr(q, name)(weights=None, quantize=False, **kwargs).eval()
-
-
-def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every BatchNorm random statistics and affine terms (torchvision initialises them to the identity, so
-    the folded convs would be the raw convs): untrained models that still exercise the folding."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2), (m.running_mean, -0.2, 0.2),
-                                  (m.running_var, 0.5, 1.5)):
-                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
-    return model
 
 
 def quantized(name: str, engine: str, mode: str = "fx", size: int = 32, n_calibration: int = 16, **kwargs):
