@@ -114,6 +114,8 @@ def wasm_figures(converted, codes: np.ndarray) -> dict:
     name = converted.module_name
     files = {"/lib/uquant_rt.mpy": mpy_bytes(RUNTIME_FILE.read_text(), "uquant_rt"),
              f"/lib/{name}.mpy": mpy_bytes(converted.source, name)}
+    if converted.stream is not None:  # streamed weights: the file next to the module
+        files[f"/lib/{converted.stream.file}"] = converted.stream.data
     x = list(map(int, codes))
     code = held_snippets(name) + [f"import time\nx = bytes({x!r})\nm.run(x)\n" + timing_snippet(),
                                   heap_delta_snippet("m.run(x)")]
