@@ -185,3 +185,21 @@ def test_cli_convert_weights_and_deploy_plan(tmp_path, capsys):
     (out.parent / "ae_q.bin").unlink()
     with pytest.raises(Exception, match="not next to it"):
         plan_files(out, (), {"name": "micropython", "mpy_version": None, "mpy_arch": None})
+
+
+@pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
+def test_small_cnn_with_grouped_convs_streams_in_chunks(engine):
+    """conv, depthwise conv, pointwise conv, linear (FX): every layer in several chunks; the self-check runs the
+    streamed module against torch on 50 inputs, and it equals the in-RAM module."""
+    nn = torch.nn
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+                          nn.Conv2d(8, 16, 1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 10)).eval()
+    x = torch.randn(50, 1, 8, 8)
+    q = examples._fx_quantize(model, x, engine)
+    streamed = uquant.convert(q, x, engine=engine, weights=True, weights_buffer=64)  # self-checked against torch
+    ram = uquant.convert(q, engine=engine, input_shape=(1, 8, 8))
+    assert all(rows < streamed.plan.steps[i].N for i, (_, rows) in streamed.stream.layers.items())
+    assert len(streamed.stream.layers) == 4
+    codes = uquant.quantize_input(x.reshape(50, -1).numpy(), ram.plan.input)
+    assert np.array_equal(streamed.run_codes(codes), ram.run_codes(codes))

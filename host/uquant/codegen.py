@@ -131,7 +131,7 @@ def _bytes_lines(data: bytes, indent: str) -> list[str]:
     return [indent + repr(data[i:i + BYTES_PER_LINE]) for i in range(0, len(data), BYTES_PER_LINE)]
 
 
-def _header(plan: Plan, module: str, source: str) -> list[str]:
+def _header(plan: Plan, module: str, source: str, stream=None) -> list[str]:
     inp, out = plan.input, plan.output
     mem = memory(plan)
     family = ", ".join(sorted({s.family for s in plan.compute_steps}))
@@ -157,6 +157,9 @@ def _header(plan: Plan, module: str, source: str) -> list[str]:
         f"# Memory on the board: weights {mem['weights']} B, requantization parameters {mem['params']} B,"
         f" activations {mem['buffers']} B in {len(plan.buffers)} buffer(s) {list(plan.buffers)}"
         + (f", conv scratch {mem['scratch']} B." if mem["scratch"] else "."),
+        *([f"# Streamed: {len(stream.layers)} layer(s) read their weights and words from {stream.file} ("
+           f"{len(stream.data)} B, next to this module) into one {stream.buffer} B buffer, a chunk at a time."]
+          if stream is not None else []),
         "# Per output channel, 7 int32 words: c (128 + weight zero point), c_lo, W, A, D >> 30, D & (2**30 - 1), S,",
         "#   acc = sum(x * w_stored) - c * sum(x);  a = clamp(acc - c_lo, 0, W);  y = floor((a * A + D) / 2**S)",
         "#   then y is clipped to the layer's [lo, hi] (the two numbers after the layer's sizes). They are stored",
@@ -201,7 +204,7 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model",
     name, inp, bufs, nodes, out, scales, weights = model_args(plan, layout, stream)
     streamed = {} if stream is None else stream.layers
     platform = scales[4]
-    lines = _header(plan, module, source)
+    lines = _header(plan, module, source, stream)
     lines += [
         "from uquant_rt import Model",
         "",
