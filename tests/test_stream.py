@@ -203,3 +203,22 @@ def test_small_cnn_with_grouped_convs_streams_in_chunks(engine):
     assert len(streamed.stream.layers) == 4
     codes = uquant.quantize_input(x.reshape(50, -1).numpy(), ram.plan.input)
     assert np.array_equal(streamed.run_codes(codes), ram.run_codes(codes))
+
+
+def test_thumb_tier_and_pico_layout(pairs):
+    """Laid out for the pico (thumb order for dense weights), streamed layers are written in plain rows and run on
+    the bytecode kernels under the (emulated) thumb tier: the same bytes as torch."""
+    from uquant.hosts import thumb
+
+    tier = thumb.emulated_tier()
+    rt.register("uquant_thumb", tier)
+    rt.TIER = "thumb"
+    try:
+        for _, ram, streamed, codes, want in pairs:
+            laid = streamed.for_board("pico")
+            assert "'thumb'," not in laid.source
+            assert laid.device_module.model.tier == "thumb"
+            assert np.array_equal(laid.run_codes(codes), want)
+    finally:
+        rt.TIER = None
+        rt.register("uquant_thumb", None)
