@@ -226,7 +226,8 @@ def info_module(path: Path, board, measure: bool = False) -> int:
     print("\n" + report)
     if measure:
         from .info import measured_lines
-        print("\n".join(measured_lines(text, path.stem)))
+        from .deploy import weights_file
+        print("\n".join(measured_lines(text, path.stem, weights_file(path))))
     return 0 if fits else 1
 
 

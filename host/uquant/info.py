@@ -134,7 +134,7 @@ def module_memory(path: Path) -> dict[str, int]:
     return mem
 
 
-def measure_held(source: str, module_name: str) -> dict[str, int]:
+def measure_held(source: str, module_name: str, weights=None) -> dict[str, int]:
     """Heap the runtime and the model hold once imported, measured on the 32-bit MicroPython (the WebAssembly
     port, bytecode kernels, .mpy files as a board loads them): {"runtime", "model", "import_alloc"} in bytes."""
     from .bench import mpy_bytes
@@ -143,17 +143,19 @@ def measure_held(source: str, module_name: str) -> dict[str, int]:
 
     files = {"/lib/uquant_rt.mpy": mpy_bytes(RUNTIME_FILE.read_text(), "uquant_rt"),
              f"/lib/{module_name}.mpy": mpy_bytes(source, module_name)}
+    if weights is not None:  # a streamed module's weights file (a Path), next to it
+        files[f"/lib/{weights.name}"] = weights.read_bytes()
     return parse_held(run_micropython(held_snippets(module_name), files, timeout=600))
 
 
-def measured_lines(source: str, module_name: str) -> list[str]:
+def measured_lines(source: str, module_name: str, weights=None) -> list[str]:
     """`uquant info --measure`: measure_held's figures, as lines."""
     from .hosts.wasm import missing_reason
 
     why = missing_reason()
     if why is not None:
         return [f"  measured  not here: {why}"]
-    held = measure_held(source, module_name)
+    held = measure_held(source, module_name, weights)
     return [f"  measured  on the 32-bit MicroPython (WebAssembly port, bytecode kernels, .mpy): the model holds "
             f"{held['model']} B after import, uquant_rt {held['runtime']} B; the import allocated "
             f"{held['import_alloc'] - held['model']} B it let go (peak garbage). The board's kernel modules "
