@@ -19,8 +19,8 @@ try:
 except ImportError:  # some ports lack binascii.crc32: same result, slower (only used at import)
     _crc32 = None
 
-VERSION = 5  # modules made for versions 2 (no platform, no saturating pairs), 3 (tuples of words) and 4 (dense
-# weights only in rows) still load
+VERSION = 6  # modules made for versions 2 (no platform, no saturating pairs), 3 (tuples of words), 4 (dense
+# weights only in rows) and 5 (no weights file) still load
 
 # Kernel tiers, fastest first. A tier is a list of modules providing prepare_<op>/<op> for some ops; an op
 # none of them provides runs on the bytecode kernels below. uquant_dsp (asm_thumb with SMLAD) only imports on
@@ -177,20 +177,20 @@ def requant_one(acc, words, fix, lo, hi):
     return requant_channel(acc, as_words((0,) + tuple(words)), 0, E, 0 if E else -1, lo, hi)
 
 
-def channel(x, W, i, K, sx, P, n, F, lo, hi, T):
-    # Output channel n for input codes x[0:K] (their sum is sx) and weights W[i : i+K]:
+def channel(x, W, i, K, sx, P, p, n, F, lo, hi, T):
+    # Output channel n for input codes x[0:K] (their sum is sx), weights W[i : i+K] and requantization words
+    # P[p : p+7] (p = 7n, or where a streamed chunk holds them):
     # acc = sum x * (w + 128) - c_n * sx = sum (x - x_zp)(w - w_zp) + a constant the host folded in.
     acc = 0
     for k in range(K):
         acc += x[k] * W[i]
         i += 1
-    p = 7 * n
     j = -1 if F is None else F[1].get(n, -1)
     y = requant_channel(acc - word(P, p) * sx, P, p, None if F is None else F[0], j, lo, hi)
     return y if T is None else T[y]
 
 
-def channel_sat(x, W, i, K, sx, P, n, F, lo, hi, T):
+def channel_sat(x, W, i, K, sx, P, p, n, F, lo, hi, T):
     # Like channel(), as fbgemm's depthwise fast path computes it: raw code x weight products added in
     # consecutive pairs, each pair sum saturated to int16, then the weight zero point's share removed.
     acc = 0
@@ -202,7 +202,6 @@ def channel_sat(x, W, i, K, sx, P, n, F, lo, hi, T):
         i += 2
     if k < K:
         acc += x[k] * (W[i] - 128)
-    p = 7 * n
     j = -1 if F is None else F[1].get(n, -1)
     y = requant_channel(acc - (word(P, p) - 128) * sx, P, p, None if F is None else F[0], j, lo, hi)
     return y if T is None else T[y]
@@ -349,10 +348,52 @@ def dense(x, out, K, N, lo, hi, W, P, F, T):
     for k in range(K):
         sx += x[k]
     for n in range(N):
-        out[n] = channel(x, W, n * K, K, sx, P, n, F, lo, hi, T)
+        out[n] = channel(x, W, n * K, K, sx, P, 7 * n, n, F, lo, hi, T)
+
+
+def dense_stream(x, out, K, N, lo, hi, f, off, rows, views, F, T):
+    # dense() for a layer whose weights stay in the weights file (Weights): chunks of `rows` output channels,
+    # each its rows of W then their 7 words each, read in turn into the views (full chunk, last chunk) of the
+    # model's one buffer.
+    sx = 0
+    for k in range(K):
+        sx += x[k]
+    f.seek(off)
+    n0 = 0
+    while n0 < N:
+        v = views[0] if N - n0 >= rows else views[1]
+        fill(f, v)
+        W = v[0]
+        P = v[1]
+        for n in range(v[2]):
+            out[n0 + n] = channel(x, W, n * K, K, sx, P, 7 * n, n0 + n, F, lo, hi, T)
+        n0 += v[2]
+
+
+def fill(f, v):
+    # The next chunk of a streamed layer from the weights file: its weights into v[0], its words into v[1]
+    if f.readinto(v[0]) != len(v[0]) or f.readinto(v[1]) != len(v[1]):
+        raise CorruptModel("weights file: shorter than when the model was imported (replaced?): re-deploy it")
 
 
 def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
+    conv_part(x, out, g, xzp, lo, hi, W, P, F, T, win, 0, g[3])
+
+
+def conv_stream(x, out, g, xzp, lo, hi, f, off, rows, views, F, T, win):
+    # conv() for a layer whose weights stay in the weights file, in chunks of `rows` output channels (see
+    # dense_stream): each chunk gathers the windows of its groups again.
+    N = g[3]
+    f.seek(off)
+    n0 = 0
+    while n0 < N:
+        v = views[0] if N - n0 >= rows else views[1]
+        fill(f, v)
+        conv_part(x, out, g, xzp, lo, hi, v[0], v[1], F, T, win, n0, n0 + v[2])
+        n0 += v[2]
+
+
+def conv_part(x, out, g, xzp, lo, hi, W, P, F, T, win, n0, n1):
     # 2-D convolution over CHW codes (a 1-D one has H = KH = 1). g is the geometry tuple
     # (C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT). For each output position the window of each
     # group is gathered into `win` (padding reads as the input zero point, which adds nothing to torch's
@@ -360,13 +401,14 @@ def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
     # SAT: 0 exact; 1 fbgemm's depthwise fast path, 2 its im2col GEMM without VNNI: raw products added in
     # int16-saturating pairs along the window, which SAT 2 gathers (and the host stores W) in im2col order, taps
     # row-major and the group's channels innermost.
+    # Only output channels [n0, n1) are computed, their weights from W[0] and words from P[0] on.
     C, H, Wd, N, KH, KW, SH, SW, PH, PW, DH, DW, G, OH, OW, SAT = g
     dot = channel_sat if SAT else channel
     cg = C // G
     ng = N // G
     kk = cg * KH * KW
     HW = H * Wd
-    for grp in range(G):
+    for grp in range(n0 // ng, (n1 - 1) // ng + 1):
         for oy in range(OH):
             for ox in range(OW):
                 j = 0
@@ -397,8 +439,8 @@ def conv(x, out, g, xzp, lo, hi, W, P, F, T, win):
                                 sx += v
                                 j += 1
                 pos = oy * OW + ox
-                for n in range(grp * ng, grp * ng + ng):
-                    out[n * OH * OW + pos] = dot(win, W, n * kk, kk, sx, P, n, F, lo, hi, T)
+                for n in range(max(n0, grp * ng), min(n1, grp * ng + ng)):
+                    out[n * OH * OW + pos] = dot(win, W, (n - n0) * kk, kk, sx, P, 7 * (n - n0), n, F, lo, hi, T)
 
 
 def maxpool(x, out, g):
@@ -533,11 +575,53 @@ def _fixes(F):
     return F, first
 
 
+class Weights:
+    # The weights file of a module converted with --weights: the dense and conv layers that name an offset
+    # instead of holding their bytes read them from here, a chunk of output channels at a time, into one buffer
+    # allocated at import. spec: (file name, size, CRC-32, buffer size), covered by the module's checksum; the
+    # file must sit next to the module (`where`: the module's __file__).
+    def __init__(self, name, spec, where=None):
+        fname, size, crc, cap = spec
+        path = fname
+        if where and "/" in where:
+            path = where[:where.rfind("/") + 1] + fname
+        try:
+            self.f = open(path, "rb")
+        except OSError:
+            raise CorruptModel("%s: weights file %s is missing: copy it next to the module (uquant deploy does)"
+                               % (name, path))
+        self.buf = bytearray(cap)
+        self.mv = memoryview(self.buf)
+        got = 0
+        c = 0
+        while True:
+            n = self.f.readinto(self.mv)
+            if not n:
+                break
+            c = crc32(self.buf if n == cap else self.mv[:n], c)
+            got += n
+        if got != size or c != crc:
+            self.f.close()
+            raise CorruptModel("%s: weights file %s does not match the module (%s): copy the .bin converted with "
+                               "this module again" % (name, path, "%d B, expected %d B" % (got, size)
+                                                      if got != size else "CRC mismatch"))
+
+    def views(self, kk, N, rows):
+        # (weights, words, channels) views of the buffer for a full chunk of `rows` channels of kk weights each,
+        # and for the last chunk
+        if rows < 1 or rows * (kk + 28) > len(self.buf):
+            raise CorruptModel("weights file: a chunk does not fit the buffer")
+        last = N % rows or rows
+        return tuple((self.mv[:c * kk], self.mv[c * kk:c * (kk + 28)], c) for c in (rows, last))
+
+
 class Node:
     # One step of the model: reads buffers `srcs` (index -1: the model's input), writes buffer `out`.
-    def __init__(self, spec, bufs, modules=()):
+    # store: the model's Weights, for layers streamed from the weights file.
+    def __init__(self, spec, bufs, modules=(), store=None):
         kind = spec[0]
         self.kind = kind
+        self.stream = None  # True for a layer streamed from the weights file (args: the file, offset, rows, views)
         self.fast = None  # a faster tier's kernel for this node: fast(src, out, handle)
         self.handle = None
         self.kmod = None  # the kernel module fast comes from
@@ -551,7 +635,9 @@ class Node:
         self.src = self.srcs[0]
         self.out = bufs[spec[2]]
         a = spec[3:]
-        if kind == "dense":
+        if kind in ("dense", "conv") and isinstance(a[4], tuple):
+            self._streamed(a, store)
+        elif kind == "dense":
             K, N, lo, hi, W, P, F, T = a[:8]
             P, F = as_words(P), as_words(F)
             S = a[8] if len(a) > 8 else None  # saturating pairs (platforms without VNNI), see satfix
@@ -634,6 +720,30 @@ class Node:
         else:
             raise CorruptModel("unknown layer kind %r" % (kind,))
 
+    def _streamed(self, a, store):
+        # a dense (K, N, lo, hi, (offset, rows), None, F, T) or conv (g, xzp, lo, hi, (offset, rows), None, F, T)
+        # layer whose weights and words are in the weights file, chunk after chunk: rows of W, then their words
+        if store is None or len(a) != 8 or a[5] is not None or len(a[4]) != 2:
+            raise CorruptModel("%s: streamed weights without a weights file" % self.kind)
+        off, rows = a[4]
+        F = as_words(a[6])
+        T = a[7]
+        if self.kind == "dense":
+            K, N = a[0], a[1]
+            if len(self.out) < N or (T is not None and len(T) != 256):
+                raise CorruptModel("dense: sizes do not match its data")
+            self.args = (K, N, a[2], a[3], store.f, off, rows, store.views(K, N, rows), _fixes(F), T)
+        else:
+            g = a[0]
+            if len(g) != 16:
+                raise CorruptModel("conv: bad geometry")
+            N, kk = g[3], g[0] // g[12] * g[4] * g[5]
+            if len(self.out) < N * g[13] * g[14]:
+                raise CorruptModel("conv: sizes do not match its data")
+            self.args = (g, a[1], a[2], a[3], store.f, off, rows, store.views(kk, N, rows), _fixes(F), T,
+                         bytearray(kk))
+        self.stream = True
+
     def call(self, x, out, handle):
         # Model.run's call for layers without a direct kernel call (x: the model's staged input)
         self.run(x)
@@ -650,7 +760,12 @@ class Node:
             return self.out
         a = self.args
         kind = self.kind
-        if kind == "dense":
+        if self.stream is not None:
+            if kind == "dense":
+                dense_stream(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9])
+            else:
+                conv_stream(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10])
+        elif kind == "dense":
             dense(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
         elif kind == "conv":
             conv(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8])
@@ -751,22 +866,24 @@ def _crc_walk(obj, buf, st):
         _crc_mark(buf, st, 41)  # ")"
 
 
-def spec_crc(name, inp, bufs, nodes, out, scales=None):
-    # scales: the module's constants (see Model), covered too when the module gives them
+def spec_crc(name, inp, bufs, nodes, out, scales=None, weights=None):
+    # scales: the module's constants (see Model), covered too when the module gives them; weights: its weights
+    # file (see Weights), whose CRC-32 is thus covered too
     spec = (name, inp, bufs, nodes, out) if scales is None else (name, inp, bufs, nodes, out, scales)
-    return crc_of(spec)
+    return crc_of(spec if weights is None else spec + (weights,))
 
 
 class Model:
-    def __init__(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None):
+    def __init__(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None, weights=None, where=None):
         # inp: (input size, lowest code, highest code[, one sample's shape]); bufs: buffer sizes in bytes; nodes:
         # the steps in order (see Node); out: (buffer holding the result, its size, lowest output code);
         # scales: the module's constants, checked with the rest: INPUT_SCALE_BITS, INPUT_ZERO_POINT,
         # OUTPUT_SCALE_BITS, OUTPUT_ZERO_POINT and (version 3) PLATFORM, the name of the platform whose torch
-        # bytes the module reproduces (uquant.platforms).
-        if version not in (2, 3, 4, VERSION):
+        # bytes the module reproduces (uquant.platforms). weights (version 6): the weights file of its streamed
+        # layers (see Weights), found next to `where` (the module's __file__).
+        if version not in (2, 3, 4, 5, VERSION):
             raise CorruptModel("%s: made for runtime version %d, this is uquant_rt version %d" % (name, version, VERSION))
-        if spec_crc(name, inp, bufs, nodes, out, scales) != crc:
+        if spec_crc(name, inp, bufs, nodes, out, scales, weights) != crc:
             raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)
         self.name = name
         self.scales = scales
@@ -775,7 +892,8 @@ class Model:
         self.shape = inp[3] if len(inp) > 3 else (inp[0],)
         self.bufs = [bytearray(n) for n in bufs]  # all activation memory, allocated once
         self.tier, modules = tier()
-        self.layers = [Node(s, self.bufs, modules) for s in nodes]
+        self.weights = None if weights is None else Weights(name, weights, where)
+        self.layers = [Node(s, self.bufs, modules, self.weights) for s in nodes]
         self.link()
         self.out = self.bufs[out[0]]
         self.n_out = out[1]

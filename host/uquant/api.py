@@ -49,6 +49,9 @@ class Converted:
         self._module = None
         self.units = None  # uquant.units.Units: raw-integer input, fixed-point output, labels (set_units)
         self.layout = None  # the order of dense weights in the module (codegen.LAYOUTS): rows, or a board's own
+        self.weights = None  # (file name or None for <module>.bin, buffer bytes): stream weights from a file
+        self._stream = None
+        self._tmp = None  # a directory holding the weights file for device_module
 
     def set_units(self, input_unit=None, output_unit=None, labels=None, raw_range=None) -> "Converted":
         """Add run_raw (raw integers x input_unit), dequantize (ints in output_unit) and labels to the module."""
@@ -57,17 +60,49 @@ class Converted:
         self._module = None
         return self
 
+    def stream_weights(self, file: str | None = None, buffer: int | None = None) -> "Converted":
+        """Write the dense and conv layers' weights to a file next to the module instead of into it (uquant.stream):
+        the board reads them a chunk of output channels at a time into one buffer of `buffer` bytes (default
+        8 KB), so the model needs little RAM. file: its name (default: the module's name + .bin)."""
+        from . import stream
+
+        if file is not None and ("/" in file or "\\" in file or not file.endswith(".bin")):
+            raise ValueError(f"weights file {file!r}: give a file name ending in .bin; it is written next to the "
+                             "module, where the module looks for it")
+        self.weights = (file, stream.DEFAULT_BUFFER if buffer is None else int(buffer))
+        self._stream = None
+        self._module = None
+        return self
+
+    @property
+    def stream(self):
+        """The weights file's layout and bytes (uquant.stream.Stream), or None when the module holds its weights."""
+        if self.weights is None:
+            return None
+        file = self.weights[0] or f"{self.module_name}.bin"
+        if self._stream is None or self._stream.file != file:
+            from . import stream
+            self._stream = stream.build(self.plan, file, self.weights[1])
+        return self._stream
+
     @property
     def source(self) -> str:
         """The generated MicroPython module."""
-        src = codegen.generate(self.plan, self.module_name, self.label, self.layout)
+        src = codegen.generate(self.plan, self.module_name, self.label, self.layout, self.stream)
         return src + self.units.source() if self.units is not None else src
 
     @property
     def device_module(self):
-        """The generated module, executed against the device runtime in this process."""
+        """The generated module, executed against the device runtime in this process (a streamed one reads its
+        weights file from a temporary directory)."""
         if self._module is None:
-            self._module = runtime.load_source(self.source, self.module_name)
+            where = None
+            if self.stream is not None:
+                import tempfile
+                self._tmp = tempfile.TemporaryDirectory(prefix="uquant-")
+                where = Path(self._tmp.name) / f"{self.module_name}.py"
+                (where.parent / self.stream.file).write_bytes(self.stream.data)
+            self._module = runtime.load_source(self.source, self.module_name, where)
         return self._module
 
     def for_board(self, board) -> "Converted":
@@ -81,12 +116,19 @@ class Converted:
         return self
 
     def save(self, path: str | Path) -> Path:
-        """Write the module; its file name is its import name on the board."""
+        """Write the module; its file name is its import name on the board. A streamed model's weights file is
+        written next to it (weights_path)."""
         path = Path(path)
         self.module_name = path.stem
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.stream is not None:
+            self.weights_path(path).write_bytes(self.stream.data)
         path.write_text(self.source)
         return path
+
+    def weights_path(self, path: str | Path) -> Path | None:
+        """Where save(path) writes the weights file, or None when the module holds its weights."""
+        return None if self.stream is None else Path(path).with_name(self.stream.file)
 
     def portability(self, codes=None, what: str = "example inputs"):
         """Does this model give the same bytes on every platform? (uquant.portability.Portability; `codes`: input
@@ -142,7 +184,7 @@ def progress_bar(total: int, desc: str, quiet: bool = False):
 def convert(model, example_input=None, *, engine: str | None = None, platform="here", relu=None,
             allow_pickle: bool = False, name: str | None = None, module_name: str = "model_q", input_shape=None,
             input_unit=None, output_unit=None, labels=None, raw_range=None, board=None,
-            quiet: bool = False) -> Converted:
+            weights=None, weights_buffer: int | None = None, quiet: bool = False) -> Converted:
     """Convert a quantized model (nn.Module, TorchScript module, state_dict, or file path).
 
     engine: the quantized engine the model was prepared for (x86, fbgemm or qnnpack); by default the
@@ -151,6 +193,8 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
     such as "x86-vnni" or "x86-avx2". With `example_input`, torch and the device runtime both run it and must
     agree byte for byte (when the platform is this machine's, or the model's bytes do not depend on it).
     board: lay the module out for this board's kernels (Converted.for_board).
+    weights: True or a file name (*.bin) to stream the weights from a file next to the module, read in chunks into
+    a buffer of weights_buffer bytes (Converted.stream_weights): for models bigger than the board's RAM.
     A conversion that takes over a second shows a progress bar on stderr (if it is a terminal; quiet=True: never).
     """
     engine = engine or torch.backends.quantized.engine
@@ -176,6 +220,8 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
         plan = lower(graph, engine, platform, progress=bar)
         label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
         converted = Converted(graph, plan, module_name, label).for_board(board)
+        if weights:
+            converted.stream_weights(None if weights is True else weights, weights_buffer)
         if input_unit is not None or output_unit is not None or labels is not None:
             converted.set_units(input_unit, output_unit, labels, raw_range)
         if check and (plan.platform == platforms.here() or not plan.platform_dependent):

@@ -106,6 +106,27 @@ def parse_us(out: str) -> float:
     return max(1, int(next(line.split()[1] for line in out.splitlines() if line.startswith("US ")))) / 1.0
 
 
+def stream_section() -> dict:
+    """Streamed weights (convert --weights): the anomaly-detection autoencoder (266k parameters) in RAM and streamed
+    from its weights file, on the 32-bit wasm port (bytecode tier, MEMFS files): time per inference, heap held."""
+    import copy
+
+    from . import convert, examples
+    from .api import quantize_input
+
+    model, x = examples.anomaly_autoencoder("fbgemm")
+    ram = convert(model, engine="fbgemm", module_name="ae_q", quiet=True)
+    streamed = copy.copy(ram).stream_weights()
+    codes = quantize_input(x[0].numpy(), ram.plan.input)
+    a, b = wasm_figures(ram, codes), wasm_figures(streamed, codes)
+    print("\nStreamed weights (anomaly AE, 266k parameters; 32-bit wasm port, bytecode tier, weights file in MEMFS)")
+    print(f"  in RAM    {a['us'] / 1000:8.0f} ms per inference, model holds {a['held']:>7} B of heap")
+    print(f"  streamed  {b['us'] / 1000:8.0f} ms per inference, model holds {b['held']:>7} B of heap "
+          f"({streamed.stream.buffer} B buffer, {len(streamed.stream.data)} B file), "
+          f"{b['heap']} B allocated per inference")
+    return {"cost": b["us"] / a["us"], "held": b["held"]}
+
+
 def wasm_figures(converted, codes: np.ndarray) -> dict:
     """Bytecode tier on the 32-bit wasm port: us per inference, heap per inference, heap held by the model."""
     from .hosts.wasm import heap_delta_snippet, held_snippets, parse_heap_delta, parse_held, run_micropython
@@ -114,6 +135,8 @@ def wasm_figures(converted, codes: np.ndarray) -> dict:
     name = converted.module_name
     files = {"/lib/uquant_rt.mpy": mpy_bytes(RUNTIME_FILE.read_text(), "uquant_rt"),
              f"/lib/{name}.mpy": mpy_bytes(converted.source, name)}
+    if converted.stream is not None:  # streamed weights: the file next to the module
+        files[f"/lib/{converted.stream.file}"] = converted.stream.data
     x = list(map(int, codes))
     code = held_snippets(name) + [f"import time\nx = bytes({x!r})\nm.run(x)\n" + timing_snippet(),
                                   heap_delta_snippet("m.run(x)")]
@@ -363,6 +386,7 @@ def main() -> int:
     kws = kws_section()
 
     saturation_section()
+    stream = stream_section()
 
     m = next(r for r in rows if r["label"].startswith("MLP"))
     w = m["mem"]["weights"]
@@ -378,6 +402,8 @@ def main() -> int:
     print(f"armv6m_kws_cycles_per_mac={kws:.2f}  # KWS DS-CNN, whole inference")
     print(f"armv7em_cycles_per_mac={m['dsp']['cycles_per_mac']:.2f}  # kernels only, emulated Cortex-M33")
     print(f"heap_bytes_per_inference={m['wasm']['heap']}")
+    print(f"stream_cost_ratio_ae={stream['cost']:.3f}  # per-inference time streamed / in RAM, AE, 32-bit wasm port")
+    print(f"stream_held_bytes_ae={stream['held']}  # heap held by the streamed 266k-parameter AE (target < 65536)")
     print(f"help_seconds={help_seconds():.2f}  # python -m uquant --help, best of 3 (target < 0.3)")
     proven, checked = convert_seconds_resnet8()
     print(f"convert_seconds_resnet8={proven:.2f}  # ResNet-8 (78k parameters), requantization proven for every "

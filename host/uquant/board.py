@@ -56,9 +56,9 @@ def check_fit(module: Path, board, force: bool = False) -> None:
     MemoryError on the board); `force` skips the check."""
     if force:
         return
-    from .info import fit_report, module_memory
+    from .info import fit_report, module_memory, weights_bytes
 
-    text, fits = fit_report(module_memory(module), module.read_text(), module.stem, board)
+    text, fits = fit_report(module_memory(module), module.read_text(), module.stem, board, weights_bytes(module))
     if not fits:
         raise ValueError(f"{module} does not fit {board.key} (--force to try anyway):\n{text}")
 

@@ -137,7 +137,7 @@ def cmd_convert(args) -> int:
                         input_unit=args.input_unit or args.input_units, output_unit=args.output_unit,
                         labels=args.labels,
                         raw_range=tuple(int(v) for v in args.raw_range.split(",")) if args.raw_range else None,
-                        board=args.board)
+                        board=args.board, weights=args.weights, weights_buffer=args.weights_buffer)
     converted.save(out)
     plan = converted.plan
     print(f"{out}: {plan.name}, engine {plan.engine}, {plan.n_in} inputs -> {plan.n_out} outputs")
@@ -152,6 +152,10 @@ def cmd_convert(args) -> int:
     print(f"  {platform_line(plan.platform)}")
     if converted.layout is not None:
         print(f"  weights: dense layers in {converted.layout} order, for the {args.board} board's kernels")
+    if converted.stream is not None:
+        st = converted.stream
+        print(f"  weights: {len(st.layers)} layer(s) stream from {converted.weights_path(out)} ({len(st.data)} B, "
+              f"CRC-32 {st.spec[2]:#010x}), read in chunks into a {st.buffer} B buffer; copy it next to the module")
     codes, what = None, ""
     if args.data:
         from .data import load_samples
@@ -207,7 +211,7 @@ def cmd_info(args) -> int:
 
 def info_module(path: Path, board, measure: bool = False) -> int:
     """`uquant info build/m_q.py [--board B]`: the module's own header, and with --board whether it fits."""
-    from .info import fit_report, module_memory
+    from .info import fit_report, module_memory, weights_bytes
 
     text = path.read_text()
     header = []
@@ -218,11 +222,12 @@ def info_module(path: Path, board, measure: bool = False) -> int:
     print("\n".join(header))
     if board is None:
         return 0
-    report, fits = fit_report(module_memory(path), text, path.stem, board)
+    report, fits = fit_report(module_memory(path), text, path.stem, board, weights_bytes(path))
     print("\n" + report)
     if measure:
         from .info import measured_lines
-        print("\n".join(measured_lines(text, path.stem)))
+        from .deploy import weights_file
+        print("\n".join(measured_lines(text, path.stem, weights_file(path))))
     return 0 if fits else 1
 
 
@@ -432,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--board", help="lay the weights out for this board's kernels (profiles in boards/), so it holds "
                    "them once: on the pico, dense weights in uquant_thumb's order. The module still runs anywhere "
                    "(other kernels take a copy)")
+    c.add_argument("--weights", nargs="?", const=True, metavar="FILE.bin", help="stream the dense and conv weights "
+                   "from a file written next to the module (default name: the module's with .bin) instead of holding "
+                   "them in RAM: for models bigger than the board's RAM, at a small cost per inference")
+    c.add_argument("--weights-buffer", type=int, metavar="BYTES", help="with --weights: the buffer the board reads "
+                   "weights into, a chunk of output channels at a time (default: 8192)")
     c.set_defaults(func=cmd_convert)
 
     i = sub.add_parser("info", help="layers, shapes, MACs, bytes of weights and activations of a model; without a "

@@ -19,10 +19,14 @@ LAYOUTS = (None, "thumb", "dsp")  # dense weight orders: plain rows, uquant_thum
 # uquant_dsp's (uquant_rt.dsp_index, with odd taps' bytes XOR 0x80)
 
 
-def node_spec(plan: Plan, s: Step, layout: str | None = None) -> tuple:
-    """One node exactly as the generated module passes it to uquant_rt.Model; dense weights in `layout` order."""
+def node_spec(plan: Plan, s: Step, layout: str | None = None, streamed: tuple | None = None) -> tuple:
+    """One node exactly as the generated module passes it to uquant_rt.Model; dense weights in `layout` order.
+    streamed: (offset, rows per chunk) of a layer whose weights and words are in the weights file (uquant.stream)."""
     srcs = tuple(plan.buffer_of[v] for v in s.srcs)
     src, dst = (srcs[0] if len(srcs) == 1 else srcs), plan.buffer_of[s.dst]
+    if streamed is not None:
+        head = (s.K, s.N) if s.kind == "dense" else (s.geometry, s.x.zero_point)
+        return (s.kind, src, dst, *head, s.lo, s.hi, tuple(streamed), None, words_bytes(s.fixes), s.table)
     if s.kind == "dense":
         W = s.weights if layout is None else bytes(rt.relay(s.weights, s.K, s.N, None, layout))
         spec = ("dense", src, dst, s.K, s.N, s.lo, s.hi, W, words_bytes(s.words), words_bytes(s.fixes), s.table)
@@ -77,17 +81,19 @@ def module_constants(plan: Plan) -> tuple[int, int, int, int, str]:
             plan.platform.name)
 
 
-def model_args(plan: Plan, layout: str | None = None) -> tuple:
+def model_args(plan: Plan, layout: str | None = None, stream=None) -> tuple:
     """Everything Model() checks the CRC over: name, input spec (with one sample's shape), buffer sizes, nodes,
-    output, and the module's scale constants."""
-    nodes = tuple(node_spec(plan, s, layout) for s in plan.steps)
+    output, the module's scale constants, and with a uquant.stream.Stream its weights file's spec."""
+    layers = {} if stream is None else stream.layers
+    nodes = tuple(node_spec(plan, s, layout, layers.get(i)) for i, s in enumerate(plan.steps))
     inp = (plan.n_in, plan.input.qmin, plan.input.qmax, tuple(int(d) for d in plan.input_shape))
     return (plan.name, inp, tuple(plan.buffers), nodes,
-            (plan.buffer_of[plan.output_value], plan.n_out, plan.output.qmin), module_constants(plan))
+            (plan.buffer_of[plan.output_value], plan.n_out, plan.output.qmin), module_constants(plan),
+            None if stream is None else stream.spec)
 
 
-def checksum(plan: Plan, layout: str | None = None) -> int:
-    return rt.spec_crc(*model_args(plan, layout))
+def checksum(plan: Plan, layout: str | None = None, stream=None) -> int:
+    return rt.spec_crc(*model_args(plan, layout, stream))
 
 
 def memory(plan: Plan) -> dict[str, int]:
@@ -125,7 +131,7 @@ def _bytes_lines(data: bytes, indent: str) -> list[str]:
     return [indent + repr(data[i:i + BYTES_PER_LINE]) for i in range(0, len(data), BYTES_PER_LINE)]
 
 
-def _header(plan: Plan, module: str, source: str) -> list[str]:
+def _header(plan: Plan, module: str, source: str, stream=None) -> list[str]:
     inp, out = plan.input, plan.output
     mem = memory(plan)
     family = ", ".join(sorted({s.family for s in plan.compute_steps}))
@@ -151,6 +157,9 @@ def _header(plan: Plan, module: str, source: str) -> list[str]:
         f"# Memory on the board: weights {mem['weights']} B, requantization parameters {mem['params']} B,"
         f" activations {mem['buffers']} B in {len(plan.buffers)} buffer(s) {list(plan.buffers)}"
         + (f", conv scratch {mem['scratch']} B." if mem["scratch"] else "."),
+        *([f"# Streamed: {len(stream.layers)} layer(s) read their weights and words from {stream.file} ("
+           f"{len(stream.data)} B, next to this module) into one {stream.buffer} B buffer, a chunk at a time."]
+          if stream is not None else []),
         "# Per output channel, 7 int32 words: c (128 + weight zero point), c_lo, W, A, D >> 30, D & (2**30 - 1), S,",
         "#   acc = sum(x * w_stored) - c * sum(x);  a = clamp(acc - c_lo, 0, W);  y = floor((a * A + D) / 2**S)",
         "#   then y is clipped to the layer's [lo, hi] (the two numbers after the layer's sizes). They are stored",
@@ -185,14 +194,17 @@ def _words_lines(words: list[int], per: int, indent: str) -> list[str]:
     return [indent + ", ".join(str(v) for v in words[i:i + per]) + "," for i in range(0, len(words), per)]
 
 
-def generate(plan: Plan, module: str = "model_q", source: str = "a torch model", layout: str | None = None) -> str:
+def generate(plan: Plan, module: str = "model_q", source: str = "a torch model", layout: str | None = None,
+             stream=None) -> str:
     """The module's source; layout: the order of dense weights (LAYOUTS), "thumb" for boards whose dense layers
-    run on uquant_thumb (other tiers then copy W back into rows when the model is built)."""
+    run on uquant_thumb (other tiers then copy W back into rows when the model is built); stream: a
+    uquant.stream.Stream, whose layers read their weights from its file instead of the module."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown weight layout {layout!r}")
-    name, inp, bufs, nodes, out, scales = model_args(plan, layout)
+    name, inp, bufs, nodes, out, scales, weights = model_args(plan, layout, stream)
+    streamed = {} if stream is None else stream.layers
     platform = scales[4]
-    lines = _header(plan, module, source)
+    lines = _header(plan, module, source, stream)
     lines += [
         "from uquant_rt import Model",
         "",
@@ -201,10 +213,14 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model",
         "# The checksum covers everything passed to Model, the scale constants too: a changed or truncated file",
         "# raises CorruptModel (or fails to parse) instead of computing something else.",
         "model = Model(",
-        f"    {name!r}, {checksum(plan, layout):#010x}, {inp}, {bufs},",
+        f"    {name!r}, {checksum(plan, layout, stream):#010x}, {inp}, {bufs},",
         "    (",
     ]
-    for s, node in zip(plan.steps, nodes):
+    for i, (s, node) in enumerate(zip(plan.steps, nodes)):
+        if i in streamed:
+            lines.append(f"        {node!r},  # {s.name}: weights and words at offset {streamed[i][0]} of "
+                         f"{stream.file}, {streamed[i][1]} channel(s) per chunk")
+            continue
         if not isinstance(s, DenseStep):
             lines.append(f"        {node!r},  # {s.name}")
             continue
@@ -246,6 +262,8 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model",
         "    ),",
         f"    {out},",
         f"    version={rt.VERSION},",
+        *([f"    # the weights file: name, size, CRC-32, the chunk buffer's size; found next to this module",
+           f"    weights={weights!r}, where=__file__,"] if stream is not None else []),
         f"    # input scale {plan.input.scale!r} (float32 bits), zero point; output scale {plan.output.scale!r}, zero",
         f"    # point; the platform whose torch bytes this module reproduces (uquant.platforms)",
         f"    scales=({scales[0]:#010x}, {scales[1]}, {scales[2]:#010x}, {scales[3]}, {platform!r}),",

@@ -68,7 +68,26 @@ def plan_files(module: Path, tier_files: tuple[str, ...], impl: dict) -> list[Fi
             out.append(FilePlan(f"{name}.mpy", compile_mpy(text, name, impl["mpy_arch"]), stale=f"{name}.py"))
         else:
             out.append(FilePlan(f"{name}.py", text.encode(), stale=f"{name}.mpy"))
+    weights = weights_file(module)
+    if weights is not None:  # before the module: the module's import checks it
+        out.insert(len(out) - 1, FilePlan(weights.name, weights.read_bytes()))
     return out
+
+
+def weights_file(module: Path) -> Path | None:
+    """The weights file a module converted with --weights streams from (next to it on the host and on the board),
+    or None; a clear error when it is not next to the module."""
+    m = re.search(r"^    weights=\('([^'/\\]+\.bin)', (\d+),", module.read_text(), re.M)
+    if m is None:
+        return None
+    path = module.with_name(m.group(1))
+    if not path.is_file():
+        raise LinkError(f"{module}: streams its weights from {m.group(1)}, which is not next to it ({path}): "
+                        "convert again with --weights")
+    if path.stat().st_size != int(m.group(2)):
+        raise LinkError(f"{path}: {path.stat().st_size} B, but {module.name} was converted with {m.group(2)} B: "
+                        "convert again with --weights")
+    return path
 
 
 def board_hash(link: Link, name: str) -> bytes | None:

@@ -238,6 +238,22 @@ def mobilenet_v1(engine: str = "fbgemm", alpha: float = 0.25, size: int = 96, cl
     return _fx_quantize(model, x, engine), x
 
 
+def anomaly_autoencoder(engine: str = "fbgemm"):
+    """MLPerf Tiny's anomaly-detection autoencoder (Linear 640-128-128-128-128-8-128-128-128-128-640, ReLU between,
+    ~270k parameters: bigger than a Pico's RAM as a module, see `uquant convert --weights`), random weights,
+    FX-quantized for `engine` and calibrated on random inputs, untrained. Returns (quantized model, example inputs
+    of shape (64, 640))."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    sizes = [640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    x = torch.randn(64, 640)
+    return _fx_quantize(nn.Sequential(*layers).eval(), x, engine), x
+
+
 # The ready-made architectures, by name: each builder(engine) -> (quantized model, calibration inputs)
 ARCHITECTURES = {"kws_ds_cnn": kws_ds_cnn, "resnet8": resnet8, "lenet5": lenet5, "har_cnn": har_cnn,
-                 "activation_mlp": activation_mlp, "mobilenet_v1": mobilenet_v1}
+                 "activation_mlp": activation_mlp, "mobilenet_v1": mobilenet_v1,
+                 "anomaly_autoencoder": anomaly_autoencoder}

@@ -10,7 +10,10 @@ from .plan import DenseStep, Plan
 
 
 def summary(plan: Plan) -> str:
+    from . import stream as streaming
+
     mem = codegen.memory(plan)
+    stream = streaming if any(streaming.streamable(s) for s in plan.steps) else None
     shape = "x".join(map(str, plan.input_shape))
     lines = [f"model {plan.name} (engine {plan.engine}): input {shape} {plan.input.dtype} ({plan.n_in} codes) -> "
              f"{plan.n_out} output codes",
@@ -41,6 +44,10 @@ def summary(plan: Plan) -> str:
         f"  conv window scratch     {mem['scratch']} B",
         f"  total RAM at run time   ~{mem['weights'] + mem['params'] + peak + mem['scratch']} B plus the runtime's code",
     ]
+    if stream is not None:
+        held = stream.held(plan, stream.build(plan, "model_q.bin"))
+        lines.append(f"  with --weights          ~{held['weights'] + held['params'] + peak + held['scratch'] + held['stream_buffer']}"
+                     f" B: weights and words streamed from a file on flash into a {held['stream_buffer']} B buffer")
     return "\n".join(lines)
 
 
@@ -72,8 +79,30 @@ def board_fit(converted, board) -> tuple[str, bool]:
     """Whether the converted model fits `board` (RAM and filesystem), with the numbers; and a yes/no."""
     import copy
 
+    from . import stream
+
     laid = copy.copy(converted).for_board(board)  # as `uquant convert --board` writes it
-    return fit_report(codegen.memory(converted.plan), laid.source, converted.module_name, board)
+    st = laid.stream
+    mem = codegen.memory(converted.plan) if st is None else stream.held(converted.plan, st)
+    text, ok = fit_report(mem, laid.source, converted.module_name, board, len(st.data) if st else 0)
+    if st is None and any(stream.streamable(s) for s in converted.plan.steps):  # the other mode, for comparison
+        streamed = copy.copy(laid).stream_weights()
+        text2, ok2 = fit_report(stream.held(converted.plan, streamed.stream), streamed.source,
+                                converted.module_name, board, len(streamed.stream.data))
+        ram2 = [line for line in text2.splitlines() if line.startswith("  RAM")][0]
+        text += "\n  RAM    with --weights (streamed from flash)" + ram2[len("  RAM   "):]
+        if not ok and ok2:
+            text += (f"\n  hint: convert with --weights: the weights stay in a file on the board's flash and are "
+                     f"read a chunk at a time into a {streamed.stream.buffer} B buffer")
+    return text, ok
+
+
+def weights_bytes(module: Path) -> int:
+    """Size of the weights file a module streams from (0 if it holds its weights)."""
+    from .deploy import weights_file
+
+    wf = weights_file(module)
+    return wf.stat().st_size if wf is not None else 0
 
 
 def module_memory(path: Path) -> dict[str, int]:
@@ -85,8 +114,15 @@ def module_memory(path: Path) -> dict[str, int]:
     mem = {"weights": 0, "params": 0, "buffers": 0, "scratch": 0, "dense_weights": 0, "conv_kernel_extra": 0}
     model = load_file(path).model
     mem["buffers"] = sum(len(b) for b in model.bufs)
+    if model.weights is not None:
+        mem["stream_buffer"] = len(model.weights.buf)
     for node in model.layers:
-        if node.kind in ("dense", "conv"):
+        if node.stream is not None:  # weights and words in the weights file: exceptions and table stay
+            F, T = node.args[-3:-1] if node.kind == "conv" else node.args[-2:]
+            mem["params"] += len(F[0] if F else ()) + len(T or b"")
+            if node.kind == "conv":
+                mem["scratch"] += len(node.args[-1])
+        elif node.kind in ("dense", "conv"):
             W, P, F, T = node.args[4:8]
             mem["weights"] += len(W)
             mem["params"] += len(P) + len(F[0] if F else ()) + len(T or b"")  # int32 words as bytes
@@ -98,7 +134,7 @@ def module_memory(path: Path) -> dict[str, int]:
     return mem
 
 
-def measure_held(source: str, module_name: str) -> dict[str, int]:
+def measure_held(source: str, module_name: str, weights=None) -> dict[str, int]:
     """Heap the runtime and the model hold once imported, measured on the 32-bit MicroPython (the WebAssembly
     port, bytecode kernels, .mpy files as a board loads them): {"runtime", "model", "import_alloc"} in bytes."""
     from .bench import mpy_bytes
@@ -107,24 +143,27 @@ def measure_held(source: str, module_name: str) -> dict[str, int]:
 
     files = {"/lib/uquant_rt.mpy": mpy_bytes(RUNTIME_FILE.read_text(), "uquant_rt"),
              f"/lib/{module_name}.mpy": mpy_bytes(source, module_name)}
+    if weights is not None:  # a streamed module's weights file (a Path), next to it
+        files[f"/lib/{weights.name}"] = weights.read_bytes()
     return parse_held(run_micropython(held_snippets(module_name), files, timeout=600))
 
 
-def measured_lines(source: str, module_name: str) -> list[str]:
+def measured_lines(source: str, module_name: str, weights=None) -> list[str]:
     """`uquant info --measure`: measure_held's figures, as lines."""
     from .hosts.wasm import missing_reason
 
     why = missing_reason()
     if why is not None:
         return [f"  measured  not here: {why}"]
-    held = measure_held(source, module_name)
+    held = measure_held(source, module_name, weights)
     return [f"  measured  on the 32-bit MicroPython (WebAssembly port, bytecode kernels, .mpy): the model holds "
             f"{held['model']} B after import, uquant_rt {held['runtime']} B; the import allocated "
             f"{held['import_alloc'] - held['model']} B it let go (peak garbage). The board's kernel modules "
             "(asm_thumb, viper) do not run there: their share above is estimated from their .mpy sizes"]
 
 
-def fit_report(mem: dict, source: str, module_name: str, board) -> tuple[str, bool]:
+def fit_report(mem: dict, source: str, module_name: str, board, weights_file: int = 0) -> tuple[str, bool]:
+    # weights_file: bytes of a streamed module's weights file (flash); mem then counts its buffer (stream.held)
     from .bench import mpy_size
     from .runtime import DEVICE_DIR
 
@@ -143,9 +182,9 @@ def fit_report(mem: dict, source: str, module_name: str, board) -> tuple[str, bo
     extra = mem.get("conv_kernel_extra", 0) if board.tier in ("thumb", "dsp") else 0
     if module_layout(source) != board.dense_layout:
         extra += mem.get("dense_weights", 0)
-    ram = (mem["weights"] + mem["params"] + mem["buffers"] + mem["scratch"] + extra
+    ram = (mem["weights"] + mem["params"] + mem["buffers"] + mem["scratch"] + extra + mem.get("stream_buffer", 0)
            + int(sum(compiled) * RUNTIME_HEAP_PER_MPY_BYTE))
-    flash = sum(shipped) + model_file
+    flash = sum(shipped) + model_file + weights_file
     ok_ram, ok_fs = ram <= board.heap_bytes, flash <= board.fs_bytes
     kind = ".mpy" if arch else ".py"
     lines = [f"board {board.key}: {board.name} ({board.firmware}, {board.tier} kernels, files as {kind})",

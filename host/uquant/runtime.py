@@ -46,8 +46,9 @@ def units_module():
     return _units
 
 
-def load_source(source: str, name: str = "model_q"):
-    """Execute a generated module's source against the device runtime; return the module namespace."""
+def load_source(source: str, name: str = "model_q", path: str | Path | None = None):
+    """Execute a generated module's source against the device runtime; return the module namespace. path: the
+    module's file (its __file__: a streamed module finds its weights file next to it)."""
     previous = sys.modules.get("uquant_rt")
     sys.modules["uquant_rt"] = rt  # what `from uquant_rt import Model` finds
     previous_units = sys.modules.get("uquant_units")
@@ -55,6 +56,7 @@ def load_source(source: str, name: str = "model_q"):
         sys.modules["uquant_units"] = units_module()
     try:
         module = type(sys)(f"{name}_{next(_counter)}")
+        module.__file__ = str(path) if path is not None else f"{name}.py"
         exec(compile(source, f"<{name}.py>", "exec"), module.__dict__)
     finally:
         if previous is None:
@@ -70,4 +72,4 @@ def load_source(source: str, name: str = "model_q"):
 
 def load_file(path: str | Path):
     path = Path(path)
-    return load_source(path.read_text(), path.stem)
+    return load_source(path.read_text(), path.stem, path)
