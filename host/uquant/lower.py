@@ -28,9 +28,9 @@ from . import platforms
 from . import requant as rq
 from .engines import ENGINES, Requant
 from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_cat, lower_mul
-from .plan import AvgPoolStep, DenseStep, Plan, PoolStep, Step, TableStep
-from .ir import (Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mul, QParams, Reshape, Table,
-                 f32_normal)
+from .plan import AvgPoolStep, CopyStep, DenseStep, Plan, PoolStep, Step, TableStep
+from .ir import (Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mean, Mul, Permute, QParams,
+                 Reshape, Slice, Table, f32_normal)
 
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
 
@@ -118,6 +118,21 @@ def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None =
             alias[op.name] = alias.get(src, src)
             ranges[op.name], qp[op.name] = (lo, hi), op.out  # a scalar mul changes only the scale
             continue
+        elif isinstance(op, Mean):
+            lower_mean(op, shapes[src])
+            alias[op.name] = alias.get(src, src)
+            ranges[op.name], qp[op.name] = ranges[src], op.out
+            continue
+        elif isinstance(op, (Permute, Slice)):
+            step = lower_move(op, src, qp[src], shapes[src], shapes[op.name])
+            lo, hi = ranges[src]
+            if isinstance(op, Slice) and op.bounds(shapes[src])[0] == 0:  # a slice of channels keeps theirs
+                _, a, b = op.bounds(shapes[src])
+                ranges[op.name] = (lo[a:b], hi[a:b])
+            elif shapes[op.name][0] == shapes[src][0] and (isinstance(op, Slice) or op.perm(len(shapes[src]))[0] == 0):
+                ranges[op.name] = (lo, hi)
+            else:
+                ranges[op.name] = (np.full(shapes[op.name][0], lo.min()), np.full(shapes[op.name][0], hi.max()))
         elif isinstance(op, Add):
             step = lower_add(op, [qp[v] for v in op.inputs], shapes[op.name], engine)
             orders = {memory_order(v) for v in op.inputs}
@@ -133,10 +148,12 @@ def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None =
                                     for v in (step.lo, step.hi))
         elif isinstance(op, Cat):
             step = lower_cat(op, [qp[v] for v in op.inputs], [shapes[v] for v in op.inputs], shapes[op.name])
-            ranges[op.name] = (np.concatenate([ranges[v][0] if qp[v] == op.out else np.full(shapes[v][0], op.out.qmin)
-                                               for v in op.inputs]),
-                               np.concatenate([ranges[v][1] if qp[v] == op.out else np.full(shapes[v][0], op.out.qmax)
-                                               for v in op.inputs]))
+            parts = [(ranges[v] if qp[v] == op.out else (np.full(shapes[v][0], op.out.qmin),
+                                                         np.full(shapes[v][0], op.out.qmax))) for v in op.inputs]
+            if step.outer == 1:  # along channels: each input's channels in turn
+                ranges[op.name] = tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
+            else:  # along an inner axis: every channel mixes all inputs
+                ranges[op.name] = (np.min([p[0] for p in parts], axis=0), np.max([p[1] for p in parts], axis=0))
         elif isinstance(op, Table):
             n = int(np.prod(shapes[op.name]))
             as_bytes = lambda t: None if t is None else bytes((t - op.out.qmin).astype(np.uint8).tolist())  # noqa
@@ -441,6 +458,40 @@ def lower_maxpool(op: MaxPool, src: str, dst: str, x: QParams, in_shape: tuple, 
     kh, kw = op.kernel
     geometry = (in_shape[0], H, W_, kh, kw, *op.stride, *op.padding, *op.dilation, OH, OW)
     return PoolStep("maxpool", op.name, [src], dst, x, out_shape, geometry)
+
+
+def lower_move(op: Permute | Slice, src: str, x: QParams, in_shape: tuple, out_shape: tuple) -> CopyStep:
+    """transpose / permute / a chunk's piece as one strided copy: numpy's view of the input's positions gives the
+    pattern; axes that stay adjacent merge, so up to 4 remain (a transpose of a 5-D batch, shufflenet's, needs 3)."""
+    at = np.arange(int(np.prod(in_shape)), dtype=np.int64).reshape(in_shape)
+    if isinstance(op, Slice):
+        axis, a, b = op.bounds(in_shape)
+        view = at[(slice(None),) * axis + (slice(a, b),)]
+    else:
+        view = at.transpose(op.perm(len(in_shape)))
+    offset = int(view.flat[0]) if view.size else 0
+    dims = [(n, st // at.itemsize) for n, st in zip(view.shape, view.strides) if n != 1]
+    merged: list[list[int]] = []
+    for n, st in dims:  # an axis whose stride steps over exactly the next one's extent merges into it
+        if merged and merged[-1][1] == st * n:
+            merged[-1] = [merged[-1][0] * n, st]
+        else:
+            merged.append([n, st])
+    if len(merged) > 4:
+        raise ConversionError(f"{op.name}: this copy needs {len(merged)} nested axes; the device's copy does 4")
+    merged = [[1, 0]] * (4 - len(merged)) + merged
+    geometry = (offset, *(n for n, _ in merged), *(st for _, st in merged))
+    return CopyStep("copy", op.name, [src], op.name, x, out_shape, geometry)
+
+
+def lower_mean(op: Mean, in_shape: tuple) -> None:
+    """Quantized mean over H, W. Over a single position (H = W = 1: shufflenet's head on inputs up to 32x32) torch's
+    kernels (QNNPACK's global average pooling, or dequantize -> mean -> quantize with the same qparams) return the
+    codes themselves: a free view. Over more, the x86 path sums floats in an order uquant does not model."""
+    if in_shape[1] * in_shape[2] != 1:
+        raise ConversionError(f"{op.name}: mean over H x W = {in_shape[1]}x{in_shape[2]} positions is not supported "
+                              "(only over one position); use nn.AdaptiveAvgPool2d(1) (+ flatten) for global average "
+                              "pooling")
 
 
 def channels_last_values(graph: Graph, shapes: dict) -> dict[str, bool]:
