@@ -148,3 +148,48 @@ def test_plumbing_errors_name_the_op():
         p(x)
         with pytest.raises(uquant.ConversionError, match="transpose.*batch"):
             uquant.convert(convert_fx(p), engine="qnnpack", input_shape=(1, 3, 3))
+
+
+class MeanHead(nn.Module):
+    def __init__(self, keepdim: bool):
+        super().__init__()
+        self.c, self.keepdim = nn.Conv2d(2, 12, 3), keepdim
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        y = self.c(x).mean([2, 3], keepdim=self.keepdim)
+        return self.fc(torch.flatten(y, 1) if self.keepdim else y)
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_mean_over_h_w_on_qnnpack(keepdim, report):
+    # QNNPACK's global average pooling, the bytes of adaptive_avg_pool2d(x, 1): lowered and proven as that
+    rng = np.random.default_rng(50 + keepdim)
+    compared = 0
+    for k in range(6):
+        H, W = (int(v) for v in rng.integers(3, 9, 2))
+        torch.manual_seed(k)
+        x = torch.randn(64, 2, H, W) * float(rng.uniform(0.5, 3))
+        with uquant.api.torch_engine("qnnpack"):
+            p = prepare_fx(MeanHead(keepdim).eval(), get_default_qconfig_mapping("qnnpack"), (x[:1],))
+            p(x)
+            q = convert_fx(p)
+            converted = uquant.convert(q, x[:4], engine="qnnpack", quiet=True)
+            xt = torch.randn(200, 2, H, W) * 2
+            with torch.no_grad():
+                want = np.concatenate([q(xt[i:i + 1]).numpy() for i in range(len(xt))])
+        assert "avgpool" in {s.kind for s in converted.plan.steps}
+        got = converted.run_codes(uquant.quantize_input(xt.reshape(len(xt), -1).numpy(), converted.plan.input))
+        out = converted.plan.output
+        assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
+        compared += want.size
+    report(f"mean([2, 3]{', keepdim' if keepdim else ''}) qnnpack: {compared} outputs of 6 models equal torch")
+
+
+def test_mean_over_h_w_on_x86_is_refused_by_name():
+    x = torch.randn(16, 2, 5, 5)
+    with uquant.api.torch_engine("fbgemm"):
+        p = prepare_fx(MeanHead(False).eval(), get_default_qconfig_mapping("fbgemm"), (x[:1],))
+        p(x)
+        with pytest.raises(uquant.ConversionError, match=r"mean over H x W = 3x3 positions is supported only on qnnpack"):
+            uquant.convert(convert_fx(p), engine="fbgemm", input_shape=(2, 5, 5))

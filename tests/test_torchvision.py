@@ -37,20 +37,28 @@ def test_squeeze_excitation_is_refused_by_name():
 SHUFFLE_INPUTS = 200
 
 
-def _shufflenet(engine: str, size: int):
+def _shufflenet(engine: str, size: int, mode: str = "fx"):
     torch.manual_seed(0)
     x = torch.rand(16, 3, size, size)
+    # 10 classes: torchvision's 1000-class head alone is 1M weights, beyond the unix port's default heap
+    m = tv.quantizable("shufflenet_v2_x0_5", num_classes=10)
     with torch_engine(engine):
-        # 10 classes: torchvision's 1000-class head alone is 1M weights, beyond the unix port's default heap
-        p = prepare_fx(tv.quantizable("shufflenet_v2_x0_5", num_classes=10), get_default_qconfig_mapping(engine),
-                       (x[:1],))
+        if mode == "eager":  # torchvision's own recipe: fuse_model, prepare, calibrate, convert
+            m.fuse_model(is_qat=False)
+            m.qconfig = torch.ao.quantization.get_default_qconfig(engine)
+            torch.ao.quantization.prepare(m, inplace=True)
+            m(x)
+            return torch.ao.quantization.convert(m), x
+        p = prepare_fx(m, get_default_qconfig_mapping(engine), (x[:1],))
         p(x)
         return convert_fx(p), x
 
 
-def test_shufflenet_v2_qnnpack_matches_torch(report):
-    # chunk, the channel shuffle (size() arithmetic, 5-D view, transpose, contiguous, view), cat and the head's
-    # mean over one position: byte moves on the device; 200 inputs on the MicroPython unix port's viper tier
+@pytest.mark.parametrize("mode", ["fx", "eager"])
+def test_shufflenet_v2_qnnpack_matches_torch(mode, report):
+    # chunk (FX: of a dequantized tensor, requantized), the channel shuffle (size() arithmetic, 5-D view,
+    # transpose, contiguous, view), cat and the head's mean over one position: byte moves on the device; 200
+    # inputs on the MicroPython unix port's viper tier
     import numpy as np
 
     from uquant.hosts import unix
@@ -58,7 +66,7 @@ def test_shufflenet_v2_qnnpack_matches_torch(report):
 
     if unix.missing_reason() is not None:
         pytest.skip(f"MicroPython unix port unavailable: {unix.missing_reason()}")
-    q, x = _shufflenet("qnnpack", 32)
+    q, x = _shufflenet("qnnpack", 32, mode)
     with torch_engine("qnnpack"):
         converted = uquant.convert(q, x[:2], engine="qnnpack", quiet=True)  # self-check: bytecode runtime
         xt = torch.rand(SHUFFLE_INPUTS, 3, 32, 32, generator=torch.Generator().manual_seed(5)) * 1.2
@@ -70,7 +78,8 @@ def test_shufflenet_v2_qnnpack_matches_torch(report):
     got, preds, _ = run_batch(converted.source, converted.module_name, codes, host="unix", tier="viper")
     out = converted.plan.output
     assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
-    report(f"shufflenet_v2_x0_5 qnnpack 3x32x32: {SHUFFLE_INPUTS} inputs, every output equal to torch (viper tier)")
+    report(f"shufflenet_v2_x0_5 {mode:<5} qnnpack 3x32x32: {SHUFFLE_INPUTS} inputs ({want.size} outputs), every "
+           "output equal to torch (viper tier)")
 
 
 def test_shufflenet_v2_x86_mean_is_refused_by_name():
