@@ -527,6 +527,26 @@ def lut(src, out, T, start, stop):
         out[i] = T[src[i]]
 
 
+def copy(x, out, g):
+    # A byte move (transpose, permute, a chunk's piece): out[o], o counting in row-major order over the sizes
+    # (g[1], g[2], g[3], g[4]), is x[g[0] + i*g[5] + j*g[6] + k*g[7] + l*g[8]].
+    o = 0
+    pi = g[0]
+    for i in range(g[1]):
+        pj = pi
+        for j in range(g[2]):
+            pk = pj
+            for k in range(g[3]):
+                p = pk
+                for l in range(g[4]):
+                    out[o] = x[p]
+                    o += 1
+                    p += g[8]
+                pk += g[7]
+            pj += g[6]
+        pi += g[5]
+
+
 def simd_cuts(n_vec, n, C, HW):
     # torch rounds some element-wise ops differently in its 64-element SIMD blocks (the first n_vec elements in
     # memory order) and in the scalar tail. For a channels-last tensor (C > 0) memory order is position-major,
@@ -714,9 +734,16 @@ class Node:
                          as_words(tuple(v for a, y in pairs for v in (0, a, y))), lo, hi)
         elif kind == "cat":
             parts = a[0]
-            if len(parts) != len(self.srcs) or sum(p[0] for p in parts) > len(self.out):
+            outer = a[1] if len(a) > 1 else 1  # cat along an inner axis: the parts repeat outer times
+            if len(parts) != len(self.srcs) or outer < 1 or outer * sum(p[0] for p in parts) > len(self.out):
                 raise CorruptModel("cat: sizes do not match its data")
-            self.args = (parts,)
+            self.args = (parts, outer)
+        elif kind == "copy":
+            g = a[0]
+            if len(g) != 9 or min(g[1:5]) < 1 or g[1] * g[2] * g[3] * g[4] > len(self.out):
+                raise CorruptModel("copy: sizes do not match its data")
+            self.fast, self.handle, self.kmod = fast_prepare(modules, "copy", (g,))
+            self.args = (g,)
         else:
             raise CorruptModel("unknown layer kind %r" % (kind,))
 
@@ -800,20 +827,24 @@ class Node:
                 for c in range(len(cuts)):
                     add(src, b, self.out, a[2], a[3], a[4], a[5], c * HW, c * HW + cuts[c])
                     add(src, b, self.out, a[2], a[3], a[6], a[7], c * HW + cuts[c], c * HW + HW)
+        elif kind == "copy":
+            copy(src, self.out, a[0])
         else:
             o = 0
-            for j in range(len(a[0])):
-                s = self.srcs[j]
-                if s is None:
-                    s = x
-                n, T = a[0][j]
-                if T is None:
-                    for i in range(n):
-                        self.out[o + i] = s[i]
-                else:
-                    for i in range(n):
-                        self.out[o + i] = T[s[i]]
-                o += n
+            for r in range(a[1]):
+                for j in range(len(a[0])):
+                    s = self.srcs[j]
+                    if s is None:
+                        s = x
+                    n, T = a[0][j]
+                    b = r * n
+                    if T is None:
+                        for i in range(n):
+                            self.out[o + i] = s[b + i]
+                    else:
+                        for i in range(n):
+                            self.out[o + i] = T[s[b + i]]
+                    o += n
         return self.out
 
 

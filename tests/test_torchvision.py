@@ -75,3 +75,21 @@ def test_relu6_mobilenet_v2_on_qnnpack_through_uquant_quantize(report):
     with torch_engine("qnnpack"):
         line = assert_exact(q.model, x, "qnnpack", 200, heap_size=64 << 20)
     report(f"torchvision mobilenet_v2 (ReLU6) fx    qnnpack  3x32x32 via uquant quantize: {line}")
+
+
+# shufflenet_v2_x0_5 with 10 classes (torchvision's 1000-class head alone is 1M weights): chunk (FX: of a dequantized
+# tensor, requantized), the channel shuffle (size() arithmetic, 5-D view, transpose, contiguous, view), cat and the
+# head's mean over one position are byte moves on the device
+@pytest.mark.parametrize("mode, n", [("fx", 200), ("eager", 40)])
+def test_shufflenet_v2_qnnpack_matches_torch(mode, n, report):
+    q, x = tv.quantized("shufflenet_v2_x0_5", "qnnpack", mode, 32, num_classes=10)
+    line = assert_exact(q, x, "qnnpack", n, heap_size=64 << 20)
+    report(f"torchvision shufflenet_v2_x0_5 {mode:<5} qnnpack  3x32x32: {line}")
+
+
+def test_shufflenet_v2_x86_mean_is_refused_by_name():
+    # On x86 torch's own quantized mean fails at 32x32 (1x1 before the head: "required rank 4 tensor to use
+    # channels_last format"); at 64x64 it dequantizes and sums floats over 2x2, which uquant does not model yet.
+    q, x = tv.quantized("shufflenet_v2_x0_5", "x86", "fx", 64, num_classes=10)
+    with torch_engine("x86"), pytest.raises(uquant.ConversionError, match=r"mean over H x W = 2x2"):
+        uquant.convert(q, engine="x86", input_shape=(3, 64, 64), quiet=True)

@@ -39,7 +39,7 @@ def node_spec(plan: Plan, s: Step, layout: str | None = None, streamed: tuple | 
         return ("add", src, dst, s.n_vec, s.n, s.lo, s.hi, s.vec, tuple(s.vec_fixes) or None, s.tail,
                 tuple(s.tail_fixes) or None, *s.memory_order)
     if s.kind == "cat":
-        return ("cat", src, dst, tuple(s.parts))
+        return ("cat", src, dst, tuple(s.parts)) + ((s.outer,) if s.outer > 1 else ())
     if s.kind == "avgpool":
         return ("avgpool", src, dst, s.geometry, s.rows, s.cols, s.cls, s.lo, s.hi, tuple(s.words),
                 tuple(s.fixes) or None)

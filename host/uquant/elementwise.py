@@ -11,7 +11,7 @@ import numpy as np
 
 from . import engines, pt2e_ops
 from . import requant as rq
-from .ir import Add, Cat, ConversionError, Mul, QParams, f32_normal
+from .ir import Add, Cat, ConversionError, Mul, QParams, f32_normal, sample_dim
 from .plan import AddStep, CatStep, MulStep
 
 GRAIN = 32768  # ATen splits larger tensors between threads, which moves the SIMD/tail boundaries
@@ -113,6 +113,7 @@ def lower_add_pt2e(op: Add, qa: QParams, qb: QParams, shape: tuple, n: int) -> A
 def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -> CatStep:
     parts = []
     codes = np.arange(256)
+    k = sample_dim(op.dim, len(shape), op.name)  # each input's block along the cat axis repeats over the axes before
     for q, sh in zip(q_in, shapes):
         table = None
         if q != op.out:  # torch requantizes: quantize(dequantize(x)), the same for every element
@@ -126,8 +127,8 @@ def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -
         if q != op.out and op.out.formula != "pt2e" and q.scale / op.out.scale * 255 + 255 >= INT32_SAFE:
             raise ConversionError(f"{op.name}: an input's scale is {q.scale / op.out.scale:.3g} times the output's: "
                                   "torch's requantization overflows int32 there; refusing")
-        parts.append((int(np.prod(sh)), table))
-    return CatStep("cat", op.name, list(op.inputs), op.name, op.out, shape, parts)
+        parts.append((int(np.prod(sh[k:])), table))
+    return CatStep("cat", op.name, list(op.inputs), op.name, op.out, shape, parts, int(np.prod(shape[:k])))
 
 
 def lower_mul(op: Mul, q_in: list[QParams], shape: tuple) -> MulStep:

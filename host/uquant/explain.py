@@ -16,7 +16,7 @@ import torch
 from . import engines, platforms
 from .api import torch_engine
 from .explain_doc import Doc, render, step_plot
-from .ir import Add, AvgPool, Cat, Conv, ConversionError, Linear, MaxPool, Mul, Reshape, Table
+from .ir import Add, AvgPool, Cat, Conv, ConversionError, Linear, MaxPool, Mean, Mul, Permute, Reshape, Slice, Table
 from .plan import DenseStep, Plan
 
 f32 = np.float32
@@ -145,13 +145,19 @@ def torch_values(graph, x: np.ndarray, engine: str) -> dict[str, np.ndarray]:
                     y = f.avg_pool2d(a, op.kernel, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
             elif isinstance(op, Reshape):
                 codes = a.int_repr().reshape(-1).numpy()
-                shape = a.shape[1:] if op.shape is None else op.out_shape(tuple(a.shape[1:]))
+                shape = a.shape[1:] if op.shape is None else op.out_shape(
+                    tuple(a.shape[1:]), {k: tuple(v.shape[1:]) for k, v in t.items()})
                 y = _qtensor(codes, op.out).reshape((1,) + tuple(shape))
             elif isinstance(op, (Add, Mul)):
                 name = ("add" if isinstance(op, Add) else "mul") + ("_relu" if op.relu else "")
                 y = getattr(torch.ops.quantized, name)(a, t[op.inputs[1]], op.out.scale, op.out.zero_point)
             elif isinstance(op, Cat):
-                y = torch.ops.quantized.cat([t[v] for v in op.inputs], 1, op.out.scale, op.out.zero_point)
+                y = torch.ops.quantized.cat([t[v] for v in op.inputs], op.dim, op.out.scale, op.out.zero_point)
+            elif isinstance(op, Permute):
+                y = a.permute(0, *(d + 1 for d in op.perm(a.dim() - 1))).contiguous()
+            elif isinstance(op, Slice):
+                axis, start, stop = op.bounds(tuple(a.shape[1:]))
+                y = a.narrow(axis + 1, start, stop - start).contiguous()
             elif isinstance(op, Table) and op.tail_table is None:  # the table is torch's own map of every code
                 codes = op.table[a.int_repr().numpy().astype(np.int64) - (0 if a.dtype == torch.quint8 else -128)]
                 y = _qtensor(codes, op.out)
@@ -459,7 +465,7 @@ def explain(model, x=None, *, engine: str | None = None, platform="here", relu=N
         dev_steps = converted.layer_codes(codes[None])
         dev = {"input": codes, **{s.dst: d[0] for s, d in zip(plan.steps, dev_steps)}}
         for op in graph.ops:  # reshapes read the same buffer as their source
-            if isinstance(op, Reshape) and op.inputs[0] in dev:
+            if isinstance(op, (Reshape, Mean)) and op.inputs[0] in dev:
                 dev[op.name] = dev[op.inputs[0]]
         tv = torch_values(graph, x, engine)
         final = torch_final(torch_model, x, plan)

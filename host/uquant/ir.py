@@ -207,27 +207,165 @@ class AvgPool:
                 + ("" if self.count_include_pad else " count_include_pad=False"))
 
 
+@dataclass(frozen=True)
+class Size:
+    """A Python int the model computes from a tensor's size (x.size(i), then // * + - with ints), known once the
+    shapes are: FX records the arithmetic, not the numbers. dim counts torch's dims (0: the batch); None: the
+    whole size tuple (before a getitem)."""
+
+    value: str  # the IR value whose shape is read
+    dim: int | None = None
+    ops: tuple = ()  # (operator name, int or Size) applied in order
+
+    def then(self, op: str, other) -> "Size":
+        return Size(self.value, self.dim, self.ops + ((op, other),))
+
+    def resolve(self, shapes: dict, where: str) -> int:
+        if self.dim is None or self.value not in shapes:
+            raise ConversionError(f"{where}: a size the model computes could not be resolved")
+        shape = shapes[self.value]
+        d = self.dim + len(shape) + 1 if self.dim < 0 else self.dim
+        if d == 0 or not 0 < d <= len(shape):
+            raise ConversionError(f"{where}: uses size({self.dim}) of {self.value} (shape {shape} per sample): only "
+                                  "per-sample sizes are supported in arithmetic")
+        v = shape[d - 1]
+        for op, other in self.ops:
+            o = other.resolve(shapes, where) if isinstance(other, Size) else int(other)
+            v = {"floordiv": lambda a, b: a // b, "mul": lambda a, b: a * b, "add": lambda a, b: a + b,
+                 "sub": lambda a, b: a - b}[op](v, o)
+        return v
+
+    def __str__(self) -> str:
+        return f"{self.value}.size({self.dim})" + "".join(f" {op} {o}" for op, o in self.ops)
+
+
+def resolve_sizes(sizes, shapes: dict, where: str) -> tuple[int, ...]:
+    return tuple(d.resolve(shapes, where) if isinstance(d, Size) else int(d) for d in sizes)
+
+
+def sample_dim(dim: int, rank: int, where: str) -> int:
+    """torch's dim (batch included, may be negative) -> the axis of one sample's shape of `rank` dims."""
+    d = dim + rank + 1 if dim < 0 else dim
+    if not 1 <= d <= rank:
+        raise ConversionError(f"{where}: dim {dim} is not a per-sample axis of a tensor of {rank + 1} dims "
+                              "(the batch axis cannot be split, moved or concatenated)")
+    return d - 1
+
+
 @dataclass
 class Reshape:
     """flatten / view / reshape: the codes keep their order (torch's row-major layout); only the shape changes."""
 
     name: str
-    shape: tuple[int, ...] | None  # per sample, -1 once for "the rest"; None: unchanged (only qparams change)
+    shape: tuple | None  # per sample (ints or Size), -1 once for "the rest"; None: unchanged (only qparams change)
     out: QParams
     inputs: list[str] = field(default_factory=list)
 
-    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+    def out_shape(self, shape: tuple[int, ...], shapes: dict | None = None) -> tuple[int, ...]:
         if self.shape is None:  # codes and shape unchanged, only the qparams (quantized mul by a scalar)
             return shape
         n = int(np.prod(shape))
-        rest = int(np.prod([d for d in self.shape if d != -1]))
-        new = tuple(n // max(rest, 1) if d == -1 else d for d in self.shape)
+        sizes = resolve_sizes(self.shape, shapes or {}, self.name)
+        rest = int(np.prod([d for d in sizes if d != -1]))
+        new = tuple(n // max(rest, 1) if d == -1 else d for d in sizes)
         if int(np.prod(new)) != n:
             raise ConversionError(f"{self.name}: cannot reshape {shape} to {self.shape}")
         return new
 
     def describe(self) -> str:
-        return f"{self.name}: reshape to {self.shape}"
+        return f"{self.name}: reshape to {self.shape if self.shape is None else tuple(map(str, self.shape))}"
+
+
+@dataclass
+class Permute:
+    """transpose / permute (+ contiguous): the codes are copied into the permuted order; qparams unchanged."""
+
+    name: str
+    dims: tuple[int, ...]  # torch's dims, batch included: a full permutation, or the two dims of a transpose
+    out: QParams
+    transpose: bool = False
+    inputs: list[str] = field(default_factory=list)
+
+    def perm(self, rank: int) -> tuple[int, ...]:
+        """The permutation of one sample's axes."""
+        dims = [sample_dim(d, rank, self.name) if d not in (0, -rank - 1) else -1 for d in self.dims]
+        if self.transpose:
+            if -1 in dims:
+                raise ConversionError(f"{self.name}: transposing the batch axis is not supported")
+            p = list(range(rank))
+            p[dims[0]], p[dims[1]] = p[dims[1]], p[dims[0]]
+            return tuple(p)
+        if len(dims) != rank + 1 or dims[0] != -1 or sorted(dims[1:]) != list(range(rank)):
+            raise ConversionError(f"{self.name}: permute{tuple(self.dims)} must keep the batch first and name every "
+                                  f"axis of a tensor of {rank + 1} dims")
+        return tuple(dims[1:])
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape[a] for a in self.perm(len(shape)))
+
+    def describe(self) -> str:
+        return f"{self.name}: {'transpose' if self.transpose else 'permute'}{tuple(self.dims)} (a copy)"
+
+
+@dataclass
+class Slice:
+    """One piece of chunk / split along a dim: those codes copied out; qparams unchanged."""
+
+    name: str
+    dim: int  # torch's dim, batch included
+    index: int  # which piece
+    out: QParams
+    chunks: int | None = None  # chunk(chunks), or split(split)
+    split: int | tuple | None = None
+    inputs: list[str] = field(default_factory=list)
+
+    def bounds(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """(axis of one sample, start, stop) of this piece."""
+        axis = sample_dim(self.dim, len(shape), self.name)
+        n = shape[axis]
+        if self.chunks is not None:
+            step = -(-n // self.chunks)
+            sizes = [min(step, n - s) for s in range(0, n, step)]
+        elif isinstance(self.split, int):
+            sizes = [min(self.split, n - s) for s in range(0, n, self.split)]
+        else:
+            sizes = list(self.split)
+            if sum(sizes) != n:
+                raise ConversionError(f"{self.name}: split sizes {sizes} do not add up to {n}")
+        if not 0 <= self.index < len(sizes) and not -len(sizes) <= self.index < 0:
+            raise ConversionError(f"{self.name}: piece {self.index} of {len(sizes)}")
+        i = self.index % len(sizes)
+        start = sum(sizes[:i])
+        return axis, start, start + sizes[i]
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        axis, start, stop = self.bounds(shape)
+        return shape[:axis] + (stop - start,) + shape[axis + 1:]
+
+    def describe(self) -> str:
+        how = f"chunk({self.chunks})" if self.chunks is not None else f"split({self.split})"
+        return f"{self.name}: {how}[{self.index}] along dim {self.dim} (a copy)"
+
+
+@dataclass
+class Mean:
+    """Quantized mean over H, W (dims [2, 3]) of a (C, H, W) sample; same qparams as its input (torch's)."""
+
+    name: str
+    dims: tuple[int, ...]
+    keepdim: bool
+    out: QParams
+    inputs: list[str] = field(default_factory=list)
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        axes = sorted({sample_dim(d, len(shape), self.name) for d in self.dims})
+        if len(shape) != 3 or axes != [1, 2]:
+            raise ConversionError(f"{self.name}: mean over dims {list(self.dims)} of shape {shape}: only over H, W "
+                                  "([2, 3]) of an (N, C, H, W) tensor is supported")
+        return (shape[0], 1, 1) if self.keepdim else (shape[0],)
+
+    def describe(self) -> str:
+        return f"{self.name}: mean over dims {list(self.dims)}" + (" keepdim" if self.keepdim else "")
 
 
 @dataclass
@@ -259,12 +397,14 @@ class Cat:
     name: str
     out: QParams
     inputs: list[str] = field(default_factory=list)
+    dim: int = 1  # torch's dim, batch included
 
     def describe(self) -> str:
-        return f"{self.name}: cat({', '.join(self.inputs)}) along channels, out {self.out}"
+        where = "channels" if self.dim == 1 else f"dim {self.dim}"
+        return f"{self.name}: cat({', '.join(self.inputs)}) along {where}, out {self.out}"
 
 
-Op = Linear | Table | Conv | MaxPool | AvgPool | Reshape | Add | Mul | Cat
+Op = Linear | Table | Conv | MaxPool | AvgPool | Reshape | Permute | Slice | Mean | Add | Mul | Cat
 
 
 @dataclass
@@ -359,15 +499,18 @@ class Graph:
                     raise ConversionError(f"{op.name}: {type(op).__name__}{op.dim}d gets shape {shape}")
                 shape = op.out_shape(shape)
             elif isinstance(op, Reshape):
+                shape = op.out_shape(shape, shapes)
+            elif isinstance(op, (Permute, Slice, Mean)):
                 shape = op.out_shape(shape)
             elif isinstance(op, Binary):
                 if len(ins) != 2 or ins[0] != ins[1]:
                     raise ConversionError(f"{op.name}: {type(op).__name__.lower()} needs two inputs of the same "
                                           f"shape, gets {ins} (broadcasting is not supported)")
             elif isinstance(op, Cat):
-                if any(len(i) != len(shape) or i[1:] != shape[1:] for i in ins):
-                    raise ConversionError(f"{op.name}: cat inputs differ outside the channel axis: {ins}")
-                shape = (sum(i[0] for i in ins),) + shape[1:]
+                k = sample_dim(op.dim, len(shape), op.name)
+                if any(len(i) != len(shape) or i[:k] + i[k + 1:] != shape[:k] + shape[k + 1:] for i in ins):
+                    raise ConversionError(f"{op.name}: cat inputs differ outside the cat axis (dim {op.dim}): {ins}")
+                shape = shape[:k] + (sum(i[k] for i in ins),) + shape[k + 1:]
             if not shape or min(shape) <= 0:
                 raise ConversionError(f"{op.name}: output would be empty (shape {shape}) for input shape {ins[0]}; "
                                       f"the model's input shape {tuple(self.input_shape)} is too small")

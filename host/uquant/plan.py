@@ -166,6 +166,16 @@ class CatStep(Step):
     """Concatenation along channels: each input's codes copied, through a code table where qparams differ."""
 
     parts: list[tuple[int, bytes | None]] = field(default_factory=list)  # (size, table or None) per input
+    outer: int = 1  # cat along an inner axis: the parts repeat this many times (each part's size is per repeat)
+    macs = 0
+
+
+@dataclass
+class CopyStep(Step):
+    """A byte move (transpose / permute / a chunk's piece), kind 'copy': out in row-major order of `sizes` reads
+    x[offset + sum(i_k * strides_k)]; geometry = (offset, 4 sizes, 4 strides)."""
+
+    geometry: tuple = ()
     macs = 0
 
 

@@ -7,13 +7,14 @@ quantized value that was dequantized, plus the element-wise float ops applied si
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mul, QParams, Reshape
+from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mean, Mul, Permute, QParams, Reshape, Size, Slice
 from .modules import (TORCH_DTYPES, code_table, conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module,
                       qparams)
 from .modules import AVGPOOL_MODULES, avgpool_from_module
@@ -44,7 +45,8 @@ SUPPORTED = ("quantized Linear / LinearReLU, Conv1d / Conv2d (+ReLU), MaxPool1d 
                                                       nn.Flatten, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
                                                       nn.AdaptiveAvgPool2d)}
                                 | {f.__name__ for f in (*ELEMENTWISE_FUNCTIONS, *AVGPOOL_FUNCTIONS)}
-                                | {"cat (channels)", "flatten", "reshape / view", "QuantStub / DeQuantStub",
+                                | {"cat", "flatten", "reshape / view", "QuantStub / DeQuantStub", "transpose / permute",
+                                   "contiguous", "chunk / split", "size() arithmetic", "mean over [2, 3]",
                                    "quantize_per_tensor", "dequantize"}))
              + " (softmax / log_softmax only as the last op: dropped)")
 NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
@@ -71,6 +73,7 @@ class Val:
     value: str | None  # IR value name (None: the model's float input, before quantization)
     q: QParams | None
     fns: list | None = field(default=None)  # None: quantized; a list: float (dequantized) with these ops
+    const: object = None  # a Python value the model computes (a Size, an int, or a chunk/split's pieces)
 
     @property
     def quantized(self) -> bool:
@@ -241,19 +244,103 @@ class _Walker:
         sizes = list(node.args[1:])
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
             sizes = list(sizes[0])
-        shape = sizes[1:]
-        if not shape or not all(isinstance(d, int) for d in shape):
-            raise ConversionError(f"{describe(node)}: only reshapes to (batch, constant sizes...) are supported")
-        op = Reshape(self.op_name(node), tuple(shape), v.q)
+        shape = [self.size_arg(node, d) for d in sizes[1:]]
+        if not shape or not all(isinstance(d, (int, Size)) for d in shape):
+            raise ConversionError(f"{describe(node)}: only reshapes to (batch, sizes...) are supported")
+        return self.move(node, v, "reshape", Reshape(self.op_name(node), tuple(shape), v.q))
+
+    def move(self, node, v: Val, label: str, op) -> Val:
+        """A byte move (reshape, transpose, slice): on codes, or inside a dequantize ... quantize stretch (it
+        commutes with the stretch's element-wise ops)."""
+        if v.value is None:
+            raise ConversionError(f"{describe(node)}: {label} before the input is quantized is not supported")
         if v.fns is not None:  # inside dequantize ... quantize: applied when the stretch ends
-            return Val(v.value, v.q, v.fns + [("reshape", op)])
+            return Val(v.value, v.q, v.fns + [(label, op)])
+        return Val(self.add(op, [v.value]).name, v.q)
+
+    def size_arg(self, node, a):
+        """A size argument: an int, or a Size the model computed from x.size()."""
+        if isinstance(a, torch.fx.Node):
+            c = self.env.get(a, Val(None, None)).const
+            if not isinstance(c, (int, Size)) or isinstance(c, bool):
+                raise ConversionError(f"{describe(node)}: argument {a.name} is not a size uquant can compute")
+            return c
+        return a
+
+    def const_arg(self, node, a) -> int:
+        a = self.size_arg(node, a)
+        if not isinstance(a, int):
+            raise ConversionError(f"{describe(node)}: a dim or count computed from sizes is not supported")
+        return a
+
+    def size(self, node) -> Val:
+        v = self.arg(node)
+        if v.value is None or any(not callable(f) or isinstance(f, (Reshape, Permute, Slice)) for _, f in v.fns or ()):
+            raise ConversionError(f"{describe(node)}: size() of this tensor is not supported")
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        return Val(None, None, None, Size(v.value, None if dim is None else self.const_arg(node, dim)))
+
+    def arith(self, node) -> Val:
+        """getitem / // * + - on sizes and ints, or getitem of a chunk/split's pieces."""
+        a, b = node.args[0], node.args[1]
+        ca = self.env[a].const if isinstance(a, torch.fx.Node) and a in self.env else a
+        if node.target is operator.getitem and isinstance(ca, tuple) and ca and ca[0] == "pieces":
+            _, v, dim, chunks, split = ca
+            op = Slice(self.op_name(node), dim, self.const_arg(node, b), v.q, chunks, split)
+            return self.move(node, v, "slice", op)
+        if node.target is operator.getitem and isinstance(ca, Size) and ca.dim is None:
+            return Val(None, None, None, Size(ca.value, self.const_arg(node, b)))
+        cb = self.size_arg(node, b)
+        name = {operator.floordiv: "floordiv", operator.mul: "mul", operator.add: "add", operator.sub: "sub"}.get(
+            node.target)
+        if name is None or not isinstance(ca, (int, Size)) or not isinstance(cb, (int, Size)):
+            raise ConversionError(f"{describe(node)}: not supported (supported: {SUPPORTED})")
+        if isinstance(ca, Size):
+            return Val(None, None, None, ca.then(name, cb))
+        if isinstance(cb, Size):
+            if name in ("mul", "add"):
+                return Val(None, None, None, cb.then(name, ca))
+            raise ConversionError(f"{describe(node)}: an int {name} a size is not supported")
+        return Val(None, None, None, {"floordiv": operator.floordiv, "mul": operator.mul, "add": operator.add,
+                                      "sub": operator.sub}[name](ca, cb))
+
+    def permute(self, node, transpose: bool) -> Val:
+        dims = list(node.args[1:])
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = list(dims[0])
+        if not dims:
+            dims = [node.kwargs.get(k) for k in (("dim0", "dim1") if transpose else ("dims",))]
+            if not transpose:
+                dims = list(dims[0] or ())
+        dims = tuple(self.const_arg(node, d) for d in dims)
+        v = self.arg(node)
+        return self.move(node, v, "transpose" if transpose else "permute",
+                         Permute(self.op_name(node), dims, v.q, transpose))
+
+    def pieces(self, node, split: bool) -> Val:
+        v = self.arg(node)
+        n = node.args[1] if len(node.args) > 1 else node.kwargs.get("split_size_or_sections" if split else "chunks",
+                                                                     node.kwargs.get("split_size"))
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        n = tuple(self.const_arg(node, d) for d in n) if isinstance(n, (tuple, list)) else self.const_arg(node, n)
+        dim = self.const_arg(node, dim)
+        return Val(None, None, None, ("pieces", v, dim, None if split else n, n if split else None))
+
+    def mean(self, node) -> Val:
+        """Quantized mean over H, W (shufflenet's head): its own IR op, see lower.lower_mean."""
+        v = self.quantized_arg(node)
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        if isinstance(dims, int):
+            dims = [dims]
+        if not isinstance(dims, (tuple, list)) or node.kwargs.get("dtype") is not None:
+            raise ConversionError(f"{describe(node)}: only mean over listed dims ([2, 3]) is supported")
+        op = Mean(self.op_name(node), tuple(self.const_arg(node, d) for d in dims), bool(keepdim), v.q)
         return Val(self.add(op, [v.value]).name, v.q)
 
     def cat(self, node) -> Val:
         tensors = node.args[0]
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        if dim != 1:
-            raise ConversionError(f"{describe(node)}: cat along dim {dim} is not supported (channels, dim=1, only)")
+        dim = self.const_arg(node, node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0))
         vals = []
         for t in tensors:
             v = self.env.get(t) if isinstance(t, torch.fx.Node) else None
@@ -265,7 +352,7 @@ class _Walker:
         if node.target is torch.ops.quantized.cat and scale is not None:  # eager QFunctional.cat: its own qparams
             zp = node.args[3] if len(node.args) > 3 else node.kwargs.get("zero_point")
             q = qparams(self.attr(scale), self.attr(zp), TORCH_DTYPES[q.dtype], describe(node))
-        return Val(self.add(Cat(self.op_name(node), q), [v.value for v in vals]).name, q)
+        return Val(self.add(Cat(self.op_name(node), q, dim=dim), [v.value for v in vals]).name, q)
 
     def final_softmax(self, node, what: str, fn) -> Val:
         """A softmax / log_softmax whose result is only returned: dropped (monotone per sample, so the argmax and
@@ -304,7 +391,18 @@ class _Walker:
         if node.op == "call_function" and t in (torch.ops.quantized.mul, torch.ops.quantized.mul_relu):
             return self.quantized_mul(node, t is torch.ops.quantized.mul_relu)
         if node.op == "call_method" and t == "size":
-            return Val(None, None, None)  # a size, used only to spell a reshape's batch dimension
+            return self.size(node)
+        if node.op == "call_function" and t in (operator.getitem, operator.floordiv, operator.mul, operator.add,
+                                                operator.sub):
+            return self.arith(node)
+        if node.op == "call_method" and t == "contiguous":
+            return self.arg(node)  # moves always write a contiguous copy
+        if node.op == "call_method" and t in ("transpose", "permute") or (
+                node.op == "call_function" and t in (torch.transpose, torch.permute)):
+            return self.permute(node, t in ("transpose", torch.transpose))
+        if node.op == "call_method" and t in ("chunk", "split") or (
+                node.op == "call_function" and t in (torch.chunk, torch.split)):
+            return self.pieces(node, t in ("split", torch.split))
         if node.op == "call_method" and t in ("view", "reshape") or node.op == "call_function" and t is torch.reshape:
             return self.reshape(node)
         if node.op == "call_function" and (t is torch.cat or t is torch.ops.quantized.cat):
@@ -324,9 +422,7 @@ class _Walker:
             v = self.quantized_arg(node)
             return Val(self.add(avgpool_from_module(self.op_name(node), pool, v.q), [v.value]).name, v.q)
         if (node.op == "call_function" and t is torch.mean) or (node.op == "call_method" and t == "mean"):
-            raise ConversionError(f"{describe(node)}: mean of a quantized tensor is not supported (torch runs "
-                                  "other kernels for it than for average pooling, not characterised); use "
-                                  "nn.AdaptiveAvgPool2d(1) (+ flatten) for global average pooling")
+            return self.mean(node)
         raise ConversionError(f"{describe(node)}: not supported (supported: {SUPPORTED})")
 
     def walk(self) -> Graph:

@@ -1,12 +1,13 @@
 """Turn torch's quantized modules and functions into IR ops (shared by the FX, eager and state_dict loaders)."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 import torch
 
-from ..ir import AvgPool, Conv, ConversionError, Linear, MaxPool, QParams, Reshape, Table
+from ..ir import AvgPool, Conv, ConversionError, Linear, MaxPool, Permute, QParams, Reshape, Slice, Table
 
 DTYPES = {torch.quint8: "quint8", torch.qint8: "qint8"}
 TORCH_DTYPES = {v: k for k, v in DTYPES.items()}
@@ -214,12 +215,15 @@ def float_stretch_ops(name: str, q_in: QParams, fns, q_out: QParams) -> list:
     fns: (label, function-or-Reshape) pairs. Element-wise functions become one code table (none if it is the
     identity with unchanged qparams); reshapes (a flatten inside the stretch) follow it, since the two commute.
     """
-    reshapes = [f for _, f in fns if isinstance(f, Reshape)]
-    table = float_chain_table(name, q_in, [(label, f) for label, f in fns if not isinstance(f, Reshape)], q_out)
+    moves = [f for _, f in fns if isinstance(f, (Reshape, Permute, Slice))]
+    table = float_chain_table(name, q_in, [(label, f) for label, f in fns if not isinstance(f, (Reshape, Permute,
+                                                                                                Slice))], q_out)
     ops = []
     if q_out != q_in or np.any(table.table != np.arange(q_out.qmin, q_out.qmax + 1)):
         ops.append(table)
-    return ops + [Reshape(r.name, r.shape, q_out) for r in reshapes]
+    if any(not isinstance(m, Reshape) for m in moves):  # copies first: the table then reads fewer codes
+        return [dataclasses.replace(m, out=q_in) for m in moves] + ops
+    return ops + [Reshape(r.name, r.shape, q_out) for r in moves]
 
 
 def relu_table(name: str, q: QParams) -> Table:
