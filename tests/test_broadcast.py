@@ -28,10 +28,11 @@ HOWS = ("add", "add_relu", "mul", "mul_relu")
 
 
 def tie_scale(rng, lo: float, hi: float) -> float:
-    """A random scale in [10**lo, 10**hi], half the time a small multiple of a power of two (exact ratios)."""
-    if rng.random() < 0.5:
+    """A random scale: four times in five a small multiple of a power of two (exact ratios, where torch's
+    roundings differ most), else any in [10**lo, 10**hi]."""
+    if rng.random() < 0.2:
         return float(10 ** rng.uniform(lo, hi))
-    return float(2.0 ** int(rng.integers(int(lo * 3.3) - 1, int(hi * 3.3) + 1)) * int(rng.integers(1, 8)))
+    return float(2.0 ** int(rng.integers(-8, -2)) * int(rng.integers(1, 8)))
 
 
 class SENet(torch.nn.Module):
@@ -83,7 +84,23 @@ def random_net(rng, engine: str, how: str):
         H = int(rng.integers(1, 13))  # H*W around torch's 64-element blocks; C*H*W within about 3,000
         shape = (C, H, int(rng.integers(2 if H == 1 else 1, max(2, min(13, 3000 // (C * H))) + 1)))
     net = SENet(rng, engine, C, dim, how, bool(rng.random() < 0.6), bool(rng.random() < 0.5)).eval()
+    if "add" in how and rng.random() < 0.7:
+        aim_at_ties(rng, net)
     return net, shape
+
+
+def aim_at_ties(rng, net, tries: int = 40) -> None:
+    """Redraw the add's output qparams until torch's SIMD-block and scalar-tail roundings differ on over 2 % of
+    all code pairs (they rarely do for arbitrary scales), so that every position's choice is tested."""
+    full = net.full if isinstance(net.full, torch.nn.Module) and hasattr(net.full, "scale") else net.quant
+    qa, qb = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    for _ in range(tries):
+        args = (qa, float(full.scale), int(full.zero_point), qb, net.per_channel.scale, net.per_channel.zero_point,
+                net.ff.scale, net.ff.zero_point, net.how == "add_relu")
+        if np.mean(uquant.engines.add("x86", *args, True) != uquant.engines.add("x86", *args, False)) > 0.02:
+            return
+        net.ff.scale = tie_scale(rng, -2.5, 0)
+        net.ff.zero_point = int(rng.integers(0, 256))
 
 
 def torch_codes(net, codes: np.ndarray, shape: tuple) -> np.ndarray:
@@ -99,13 +116,18 @@ def torch_codes(net, codes: np.ndarray, shape: tuple) -> np.ndarray:
 @pytest.mark.parametrize("how", HOWS)
 def test_broadcast_matches_torch(engine, how, report):
     rng = np.random.default_rng(zlib.crc32(f"broadcast {engine}/{how}".encode()))
-    compared = bad = models = 0
+    compared = bad = models = refused = 0
     kinds = set()
     while compared < MIN_OUTPUTS or models < 24:
         net, shape = random_net(rng, engine, how)
         codes = randmodels.random_codes(rng, 4, int(np.prod(shape)))
         want = torch_codes(net, codes, shape)
-        converted = uquant.convert(net, torch.randn((2,) + shape), engine=engine)  # self-checks against torch
+        try:
+            converted = uquant.convert(net, torch.randn((2,) + shape), engine=engine)  # self-checks against torch
+        except uquant.ConversionError as e:  # the add's integer form would need too many exceptions: named
+            assert "no integer form" in str(e) and how.startswith("add"), e
+            refused += 1
+            continue
         step = converted.plan.steps[-1]
         kinds.add(converted.device_module.model.layers[-1].kind)
         got = converted.layer_codes(codes)[-1]
@@ -114,8 +136,8 @@ def test_broadcast_matches_torch(engine, how, report):
         models += 1
         assert step.kind == how.split("_")[0]
     report(f"broadcast {how:<8} {engine:<8}: {compared} outputs of {models} random SE-style nets, {bad} mismatches "
-           f"(nodes {sorted(kinds)})")
-    assert bad == 0 and kinds == {"b" + how.split("_")[0]}
+           f"(nodes {sorted(kinds)}; {refused} refused: no integer form)")
+    assert bad == 0 and kinds == {"b" + how.split("_")[0]} and refused <= models // 4
 
 
 @pytest.mark.parametrize("engine", ["x86", "qnnpack"])

@@ -2,14 +2,18 @@
 of them. Conversion of the larger ones is slow today (issue 16); these tests stay small."""
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 import torch
-from torch.ao.quantization import get_default_qconfig_mapping
-from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 import uquant
-from conftest import torch_engine
+from test_viper import _require_unix_port  # noqa: F401 - autouse: the unix port must be there (or skip, see it)
 from uquant import torchvision_models as tv
+
+
+N_INPUTS = 200
 
 pytestmark = pytest.mark.skipif(not tv.available(), reason="torchvision is not installed (make setup installs it)")
 
@@ -22,13 +26,27 @@ def test_torchvision_imports_beside_the_cpu_torch():
     assert type(m).__name__ == "QuantizableShuffleNetV2" and not m.training
 
 
-def test_squeeze_excitation_is_refused_by_name():
-    # mobilenet_v3's squeeze-and-excitation multiplies (N, C, 1, 1) by (N, C, H, W): named, with both shapes
-    torch.manual_seed(0)
-    x = torch.rand(2, 3, 32, 32)
-    with torch_engine("qnnpack"):
-        p = prepare_fx(tv.load().models.mobilenet_v3_small(weights=None).eval(), get_default_qconfig_mapping("qnnpack"),
-                       (x,))
-        p(x)
-        with pytest.raises(uquant.ConversionError, match=r"mul.*\(16, 1, 1\), \(16, 8, 8\).*broadcasting"):
-            uquant.convert(convert_fx(p), engine="qnnpack", input_shape=(3, 32, 32))
+@pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
+def test_mobilenet_v3_small_matches_torch(engine, report):
+    """mobilenet_v3_small (width 0.25, 3x32x32) from FX: its squeeze-and-excitation blocks (global pooling, 1x1
+    convs, hardsigmoid, a per-channel broadcasting mul) and hardswish convert (self-check), and 200 inputs give
+    torch's bytes in the MicroPython unix port on the viper tier (the bytecode runtime in CPython is slow)."""
+    from uquant import examples
+    from uquant.hosts.mpmodule import run_batch
+
+    t0 = time.perf_counter()
+    q, x = examples.mobilenet_v3_small(engine)
+    converted = uquant.convert(q, x[:2], engine=engine)  # self-checks against torch (bytecode runtime)
+    kinds = {n.kind for n in converted.device_module.model.layers}
+    assert "bmul" in kinds
+    xt = torch.rand(N_INPUTS, 3, 32, 32, generator=torch.Generator().manual_seed(7)) * 2.4 - 1.2
+    with torch.no_grad():  # one sample per call, as on the device
+        want = np.concatenate([q(xt[i:i + 1]).numpy() for i in range(N_INPUTS)])
+    codes = uquant.api.quantize_input(xt.reshape(N_INPUTS, -1), converted)
+    got, preds, _ = run_batch(converted.source, converted.module_name, codes, host="unix", tier="viper")
+    out = converted.plan.output
+    assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
+    assert np.array_equal(preds, want.argmax(1))
+    n_se = sum(s.kind == "mul" and s.hw > 0 for s in converted.plan.steps)
+    report(f"mobilenet_v3_small(0.25) {engine:<8}: {N_INPUTS} inputs x {want.shape[1]} outputs equal torch "
+           f"({n_se} SE blocks; viper tier, unix port), {time.perf_counter() - t0:.0f}s")

@@ -170,3 +170,16 @@ def resnet8(engine: str = "fbgemm"):
     model.eval()
     x = torch.randn(64, 3, 32, 32)
     return _fx_quantize(model, x, engine), x
+
+
+def mobilenet_v3_small(engine: str = "fbgemm", width_mult: float = 0.25, size: int = 32):
+    """torchvision's MobileNetV3-Small (squeeze-and-excitation blocks: global pooling, 1x1 convs, hardsigmoid and a
+    per-channel broadcasting mul; hardswish), random weights, `width_mult` narrowing every layer, FX-quantized for
+    `engine` and calibrated on random 3 x size x size inputs, untrained. Needs torchvision (make setup installs
+    it). Returns (quantized model, example inputs of shape (64, 3, size, size))."""
+    from . import torchvision_models
+
+    torch.manual_seed(0)
+    model = torchvision_models.load().models.mobilenet_v3_small(weights=None, width_mult=width_mult).eval()
+    x = torch.rand(64, 3, size, size) * 2 - 1
+    return _fx_quantize(model, x, engine), x
