@@ -26,16 +26,18 @@ def test_torchvision_imports_beside_the_cpu_torch():
     assert type(m).__name__ == "QuantizableShuffleNetV2" and not m.training
 
 
+@pytest.mark.parametrize("mode", ["fx", "eager"])
 @pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
-def test_mobilenet_v3_small_matches_torch(engine, report):
-    """mobilenet_v3_small (width 0.25, 3x32x32) from FX: its squeeze-and-excitation blocks (global pooling, 1x1
-    convs, hardsigmoid, a per-channel broadcasting mul) and hardswish convert (self-check), and 200 inputs give
-    torch's bytes in the MicroPython unix port on the viper tier (the bytecode runtime in CPython is slow)."""
+def test_mobilenet_v3_small_matches_torch(engine, mode, report):
+    """mobilenet_v3_small (width 0.25, 3x32x32), from FX (torchvision's model) and from eager mode (torchvision's
+    QuantizableMobileNetV3, fused): its squeeze-and-excitation blocks (global pooling, 1x1 convs, hardsigmoid, a
+    per-channel broadcasting mul) and hardswish convert (self-check), and 200 inputs give torch's bytes in the
+    MicroPython unix port on the viper tier (the bytecode runtime in CPython is slow)."""
     from uquant import examples
     from uquant.hosts.mpmodule import run_batch
 
     t0 = time.perf_counter()
-    q, x = examples.mobilenet_v3_small(engine)
+    q, x = examples.mobilenet_v3_small(engine, eager=mode == "eager")
     converted = uquant.convert(q, x[:2], engine=engine)  # self-checks against torch (bytecode runtime)
     kinds = {n.kind for n in converted.device_module.model.layers}
     assert "bmul" in kinds
@@ -48,5 +50,5 @@ def test_mobilenet_v3_small_matches_torch(engine, report):
     assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
     assert np.array_equal(preds, want.argmax(1))
     n_se = sum(s.kind == "mul" and s.hw > 0 for s in converted.plan.steps)
-    report(f"mobilenet_v3_small(0.25) {engine:<8}: {N_INPUTS} inputs x {want.shape[1]} outputs equal torch "
+    report(f"mobilenet_v3_small(0.25) {mode:<5} {engine:<8}: {N_INPUTS} inputs x {want.shape[1]} outputs equal torch "
            f"({n_se} SE blocks; viper tier, unix port), {time.perf_counter() - t0:.0f}s")
