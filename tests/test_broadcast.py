@@ -20,6 +20,7 @@ import randmodels
 import uquant
 from conftest import FUZZ_SCALE
 from test_viper import _require_unix_port  # noqa: F401 - autouse: the unix port must be there (or skip, see it)
+from test_tiers import thumb_tier  # noqa: F401 - fixture: uquant_thumb on emulated armv6m code
 
 import torch.ao.nn.quantized as nnq  # noqa: E402  (after randmodels: it silences the quint8 deprecation warnings)
 
@@ -181,3 +182,27 @@ def test_broadcast_refusals():
     for a, b in (((4, 3, 3), (1, 3, 3)), ((4, 3, 3), (4, 3, 1)), ((4, 3), (4, 1, 1))):
         with pytest.raises(uquant.ConversionError, match=r"m: mul needs two inputs .*per-channel"):
             Binary.out_shape(Mul("m", q), [a, b])
+
+
+def test_broadcast_on_the_thumb_tier(thumb_tier, report):
+    """On a board whose kernels are uquant_thumb (emulated armv6m code here) the broadcasting nodes are declined by
+    the fast tier and run as bytecode nodes beside the tier's kernels, with torch's bytes."""
+    from uquant.runtime import load_source
+
+    rng = np.random.default_rng(zlib.crc32(b"broadcast thumb"))
+    compared = 0
+    for engine, how in zip(("x86", "qnnpack", "fbgemm", "qnnpack"), HOWS):
+        net, shape = random_net(rng, engine, how)
+        converted = convert_or_refuse(net, shape, engine)
+        if converted is None:
+            continue
+        codes = randmodels.random_codes(rng, 3, int(np.prod(shape)))
+        want = torch_codes(net, codes, shape)
+        module = load_source(converted.source, converted.module_name)
+        assert module.model.tier == "thumb"
+        assert module.model.layers[-1].kind in ("bmul", "badd") and module.model.layers[-1].fast is None
+        got = np.array([list(bytes(module.run(bytes(map(int, c))))) for c in codes]) + converted.plan.output.qmin
+        assert np.array_equal(got, want), f"{how} on the thumb tier"
+        compared += want.size
+    assert compared > 0
+    report(f"broadcast on the thumb tier (emulated): {compared} outputs equal torch")
