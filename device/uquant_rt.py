@@ -522,6 +522,32 @@ def mul(a, b, out, n, za, zb, P, E, lo, hi):
         out[i] = requant_channel((a[i] - za) * (b[i] - zb), P, 0, E, j, lo, hi)
 
 
+def badd(a, b, out, lo, hi, Pv, Fv, Pt, Ft, cuts, HW):
+    # add of a full tensor a and a per-channel one b (one code per channel, broadcast over its HW positions):
+    # as add, with the SIMD blocks' form at the first cuts[c] positions of channel c and the tail's after them
+    for c in range(len(cuts)):
+        qb = b[c]
+        i = c * HW
+        for P, F, start, stop in ((Pv, Fv, i, i + cuts[c]), (Pt, Ft, i + cuts[c], i + HW)):
+            Aa, Ab, D, S = P
+            D += Ab * qb  # the channel's constant part
+            for j in range(start, stop):
+                qa = a[j]
+                y = (Aa * qa + D) >> S
+                if F is not None:
+                    y = F.get((qa << 8) | qb, y)
+                out[j] = lo if y < lo else hi if y > hi else y
+
+
+def bmul(a, b, out, n, HW, za, zb, P, E, lo, hi):
+    # mul of a full tensor a and a per-channel one b (one code per channel, broadcast over its HW positions)
+    j = 0 if E else -1
+    for c in range(n // HW):
+        v = b[c] - zb
+        for i in range(c * HW, c * HW + HW):
+            out[i] = requant_channel((a[i] - za) * v, P, 0, E, j, lo, hi)
+
+
 def lut(src, out, T, start, stop):
     for i in range(start, stop):
         out[i] = T[src[i]]
@@ -725,13 +751,22 @@ class Node:
                 raise CorruptModel("table: sizes do not match its data")
             self.args = (n, T, n_vec, Tt if Tt is not None else T, simd_cuts(n_vec, n, C, HW), HW)
             self.fast, self.handle, self.kmod = fast_prepare(modules, "table", self.args)
-        elif kind == "mul":
-            n, za, zb, lo, hi, words, F = a
-            if len(self.srcs) != 2 or len(words) != 6 or len(self.out) < n:
-                raise CorruptModel("mul: sizes do not match its data")
+        elif kind == "mul" or kind == "bmul":
+            HW = a[1] if kind == "bmul" else 0  # bmul: the second input is one code per channel, for HW positions
+            n, za, zb, lo, hi, words, F = a[:1] + a[2:] if HW else a
+            if (len(self.srcs) != 2 or len(words) != 6 or len(self.out) < n or len(a) != (8 if kind == "bmul" else 7)
+                    or (kind == "bmul" and (HW <= 0 or n % HW))):
+                raise CorruptModel("%s: sizes do not match its data" % kind)
             pairs = sorted((F[j], F[j + 1]) for j in range(0, len(F or ()), 2))
             self.args = (n, za, zb, as_words((0,) + tuple(words)),
-                         as_words(tuple(v for a, y in pairs for v in (0, a, y))), lo, hi)
+                         as_words(tuple(v for a, y in pairs for v in (0, a, y))), lo, hi, HW)
+        elif kind == "badd":
+            n, lo, hi, Pv, Fv, Pt, Ft, cuts = a
+            C = len(cuts)
+            if (len(self.srcs) != 2 or len(Pv) != 4 or len(Pt) != 4 or len(self.out) < n or not C or n % C
+                    or min(cuts) < 0 or max(cuts) > n // C):
+                raise CorruptModel("badd: sizes do not match its data")
+            self.args = (lo, hi, Pv, _pairs(Fv), Pt, _pairs(Ft), cuts, n // C)
         elif kind == "cat":
             parts = a[0]
             outer = a[1] if len(a) > 1 else 1  # cat along an inner axis: the parts repeat outer times
@@ -814,6 +849,12 @@ class Node:
         elif kind == "mul":
             b = self.srcs[1]
             mul(src, x if b is None else b, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6])
+        elif kind == "bmul":
+            b = self.srcs[1]
+            bmul(src, x if b is None else b, self.out, a[0], a[7], a[1], a[2], a[3], a[4], a[5], a[6])
+        elif kind == "badd":
+            b = self.srcs[1]
+            badd(src, x if b is None else b, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
         elif kind == "add":
             b = self.srcs[1]
             if b is None:

@@ -16,7 +16,8 @@ import uquant
 from conftest import torch_engine
 from test_examples import assert_exact
 from test_viper import _require_unix_port  # noqa: F401 - autouse: the unix port must be there (or skip, see it)
-from uquant import torchvision_models as tv
+from uquant import examples, torchvision_models as tv
+
 
 pytestmark = pytest.mark.skipif(not tv.available(), reason="torchvision is not installed (make setup installs it)")
 
@@ -27,18 +28,6 @@ def test_torchvision_imports_beside_the_cpu_torch():
     assert tv.load() is tvm  # twice: the schemas are declared once
     m = tv.quantizable("shufflenet_v2_x0_5")
     assert type(m).__name__ == "QuantizableShuffleNetV2" and not m.training
-
-
-def test_squeeze_excitation_is_refused_by_name():
-    # mobilenet_v3's squeeze-and-excitation multiplies (N, C, 1, 1) by (N, C, H, W): named, with both shapes
-    torch.manual_seed(0)
-    x = torch.rand(2, 3, 32, 32)
-    with torch_engine("qnnpack"):
-        p = prepare_fx(tv.load().models.mobilenet_v3_small(weights=None).eval(), get_default_qconfig_mapping("qnnpack"),
-                       (x,))
-        p(x)
-        with pytest.raises(uquant.ConversionError, match=r"mul.*\(16, 1, 1\), \(16, 8, 8\).*broadcasting"):
-            uquant.convert(convert_fx(p), engine="qnnpack", input_shape=(3, 32, 32))
 
 
 # torchvision's quantizable models, FX (the issue's acceptance: >= 200 inputs per engine) and eager (fuse_model,
@@ -93,3 +82,13 @@ def test_shufflenet_v2_x86_mean_is_refused_by_name():
     q, x = tv.quantized("shufflenet_v2_x0_5", "x86", "fx", 64, num_classes=10)
     with torch_engine("x86"), pytest.raises(uquant.ConversionError, match=r"mean over H x W = 2x2"):
         uquant.convert(q, engine="x86", input_shape=(3, 64, 64), quiet=True)
+
+
+# mobilenet_v3_small (width 0.25): squeeze-and-excitation blocks (global pooling, 1x1 convs, hardsigmoid, a
+# per-channel broadcasting mul) and hardswish; FX from torchvision's model, eager from its QuantizableMobileNetV3
+@pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
+@pytest.mark.parametrize("mode, n", [("fx", 200), ("eager", 40)])
+def test_mobilenet_v3_small_matches_torch(mode, n, engine, report):
+    q, x = examples.mobilenet_v3_small(engine, eager=mode == "eager")
+    line = assert_exact(q, x, engine, n, heap_size=64 << 20)
+    report(f"torchvision mobilenet_v3_small {mode:<5} {engine:<8} 3x32x32: {line}")

@@ -35,6 +35,9 @@ def node_spec(plan: Plan, s: Step, layout: str | None = None, streamed: tuple | 
     if s.kind == "conv":
         return ("conv", src, dst, s.geometry, s.x.zero_point, s.lo, s.hi, s.weights, words_bytes(s.words),
                 words_bytes(s.fixes), s.table)
+    if s.kind == "add" and s.cuts is not None:
+        return ("badd", src, dst, s.n, s.lo, s.hi, s.vec, tuple(s.vec_fixes) or None, s.tail,
+                tuple(s.tail_fixes) or None, tuple(s.cuts))
     if s.kind == "add":
         return ("add", src, dst, s.n_vec, s.n, s.lo, s.hi, s.vec, tuple(s.vec_fixes) or None, s.tail,
                 tuple(s.tail_fixes) or None, *s.memory_order)
@@ -43,6 +46,8 @@ def node_spec(plan: Plan, s: Step, layout: str | None = None, streamed: tuple | 
     if s.kind == "avgpool":
         return ("avgpool", src, dst, s.geometry, s.rows, s.cols, s.cls, s.lo, s.hi, tuple(s.words),
                 tuple(s.fixes) or None)
+    if s.kind == "mul" and s.hw:
+        return ("bmul", src, dst, s.n, s.hw, s.za, s.zb, s.lo, s.hi, tuple(s.words), tuple(s.fixes) or None)
     if s.kind == "mul":
         return ("mul", src, dst, s.n, s.za, s.zb, s.lo, s.hi, tuple(s.words), tuple(s.fixes) or None)
     if s.kind == "table":

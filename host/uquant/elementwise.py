@@ -63,6 +63,42 @@ def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddSte
             raise ConversionError(f"{op.name}: add_relu with output zero point {q.qmax}: QNNPACK refuses it "
                                   "(torch cannot run it on qnnpack)")
     n_vec = n if qnnpack else n // VEC_BLOCK * VEC_BLOCK
+    lo, hi, vec, vec_fixes, tail, tail_fixes = fit_add(op, qa, qb, "qnnpack" if qnnpack else "x86")
+    return AddStep("add", op.name, list(op.inputs), op.name, q, shape, n, n_vec, lo, hi, vec, vec_fixes, tail,
+                   tail_fixes, "qnnpack q8add" if qnnpack else "aten add (SIMD blocks + tail)")
+
+
+def lower_broadcast_add(op: Add, big: str, small: str, qa: QParams, qb: QParams, shape: tuple,
+                        channels_last: bool) -> AddStep:
+    """add of a full (C, H, W) / (C, L) tensor `big` and a per-channel (C, 1, 1) / (C, 1) one `small` (the device
+    reads them in that order; torch's arithmetic is symmetric in its two inputs). Every engine runs ATen's kernel
+    here (QNNPACK's add takes only same shapes), and its SIMD blocks restart on each row it loops over: a
+    channel's H*W positions in contiguous memory, a position's C channels in channels-last (measured, torch 2.13).
+    `cuts[c]` is how many of channel c's positions fall in SIMD blocks."""
+    q, n = op.out, int(np.prod(shape))
+    C, HW = shape[0], n // shape[0]
+    if q.formula == "pt2e":  # a float32 add: the same function of two codes at every position
+        step = lower_add_pt2e(op, qa, qb, shape, n)
+        step.srcs, step.cuts = [big, small], (HW,) * C
+        return step
+    if n > GRAIN:
+        raise ConversionError(f"{op.name}: add of {n} elements: torch splits tensors over {GRAIN} elements between "
+                              "threads, which changes its rounding; not supported")
+    rows = [(HW // VEC_BLOCK * VEC_BLOCK,) * C, tuple(HW if c < C // VEC_BLOCK * VEC_BLOCK else 0 for c in range(C))]
+    if len(shape) == 2 and rows[0] != rows[1]:  # uquant does not track the memory order of every 1-D tensor
+        raise ConversionError(f"{op.name}: broadcasting add on a 1-D (C, L) = {shape} tensor with C or L >= "
+                              f"{VEC_BLOCK}: torch's rounding then depends on a memory order uquant does not model")
+    lo, hi, vec, vec_fixes, tail, tail_fixes = fit_add(op, qa, qb, "x86")
+    step = AddStep("add", op.name, [big, small], op.name, q, shape, n, 0, lo, hi, vec, vec_fixes, tail, tail_fixes,
+                   "aten add, broadcast per channel (SIMD blocks + tail per row)")
+    step.cuts = rows[1] if channels_last else rows[0]
+    return step
+
+
+def fit_add(op: Add, qa: QParams, qb: QParams, kernel: str):
+    """The integer forms of torch's add for its SIMD blocks and for its scalar tail (kernel "x86": ATen's,
+    "qnnpack": QNNPACK's q8add, the same at every position): lo, hi, vec, vec_fixes, tail, tail_fixes."""
+    q = op.out
     alpha, beta = float(np.float32(qa.scale) / np.float32(q.scale)), float(np.float32(qb.scale) / np.float32(q.scale))
     if not np.isfinite(alpha + beta) or 255 * (alpha + beta) + 255 >= INT32_SAFE:
         raise ConversionError(f"{op.name}: input scale / output scale ratios {alpha:.3g} and {beta:.3g} are so large "
@@ -70,7 +106,7 @@ def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddSte
     params = []
     for vectorized in (True, False):
         # every pair of stored codes (code - qmin); the fit works in stored codes throughout
-        truth = engines.add("qnnpack" if qnnpack else "x86", QA + qa.qmin, qa.scale, qa.zero_point, QB + qb.qmin,
+        truth = engines.add(kernel, QA + qa.qmin, qa.scale, qa.zero_point, QB + qb.qmin,
                             qb.scale, qb.zero_point, q.scale, q.zero_point, op.relu, vectorized, q.dtype) - q.qmin
         floor = q.zero_point - q.qmin if op.relu else 0  # a ReLU clips at the output zero point
         try:
@@ -85,8 +121,7 @@ def lower_add(op: Add, q_in: list[QParams], shape: tuple, engine: str) -> AddSte
     lo = int(min(p[0].min() for p in params))
     hi = int(max(p[0].max() for p in params))
     (_, vec, vec_fixes), (_, tail, tail_fixes) = params
-    return AddStep("add", op.name, list(op.inputs), op.name, q, shape, n, n_vec, lo, hi, vec, vec_fixes, tail,
-                   tail_fixes, "qnnpack q8add" if qnnpack else "aten add (SIMD blocks + tail)")
+    return lo, hi, vec, vec_fixes, tail, tail_fixes
 
 
 def lower_add_pt2e(op: Add, qa: QParams, qb: QParams, shape: tuple, n: int) -> AddStep:
@@ -131,8 +166,19 @@ def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -
     return CatStep("cat", op.name, list(op.inputs), op.name, op.out, shape, parts, int(np.prod(shape[:k])))
 
 
-def lower_mul(op: Mul, q_in: list[QParams], shape: tuple) -> MulStep:
-    """c = (a - za)(b - zb) is exact; torch's output is a monotone function of c, fitted and proven like a layer."""
+def lower_mul(op: Mul, q_in: list[QParams], shape: tuple, srcs: list[str], b_shape: tuple) -> MulStep:
+    """c = (a - za)(b - zb) is exact; torch's output is a monotone function of c, fitted and proven like a layer,
+    the same at every position (measured on every engine, broadcasting too). srcs: the inputs in the device's
+    order, a per-channel (C, 1, 1) one second (broadcast over b_shape's H*W positions), torch's f32(s_a * s_b)
+    being symmetric."""
+    step = _lower_mul(op, q_in, shape)
+    step.srcs = list(srcs)
+    if b_shape != shape:
+        step.hw = int(np.prod(shape[1:]))
+    return step
+
+
+def _lower_mul(op: Mul, q_in: list[QParams], shape: tuple) -> MulStep:
     (qa, qb), q = q_in, op.out
     za, zb = qa.zero_point - qa.qmin, qb.zero_point - qb.qmin  # stored codes
     if q.formula == "pt2e":

@@ -253,6 +253,35 @@ def anomaly_autoencoder(engine: str = "fbgemm"):
     return _fx_quantize(nn.Sequential(*layers).eval(), x, engine), x
 
 
+def mobilenet_v3_small(engine: str = "fbgemm", width_mult: float = 0.25, size: int = 32, eager: bool = False):
+    """torchvision's MobileNetV3-Small (squeeze-and-excitation blocks: global pooling, 1x1 convs, hardsigmoid and a
+    per-channel broadcasting mul; hardswish), random weights, `width_mult` narrowing every layer, quantized for
+    `engine` and calibrated on random 3 x size x size inputs, untrained. FX by default (torchvision's
+    mobilenet_v3_small); eager=True: torchvision's QuantizableMobileNetV3 of the same configuration, fused and
+    quantized in eager mode. x86's default qconfig for fbgemm and x86, qnnpack's for qnnpack. Needs torchvision
+    (make setup installs it). Returns (quantized model, example inputs of shape (64, 3, size, size))."""
+    from . import torchvision_models
+
+    tvm = torchvision_models.load()
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, size, size) * 2 - 1
+    if not eager:
+        model = tvm.models.mobilenet_v3_small(weights=None, width_mult=width_mult).eval()
+        return _fx_quantize(model, x, engine), x
+    from torchvision.models.mobilenetv3 import _mobilenet_v3_conf
+    from torchvision.models.quantization import mobilenetv3 as qmv3
+
+    setting, last = _mobilenet_v3_conf("mobilenet_v3_small", width_mult=width_mult)
+    model = qmv3.QuantizableMobileNetV3(setting, last, block=qmv3.QuantizableInvertedResidual).eval()
+    model.fuse_model()
+    torch.backends.quantized.engine = engine
+    model.qconfig = torch.ao.quantization.get_default_qconfig("qnnpack" if engine == "qnnpack" else "x86")
+    torch.ao.quantization.prepare(model, inplace=True)
+    with torch.no_grad():
+        model(x)
+    return torch.ao.quantization.convert(model), x
+
+
 # The ready-made architectures, by name: each builder(engine) -> (quantized model, calibration inputs)
 ARCHITECTURES = {"kws_ds_cnn": kws_ds_cnn, "resnet8": resnet8, "lenet5": lenet5, "har_cnn": har_cnn,
                  "activation_mlp": activation_mlp, "mobilenet_v1": mobilenet_v1,

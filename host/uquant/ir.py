@@ -377,9 +377,31 @@ class Binary:
     relu: bool = False
     inputs: list[str] = field(default_factory=list)  # two value names
 
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        """Same shapes, or channel-wise broadcasting (squeeze-and-excitation): (C, 1, 1) with (C, H, W), or
+        (C, 1) with (C, L), in either order."""
+        if len(ins) == 2 and ins[0] == ins[1]:
+            return ins[0]
+        if len(ins) == 2 and broadcast_roles(*ins) is not None:
+            return max(ins, key=lambda s: int(np.prod(s)))
+        raise ConversionError(f"{self.name}: {type(self).__name__.lower()} needs two inputs of the same shape, or "
+                              f"a per-channel (C, 1, 1) one with a (C, H, W) one, gets {ins} (other broadcasting is "
+                              "not supported)")
+
     def describe(self) -> str:
         op = type(self).__name__.lower() + ("_relu" if self.relu else "")
         return f"{self.name}: {op}({', '.join(self.inputs)}), out {self.out}"
+
+
+def broadcast_roles(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, int] | None:
+    """(index of the full input, index of the per-channel one) if a and b are a (C, H, W) / (C, L) tensor and a
+    (C, 1, 1) / (C, 1) one of the same C (either order), else None (same shapes are not broadcasting)."""
+    for big, small in ((0, 1), (1, 0)):
+        full, per = (a, b)[big], (a, b)[small]
+        if (len(full) == len(per) in (2, 3) and full[0] == per[0] and all(d == 1 for d in per[1:])
+                and any(d != 1 for d in full[1:])):
+            return big, small
+    return None
 
 
 class Add(Binary):
@@ -503,9 +525,7 @@ class Graph:
             elif isinstance(op, (Permute, Slice, Mean)):
                 shape = op.out_shape(shape)
             elif isinstance(op, Binary):
-                if len(ins) != 2 or ins[0] != ins[1]:
-                    raise ConversionError(f"{op.name}: {type(op).__name__.lower()} needs two inputs of the same "
-                                          f"shape, gets {ins} (broadcasting is not supported)")
+                shape = op.out_shape(ins)
             elif isinstance(op, Cat):
                 k = sample_dim(op.dim, len(shape), op.name)
                 if any(len(i) != len(shape) or i[:k] + i[k + 1:] != shape[:k] + shape[k + 1:] for i in ins):

@@ -27,10 +27,10 @@ import numpy as np
 from . import platforms
 from . import requant as rq
 from .engines import ENGINES, Requant
-from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_cat, lower_mul
+from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_broadcast_add, lower_cat, lower_mul
 from .plan import AvgPoolStep, CopyStep, DenseStep, Plan, PoolStep, Step, TableStep
 from .ir import (Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mean, Mul, Permute, QParams,
-                 Reshape, Slice, Table, f32_normal)
+                 Reshape, Slice, Table, broadcast_roles, f32_normal)
 
 DOT_LIMIT = 1 << 30  # the device's running dot product stays a small int on 32-bit ports
 
@@ -140,6 +140,11 @@ def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None =
                 ranges[op.name] = (lo, hi)
             else:
                 ranges[op.name] = (np.full(shapes[op.name][0], lo.min()), np.full(shapes[op.name][0], hi.max()))
+        elif isinstance(op, Add) and broadcast_roles(*(shapes[v] for v in op.inputs)):
+            big, small = (op.inputs[i] for i in broadcast_roles(*(shapes[v] for v in op.inputs)))
+            step = lower_broadcast_add(op, big, small, qp[big], qp[small], shapes[op.name], channels_last[big])
+            ranges[op.name] = tuple(np.full(shapes[op.name][0], v + op.out.qmin, np.int64)  # lo/hi are stored codes
+                                    for v in (step.lo, step.hi))
         elif isinstance(op, Add):
             step = lower_add(op, [qp[v] for v in op.inputs], shapes[op.name], engine)
             orders = {memory_order(v) for v in op.inputs}
@@ -150,7 +155,9 @@ def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None =
             ranges[op.name] = tuple(np.full(shapes[op.name][0], v + op.out.qmin, np.int64)  # lo/hi are stored codes
                                     for v in (step.lo, step.hi))
         elif isinstance(op, Mul):
-            step = lower_mul(op, [qp[v] for v in op.inputs], shapes[op.name])
+            roles = broadcast_roles(*(shapes[v] for v in op.inputs))
+            srcs = [op.inputs[i] for i in roles] if roles else op.inputs  # broadcast: the full input first
+            step = lower_mul(op, [qp[v] for v in srcs], shapes[op.name], srcs, shapes[srcs[1]])
             ranges[op.name] = tuple(np.full(shapes[op.name][0], v + op.out.qmin, np.int64)  # lo/hi are stored codes
                                     for v in (step.lo, step.hi))
         elif isinstance(op, Cat):
@@ -511,8 +518,10 @@ def channels_last_values(graph: Graph, shapes: dict) -> dict[str, bool]:
     """Which values torch holds in channels_last memory order (it picks its pooling kernels by that).
 
     Measured on torch 2.13, all engines: quantized Conv1d/Conv2d write channels_last; on 4-D tensors ReLU,
-    code-table ops, max/avg pooling, add and cat keep their (first) input's order; on 3-D tensors (1-D ops)
-    only max/avg pooling keep it; a quantized input and a reshape are plain contiguous.
+    code-table ops, max/avg pooling, add, mul and cat keep their (first) input's order; on 3-D tensors (1-D ops)
+    only max/avg pooling keep it; a quantized input and a reshape are plain contiguous. Broadcasting a per-channel
+    (N, C, 1, 1) tensor: add keeps the full input's order; mul keeps its first input's, and is contiguous when the
+    per-channel tensor comes first (torch resizes an output made like it).
     """
     cl = {"input": False}
     for op in graph.ops:
@@ -521,7 +530,11 @@ def channels_last_values(graph: Graph, shapes: dict) -> dict[str, bool]:
             cl[op.name] = op.out.formula != "pt2e"  # a PT2E program's float conv keeps contiguous order
         elif isinstance(op, (MaxPool, AvgPool)):
             cl[op.name] = src
-        elif isinstance(op, (Table, Add, Cat)):
+        elif isinstance(op, (Add, Mul)) and broadcast_roles(*(shapes[v] for v in op.inputs)):
+            big = broadcast_roles(*(shapes[v] for v in op.inputs))[0]
+            keep = isinstance(op, Add) or big == 0
+            cl[op.name] = keep and cl.get(op.inputs[big], False) and len(shapes[op.name]) == 3
+        elif isinstance(op, (Table, Add, Mul, Cat)):
             cl[op.name] = src and len(shapes[op.name]) == 3
         else:
             cl[op.name] = False

@@ -158,6 +158,9 @@ class AddStep(Step):
     # How torch lays the tensor out in memory, which decides the SIMD/tail positions: (0, 0) for contiguous,
     # (C, H*W) for channels-last (what quantized convolutions return).
     memory_order: tuple[int, int] = (0, 0)
+    # Broadcasting (the second input per channel): per channel, how many of its positions torch computes in SIMD
+    # blocks (the rest in the scalar tail); None for same shapes.
+    cuts: tuple | None = None
     macs = 0
 
 
@@ -205,4 +208,5 @@ class MulStep(Step):
     hi: int = 255
     words: tuple = ()  # c_lo, W, A, D >> 30, D & (2**30 - 1), S
     fixes: list[int] = field(default_factory=list)  # flat (a, code) pairs
+    hw: int = 0  # broadcasting: the second input holds one code per channel, for hw positions each; 0: same shape
     macs = 0
