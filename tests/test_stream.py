@@ -187,6 +187,28 @@ def test_cli_convert_weights_and_deploy_plan(tmp_path, capsys):
         plan_files(out, (), {"name": "micropython", "mpy_version": None, "mpy_arch": None})
 
 
+def test_convert_for_a_board_streams_when_its_ram_cannot_hold_the_weights(tmp_path, capsys):
+    # the autoencoder does not fit a Pico's heap with its weights in the module; streamed it does, so `convert
+    # --board pico` streams by itself (and says why); --hold-weights keeps them; a small model is never streamed
+    from uquant.cli import main
+
+    model, x = examples.anomaly_autoencoder("qnnpack")
+    torch.jit.save(torch.jit.trace(model, x[:1]), tmp_path / "ae.pt")
+    out = tmp_path / "auto" / "ae_q.py"
+    assert main(["convert", str(tmp_path / "ae.pt"), "--engine", "qnnpack", "-o", str(out), "--board", "pico"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"note: weights streamed from ae_q\.bin \(as with --weights\): held in RAM the model does not "
+                     r"fit the pico \(~\d+ B of \d+ B heap: DOES NOT FIT.*--hold-weights", text), text
+    assert "stream from" in text and (out.parent / "ae_q.bin").is_file()
+    held = tmp_path / "held" / "ae_q.py"
+    assert main(["convert", str(tmp_path / "ae.pt"), "--engine", "qnnpack", "-o", str(held), "--board", "pico",
+                 "--hold-weights"]) == 0
+    assert "stream" not in capsys.readouterr().out and not (held.parent / "ae_q.bin").exists()
+    small = uquant.convert(randmodels.random_chain(np.random.default_rng(0), "qnnpack"), engine="qnnpack",
+                           board="pico")
+    assert small.stream is None and not any("streamed" in n for n in small.graph.notes)
+
+
 @pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
 def test_small_cnn_with_grouped_convs_streams_in_chunks(engine):
     """conv, depthwise conv, pointwise conv, linear (FX): every layer in several chunks; the self-check runs the

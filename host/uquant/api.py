@@ -194,7 +194,9 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
     agree byte for byte (when the platform is this machine's, or the model's bytes do not depend on it).
     board: lay the module out for this board's kernels (Converted.for_board).
     weights: True or a file name (*.bin) to stream the weights from a file next to the module, read in chunks into
-    a buffer of weights_buffer bytes (Converted.stream_weights): for models bigger than the board's RAM.
+    a buffer of weights_buffer bytes (Converted.stream_weights): for models bigger than the board's RAM. None (the
+    default) with a board: streamed when the board's RAM cannot hold them and streaming makes the model fit (the
+    reason is in graph.notes); False: always held in the module.
     A conversion that takes over a second shows a progress bar on stderr (if it is a terminal; quiet=True: never).
     """
     engine = engine or torch.backends.quantized.engine
@@ -220,6 +222,14 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
         plan = lower(graph, engine, platform, progress=bar)
         label = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
         converted = Converted(graph, plan, module_name, label).for_board(board)
+        if weights is None and board is not None:  # stream when the board's RAM cannot hold the weights
+            from . import boards
+            from .info import streaming_reason
+
+            reason = streaming_reason(converted, boards.get(board) if isinstance(board, str) else board)
+            if reason is not None:
+                graph.notes.append(reason)
+                weights = True
         if weights:
             converted.stream_weights(None if weights is True else weights, weights_buffer)
         if input_unit is not None or output_unit is not None or labels is not None:

@@ -439,7 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(other kernels take a copy)")
     c.add_argument("--weights", nargs="?", const=True, metavar="FILE.bin", help="stream the dense and conv weights "
                    "from a file written next to the module (default name: the module's with .bin) instead of holding "
-                   "them in RAM: for models bigger than the board's RAM, at a small cost per inference")
+                   "them in RAM: for models bigger than the board's RAM, at a small cost per inference. With --board "
+                   "this happens by itself when the board's RAM cannot hold the weights and streaming makes it fit")
+    c.add_argument("--hold-weights", dest="weights", action="store_const", const=False, help="keep the weights in "
+                   "the module even when --board's RAM cannot hold them (no automatic --weights)")
     c.add_argument("--weights-buffer", type=int, metavar="BYTES", help="with --weights: the buffer the board reads "
                    "weights into, a chunk of output channels at a time (default: 8192)")
     c.set_defaults(func=cmd_convert)

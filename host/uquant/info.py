@@ -75,8 +75,9 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 RUNTIME_HEAP_PER_MPY_BYTE = 3 / 2
 
 
-def board_fit(converted, board) -> tuple[str, bool]:
-    """Whether the converted model fits `board` (RAM and filesystem), with the numbers; and a yes/no."""
+def _fit_modes(converted, board):
+    """fit_report for the module as `convert --board` lays it out, and (when it holds streamable weights) for the
+    same module with --weights: ((text, ok), (streamed Converted, text, ok) or None)."""
     import copy
 
     from . import stream
@@ -84,17 +85,40 @@ def board_fit(converted, board) -> tuple[str, bool]:
     laid = copy.copy(converted).for_board(board)  # as `uquant convert --board` writes it
     st = laid.stream
     mem = codegen.memory(converted.plan) if st is None else stream.held(converted.plan, st)
-    text, ok = fit_report(mem, laid.source, converted.module_name, board, len(st.data) if st else 0)
-    if st is None and any(stream.streamable(s) for s in converted.plan.steps):  # the other mode, for comparison
-        streamed = copy.copy(laid).stream_weights()
-        text2, ok2 = fit_report(stream.held(converted.plan, streamed.stream), streamed.source,
-                                converted.module_name, board, len(streamed.stream.data))
-        ram2 = [line for line in text2.splitlines() if line.startswith("  RAM")][0]
-        text += "\n  RAM    with --weights (streamed from flash)" + ram2[len("  RAM   "):]
+    held = fit_report(mem, laid.source, converted.module_name, board, len(st.data) if st else 0)
+    if st is not None or not any(stream.streamable(s) for s in converted.plan.steps):
+        return held, None
+    streamed = copy.copy(laid).stream_weights()
+    text, ok = fit_report(stream.held(converted.plan, streamed.stream), streamed.source, converted.module_name,
+                          board, len(streamed.stream.data))
+    return held, (streamed, text, ok)
+
+
+def _ram_line(text: str) -> str:
+    return [line for line in text.splitlines() if line.startswith("  RAM")][0]
+
+
+def board_fit(converted, board) -> tuple[str, bool]:
+    """Whether the converted model fits `board` (RAM and filesystem), with the numbers; and a yes/no."""
+    (text, ok), other = _fit_modes(converted, board)
+    if other is not None:  # the other mode, for comparison
+        streamed, text2, ok2 = other
+        text += "\n  RAM    with --weights (streamed from flash)" + _ram_line(text2)[len("  RAM   "):]
         if not ok and ok2:
             text += (f"\n  hint: convert with --weights: the weights stay in a file on the board's flash and are "
                      f"read a chunk at a time into a {streamed.stream.buffer} B buffer")
     return text, ok
+
+
+def streaming_reason(converted, board) -> str | None:
+    """Why `convert --board` streams the weights without being asked (held in RAM the model does not fit the
+    board, streamed it does), or None when holding them is fine or streaming would not help."""
+    (text, ok), other = _fit_modes(converted, board)
+    if ok or other is None or not other[2]:
+        return None
+    return (f"weights streamed from {converted.module_name}.bin (as with --weights): held in RAM the model does not "
+            f"fit the {board.key} ({_ram_line(text)[5:].strip()}); streamed: {_ram_line(other[1])[5:].strip()}; "
+            "--hold-weights keeps them in the module")
 
 
 def weights_bytes(module: Path) -> int:
