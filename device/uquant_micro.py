@@ -12,7 +12,7 @@
 
 from array import array
 
-VERSION = 5  # modules for older versions must be re-generated: no room here for older forms
+VERSION = 6  # 6 adds only the weights file, which this runtime refuses; older modules must be re-generated
 
 
 class CorruptModel(ValueError):
@@ -139,10 +139,12 @@ def _layers(name, b, nodes):
 # Model's methods are plain functions put into the class below: the board compiles this file one top-level
 # statement at a time (its heap cannot hold the parse of a whole class), so no statement may be large.
 
-def _init(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None):
+def _init(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None, weights=None, where=None):
     # the same arguments as uquant_rt.Model
-    if version != VERSION:
+    if version < 5 or version > VERSION:
         raise CorruptModel("%s: made for runtime version %d: re-generate it" % (name, version))
+    if weights is not None:
+        raise CorruptModel("%s: streams its weights from a file: convert it without --weights here" % name)
     spec = (name, inp, bufs, nodes, out) if scales is None else (name, inp, bufs, nodes, out, scales)
     if _crc_of(spec, 0, bytearray(4)) != crc:
         raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)

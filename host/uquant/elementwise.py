@@ -166,14 +166,16 @@ def lower_cat(op: Cat, q_in: list[QParams], shapes: list[tuple], shape: tuple) -
     return CatStep("cat", op.name, list(op.inputs), op.name, op.out, shape, parts, int(np.prod(shape[:k])))
 
 
-def lower_mul(op: Mul, q_in: list[QParams], shape: tuple, srcs: list[str], b_shape: tuple) -> MulStep:
+def lower_mul(op: Mul, q_in: list[QParams], shape: tuple, srcs: list[str] | None = None,
+              b_shape: tuple | None = None) -> MulStep:
     """c = (a - za)(b - zb) is exact; torch's output is a monotone function of c, fitted and proven like a layer,
     the same at every position (measured on every engine, broadcasting too). srcs: the inputs in the device's
     order, a per-channel (C, 1, 1) one second (broadcast over b_shape's H*W positions), torch's f32(s_a * s_b)
     being symmetric."""
     step = _lower_mul(op, q_in, shape)
-    step.srcs = list(srcs)
-    if b_shape != shape:
+    if srcs is not None:
+        step.srcs = list(srcs)
+    if b_shape is not None and b_shape != shape:
         step.hw = int(np.prod(shape[1:]))
     return step
 

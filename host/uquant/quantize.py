@@ -647,7 +647,7 @@ def cmd_quantize(args) -> int:
         model=str(out), output=str(module), engine=args.engine, platform=args.platform, relu=None,
         allow_pickle=False, name=args.name, input_shape=args.input_shape, input_unit=args.input_unit,
         input_units=None, output_unit=args.output_unit, labels=args.class_names, raw_range=args.raw_range,
-        data=str(args.data), board=getattr(args, "board", None))
+        data=str(args.data), board=getattr(args, "board", None), weights=None, weights_buffer=None)
     return cmd_convert(conv_args)
 
 
