@@ -12,7 +12,9 @@
 
 from array import array
 
-VERSION = 6  # 6 adds only the weights file, which this runtime refuses; older modules must be re-generated
+VERSION = 6  # older modules must be re-generated: no room here for older forms. A module converted with
+# --weights (version 6's weights file) fails at import with TypeError (unexpected keyword argument 'weights'):
+# this heap has no room for a friendlier check
 
 
 class CorruptModel(ValueError):
@@ -139,12 +141,10 @@ def _layers(name, b, nodes):
 # Model's methods are plain functions put into the class below: the board compiles this file one top-level
 # statement at a time (its heap cannot hold the parse of a whole class), so no statement may be large.
 
-def _init(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None, weights=None, where=None):
+def _init(self, name, crc, inp, bufs, nodes, out, version=VERSION, scales=None):
     # the same arguments as uquant_rt.Model
-    if version < 5 or version > VERSION:
+    if version != VERSION:
         raise CorruptModel("%s: made for runtime version %d: re-generate it" % (name, version))
-    if weights is not None:
-        raise CorruptModel("%s: streams its weights from a file: convert it without --weights here" % name)
     spec = (name, inp, bufs, nodes, out) if scales is None else (name, inp, bufs, nodes, out, scales)
     if _crc_of(spec, 0, bytearray(4)) != crc:
         raise CorruptModel("%s: checksum mismatch (file corrupted or truncated?): re-deploy the model" % name)
