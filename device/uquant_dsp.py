@@ -892,19 +892,13 @@ def _kernel(r0, r1, r2):
     str(r3, [r7, 4 * _D4])
     ldr(r3, [r7, 4 * _NB])
     str(r3, [r7, 4 * _CNT])
-    label(dblk_next)
-    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    label(dblk_next)  # r7 = header (every way here keeps it)
     ldr(r3, [r7, 4 * _CNT])
     sub(r3, 1)
     bmi_w(dblk_done)
     str(r3, [r7, 4 * _CNT])
-    ldr(r1, [r7, 4 * _WCUR])  # r1 = the block's weights (six rows interleaved, uquant_rt.dsp_index)
-    ldr(r6, [r7, 4 * _K])
-    add(r4, r6, r6)
-    add(r4, r4, r6)
-    add(r4, r4, r4)
-    add(r4, r4, r1)
-    str(r4, [r7, 4 * _WCUR])  # the next block's: 6*K bytes on
+    ldr(r1, [r7, 4 * _WCUR])  # r1 = the block's weights (six rows interleaved, uquant_rt.dsp_index); the loops
+    # leave it at the next block's (6*K bytes on), which dlast stores
     ldr(r0, [r7, 4 * _CCUR])  # the sums start at the channels' constants Cn + 128 * (sum of odd taps' codes)
     data(2, 0xE8B0, 0x017C)  # ldm.w r0!, {r2, r3, r4, r5, r6, r8}
     str(r0, [r7, 4 * _CCUR])
@@ -1256,6 +1250,7 @@ def _kernel(r0, r1, r2):
     label(dlast)
     # requantize and store the six channels (uquant_rt.requant_channel), the cursors in r8-r11
     data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    str(r1, [r7, 4 * _WCUR])  # the next block's rows
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
     data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
@@ -1986,7 +1981,7 @@ def _kernel(r0, r1, r2):
     data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
     ldr(r0, [r7, 4 * _FAST])
     cmp(r0, 2)
-    beq_w(rqg_ch2)
+    beq_w(rqg_four)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
     data(2, 0x45A1)  # cmp r9, r4
@@ -2164,11 +2159,14 @@ def _kernel(r0, r1, r2):
     data(2, 0xBD00)  # pop {pc}
 
     # ---- FAST 2: the requantization prepare_dense recast for SMLAL. Per channel Q holds A', D'lo and
-    # (D'hi << 8) | s' (bit 7 set: a channel the general path below takes); the frame word is a = acc - c_lo,
-    # unclamped (prepare_dense proved the clamp changes no output code), and y = ((a*A' + D') >> 32) >> s'.
+    # (D'hi << 8) | s' (bit 7 set: a channel the general path rqg_sp takes, bits 7 and 6: the SMLAL form, then its
+    # exceptions); the frame word is a = acc - c_lo, unclamped (prepare_dense proved the clamp changes no output
+    # code), and y = ((a*A' + D') >> 32) >> s'. r8 = Q at the block's first channel.
     label(rqg_six)
     data(2, 0x9800)  # ldr r0, [sp, #0]: a
-    data(2, 0xE8B8, 0x0058)  # ldm.w r8!, {r3, r4, r6}: A', D'lo, (D'hi << 8) | s'
+    data(2, 0xF8D8, 0x3000)  # ldr.w r3, [r8, #0]: A'
+    data(2, 0xF8D8, 0x4004)  # ldr.w r4, [r8, #4]: D'lo
+    data(2, 0xF8D8, 0x6008)  # ldr.w r6, [r8, #8]: (D'hi << 8) | s'
     lsl(r1, r6, 24)  # bit 7 -> N
     bmi_w(rqg_s0)
     asr(r5, r6, 8)  # D'hi
@@ -2178,7 +2176,9 @@ def _kernel(r0, r1, r2):
     data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
     data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
     data(2, 0x9801)  # ldr r0, [sp, #4]: a
-    data(2, 0xE8B8, 0x0058)  # ldm.w r8!, {r3, r4, r6}: A', D'lo, (D'hi << 8) | s'
+    data(2, 0xF8D8, 0x300C)  # ldr.w r3, [r8, #12]: A'
+    data(2, 0xF8D8, 0x4010)  # ldr.w r4, [r8, #16]: D'lo
+    data(2, 0xF8D8, 0x6014)  # ldr.w r6, [r8, #20]: (D'hi << 8) | s'
     lsl(r1, r6, 24)  # bit 7 -> N
     bmi_w(rqg_s1)
     asr(r5, r6, 8)  # D'hi
@@ -2187,9 +2187,11 @@ def _kernel(r0, r1, r2):
     label(rqg_c1)
     data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
     data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
-    label(rqg_ch2)  # a block of four enters here
+    label(rqg_ch2)
     data(2, 0x9802)  # ldr r0, [sp, #8]: a
-    data(2, 0xE8B8, 0x0058)  # ldm.w r8!, {r3, r4, r6}: A', D'lo, (D'hi << 8) | s'
+    data(2, 0xF8D8, 0x3018)  # ldr.w r3, [r8, #24]: A'
+    data(2, 0xF8D8, 0x401C)  # ldr.w r4, [r8, #28]: D'lo
+    data(2, 0xF8D8, 0x6020)  # ldr.w r6, [r8, #32]: (D'hi << 8) | s'
     lsl(r1, r6, 24)  # bit 7 -> N
     bmi_w(rqg_s2)
     asr(r5, r6, 8)  # D'hi
@@ -2199,7 +2201,9 @@ def _kernel(r0, r1, r2):
     data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
     data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
     data(2, 0x9803)  # ldr r0, [sp, #12]: a
-    data(2, 0xE8B8, 0x0058)  # ldm.w r8!, {r3, r4, r6}: A', D'lo, (D'hi << 8) | s'
+    data(2, 0xF8D8, 0x3024)  # ldr.w r3, [r8, #36]: A'
+    data(2, 0xF8D8, 0x4028)  # ldr.w r4, [r8, #40]: D'lo
+    data(2, 0xF8D8, 0x602C)  # ldr.w r6, [r8, #44]: (D'hi << 8) | s'
     lsl(r1, r6, 24)  # bit 7 -> N
     bmi_w(rqg_s3)
     asr(r5, r6, 8)  # D'hi
@@ -2209,7 +2213,9 @@ def _kernel(r0, r1, r2):
     data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
     data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
     data(2, 0x9804)  # ldr r0, [sp, #16]: a
-    data(2, 0xE8B8, 0x0058)  # ldm.w r8!, {r3, r4, r6}: A', D'lo, (D'hi << 8) | s'
+    data(2, 0xF8D8, 0x3030)  # ldr.w r3, [r8, #48]: A'
+    data(2, 0xF8D8, 0x4034)  # ldr.w r4, [r8, #52]: D'lo
+    data(2, 0xF8D8, 0x6038)  # ldr.w r6, [r8, #56]: (D'hi << 8) | s'
     lsl(r1, r6, 24)  # bit 7 -> N
     bmi_w(rqg_s4)
     asr(r5, r6, 8)  # D'hi
@@ -2219,7 +2225,9 @@ def _kernel(r0, r1, r2):
     data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
     data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
     data(2, 0x9805)  # ldr r0, [sp, #20]: a
-    data(2, 0xE8B8, 0x0058)  # ldm.w r8!, {r3, r4, r6}: A', D'lo, (D'hi << 8) | s'
+    data(2, 0xF8D8, 0x303C)  # ldr.w r3, [r8, #60]: A'
+    data(2, 0xF8D8, 0x4040)  # ldr.w r4, [r8, #64]: D'lo
+    data(2, 0xF8D8, 0x6044)  # ldr.w r6, [r8, #68]: (D'hi << 8) | s'
     lsl(r1, r6, 24)  # bit 7 -> N
     bmi_w(rqg_s5)
     asr(r5, r6, 8)  # D'hi
@@ -2228,61 +2236,163 @@ def _kernel(r0, r1, r2):
     label(rqg_c5)
     data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
     data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    data(2, 0xF108, 0x0848)  # add.w r8, r8, #72: the next block's Q
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
     cmp(r0, r0)  # b.w
     beq_w(dblk_next)
     label(rqg_s0)
-    lsl(r1, r6, 25)  # bit 6 -> N: the fast form holds, the channel has exceptions
-    bpl(rqg_g0)
-    bl(rqg_ex)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g0)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x0)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c0)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x0)
     b(rqg_c0)
     label(rqg_g0)
     bl(rqg_sp)
     b(rqg_c0)
     label(rqg_s1)
-    lsl(r1, r6, 25)  # bit 6 -> N: the fast form holds, the channel has exceptions
-    bpl(rqg_g1)
-    bl(rqg_ex)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g1)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x1)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c1)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x1)
     b(rqg_c1)
     label(rqg_g1)
     bl(rqg_sp)
     b(rqg_c1)
     label(rqg_s2)
-    lsl(r1, r6, 25)  # bit 6 -> N: the fast form holds, the channel has exceptions
-    bpl(rqg_g2)
-    bl(rqg_ex)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g2)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x2)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c2)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x2)
     b(rqg_c2)
     label(rqg_g2)
     bl(rqg_sp)
     b(rqg_c2)
     label(rqg_s3)
-    lsl(r1, r6, 25)  # bit 6 -> N: the fast form holds, the channel has exceptions
-    bpl(rqg_g3)
-    bl(rqg_ex)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g3)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x3)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c3)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x3)
     b(rqg_c3)
     label(rqg_g3)
     bl(rqg_sp)
     b(rqg_c3)
     label(rqg_s4)
-    lsl(r1, r6, 25)  # bit 6 -> N: the fast form holds, the channel has exceptions
-    bpl(rqg_g4)
-    bl(rqg_ex)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g4)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x4)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c4)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x4)
     b(rqg_c4)
     label(rqg_g4)
     bl(rqg_sp)
     b(rqg_c4)
     label(rqg_s5)
-    lsl(r1, r6, 25)  # bit 6 -> N: the fast form holds, the channel has exceptions
-    bpl(rqg_g5)
-    bl(rqg_ex)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g5)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x5)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c5)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x5)
     b(rqg_c5)
     label(rqg_g5)
     bl(rqg_sp)
     b(rqg_c5)
+    label(rqg_four)  # a block of four: its sums in the frame words of channels 2..5
+    data(2, 0xF1A8, 0x0818)  # sub.w r8, r8, #24
+    b(rqg_ch2)
     label(rqg_one)
     data(2, 0x9800)  # ldr r0, [sp, #0]: a
-    data(2, 0xE8B8, 0x0058)  # ldm.w r8!, {r3, r4, r6}: A', D'lo, (D'hi << 8) | s'
+    data(2, 0xF8D8, 0x3000)  # ldr.w r3, [r8, #0]: A'
+    data(2, 0xF8D8, 0x4004)  # ldr.w r4, [r8, #4]: D'lo
+    data(2, 0xF8D8, 0x6008)  # ldr.w r6, [r8, #8]: (D'hi << 8) | s'
     lsl(r1, r6, 24)  # bit 7 -> N
     bmi_w(rqg_s6)
     asr(r5, r6, 8)  # D'hi
@@ -2291,40 +2401,35 @@ def _kernel(r0, r1, r2):
     label(rqg_c6)
     data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
     data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    data(2, 0xF108, 0x080C)  # add.w r8, r8, #12
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
     cmp(r0, r0)  # b.w
     beq_w(dsn_next)
     label(rqg_s6)
-    lsl(r1, r6, 25)  # bit 6 -> N: the fast form holds, the channel has exceptions
-    bpl(rqg_g6)
-    bl(rqg_ex)
-    b(rqg_c6)
-    label(rqg_g6)
-    bl(rqg_sp)
-    b(rqg_c6)
-    label(rqg_ex)  # the fast form, then the channel's exceptions (r9 is at its first; none has a = 0 or Wn, so the
-    # unclamped a matches where the clamped one would): as above, y in r5. Clobbers r1, r2, r4.
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g6)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
     asr(r5, r6, 8)
     data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
-    mov(r1, 31)
-    and_(r1, r6)
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
     asr(r5, r1)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
-    label(rqg_exl)
+    label(rqg_x6)
     data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
     cmp(r1, r0)
     it(eq)
     data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
     data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
     data(2, 0x45A1)  # cmp r9, r4
-    bcs(rqg_exr)
+    bcs_w(rqg_c6)
     data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
     cmp(r1, r2)
-    beq(rqg_exl)
-    label(rqg_exr)
-    data(2, 0x4770)  # bx lr
+    beq(rqg_x6)
+    b(rqg_c6)
+    label(rqg_g6)
+    bl(rqg_sp)
+    b(rqg_c6)
     label(rqg_sp)  # a channel Q does not cover: r0 = a (c0 form, unclamped), r7 = header, r9 = E cursor, r10 = out,
     # r12 = sx. As uquant_rt.requant_channel from P's words; returns y (unclipped) in r5. Clobbers r0-r6, r11, lr.
     data(2, 0xB500)  # push {lr}
