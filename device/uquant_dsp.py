@@ -3106,6 +3106,9 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
     return (H, keep, K, N, C, Q)
 
 
+_GENERAL = 70  # what a channel of the general path costs FAST 2, about (the tests set 0: FAST 2 whenever it can)
+
+
 def _recast(N, P, E, C):
     # FAST 2 (a layer that clips to [0, 255] without a table, its P read-only): each channel's requantization
     #     a = clamp(acc - c_lo, 0, Wn);  y = floor((a*A + D) / 2**S)  (D = Dh*2**30 + Dl, or Dl when S < 30)
@@ -3114,7 +3117,8 @@ def _recast(N, P, E, C):
     # (y grows with a), y(0) <= 0 and y(Wn) >= 255: a below 0 or past Wn then saturates as the clamped one does.
     # C[n] becomes Cn - c_lo and the kernel's _SXO 128*sxo - c0*sx, so the frame word is a. A channel with
     # exceptions, another c than channel 0's, or outside these bounds is marked (bit 7) for the general path.
-    # Q: 3 words per channel (A', D'lo, (D'hi << 8) | s'). None when no channel qualifies.
+    # Q: 3 words per channel (A', D'lo, (D'hi << 8) | s'). None when the FAST 1 way would be faster (too many
+    # channels for the general path).
     nE = len(E) if isinstance(E, array) else len(E) >> 2
     odd = {}  # channel -> the a of its exceptions
     for i in range(0, nE, 3):
@@ -3147,9 +3151,9 @@ def _recast(N, P, E, C):
         Q[3 * n + 2] = (hi << 8) | (S - 32 if S > 32 else 0)
         if n in odd:  # its exceptions: the fast form then a scan (0xC0), unless one is at a clamp (0x80)
             Q[3 * n + 2] |= 0x80 if 0 in odd[n] or Wn in odd[n] else 0xC0
-        good += 1
-    if not good:
-        return None
+        good += 12 if n not in odd else 30
+    if good + _GENERAL * sum(1 for n in range(N) if Q[3 * n + 2] & 0xC0 == 0x80) >= 34 * N:
+        return None  # (cycles per channel, roughly: 34 the FAST 1 way, 12 the SMLAL form, 70 the general path)
     for n in range(N):
         C[n] = Cp[n]
     return Q
