@@ -23,7 +23,13 @@
 # lanes in Y and Z (the weight bytes read past a row, at most 3 bytes past W's end, are multiplied by 0). sx, the
 # sum of the input codes, comes from USADA8. Each channel is then requantized as uquant_rt.requant_channel does
 # (direct or 15-bit limb form, exceptions, clip, table) in Thumb-2 (SMULL, MLA, MLS, IT); a layer that clips to
-# [0, 255] without a table takes a USAT path.
+# [0, 255] without a table takes a USAT path (FAST 1). Such a layer whose P is read-only (not satfix's bytearray)
+# is recast when it is built (FAST 2, prepare_dense and _recast): c_lo and c*sx (c shared by the channels) go into
+# the channel's starting sum, so the sum is a = acc - c_lo itself, and each channel's requantization becomes
+#     y = USAT8(((a*A' + D') >> 32) >> s')     (one SMLAL; A', D' = A, D scaled by 2**(32-S) when S <= 32)
+# on the unclamped a, which prepare_dense proved gives the clamped a's code (A >= 0, y(0) <= 0, y(Wn) >= 255).
+# Channels with exceptions take that form then scan them (unless one sits at a = 0 or Wn); a channel outside
+# these bounds or with another c takes a general path (P's words, as FAST 1). FAST 2 is used where it is cheaper.
 #
 # Conv (weights in plain rows, unchanged): input codes x and stored weights u = w + 128 both fit signed 16-bit
 # lanes. Each output position's window is gathered into X in "pair order": four taps k..k+3 become the words
@@ -33,16 +39,18 @@
 # outputs are strided by OH*OW. Layers this tier does not cover (fbgemm's saturating forms SAT 1 and 2, windows
 # beyond 64 KiB of image) get None from prepare_conv.
 #
-# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the dense 32-tap loop takes 230 cycles for 192
-# multiply-adds (1.20 per MAC); a block of six channels costs about 350 cycles besides (requantization about 34
-# cycles per output on the USAT path, 47 otherwise). Whole layers, kernel cycles per MAC: the bench's 64-256-256-10
-# MLP 1.63 (layers 2.14, 1.48, 1.99), its digits CNN 5.3 (conv: small windows, the requantization and the gather
-# weigh; conv loop 1.57 per MAC).
+# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the dense 32-tap loop takes 228-230 cycles for
+# 192 multiply-adds (1.19-1.20 per MAC); a block of six channels costs about 180 cycles besides with FAST 2
+# (requantization 12 cycles per output in the SMLAL form, about 30 with exceptions to scan; FAST 1 about 34 per
+# output and 350 per block, 47 per output without USAT). Whole layers, kernel cycles per MAC: the bench's
+# 64-256-256-10 MLP 1.48 (layers 1.77, 1.39, 1.90; it was 1.63 with FAST 1: 2.14, 1.48, 1.99), its digits CNN 5.2
+# (conv: small windows, the requantization and the gather weigh; conv loop 1.57 per MAC).
 #
-# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 30-word header;
-# dense adds Cn (a word per channel); conv adds 32 words, the window's offsets (2 bytes per tap) and, when the layer
-# pads, the padded image (one byte per padded input position). Reads past a weight row stay within 3 bytes after W's
-# last byte (multiplied by X's zeros).
+# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 33-word header;
+# dense adds Cn (a word per channel) and, with FAST 2, Q (3 words per channel: 6,264 bytes for the bench MLP's 522
+# channels); conv adds 32 words, the window's offsets (2 bytes per tap) and, when the layer pads, the padded image
+# (one byte per padded input position). Reads past a weight row stay within 3 bytes after W's last byte
+# (multiplied by X's zeros).
 #
 # Import: only on a core with the DSP extension. sys.implementation._mpy names the firmware's native architecture:
 # anything but armv7em/armv7emsp/armv7emdp (an RP2040's armv6m, x64, xtensa, RISC-V) raises ImportError before any
@@ -71,7 +79,7 @@ _K = const(4)  # taps per channel (dense K, conv C/G*KH*KW)
 _NB = const(5)  # channels // 4 (dense N, conv N/G): blocks of four
 _NR = const(6)  # channels % 4
 _W = const(7)  # address of W (rows of K bytes: weight + 128)
-_P = const(8)  # address of P (7 words per channel: c, c_lo, Wn, A, Dh, Dl, S)
+_P = const(8)  # address of P (7 words per channel: c, c_lo, Wn, A, Dh, Dl, S); dense FAST 2: of Q
 _E = const(9)  # address of E (exception triples: channel, a, code; sorted by channel then a)
 _EEND = const(10)  # address just past the last exception triple
 _X = const(11)  # address of X, the input unpacked to halfwords in pair order (K4 of them, pads stay 0)
