@@ -41,9 +41,9 @@
 #
 # Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the dense 32-tap loop takes 228-230 cycles for
 # 192 multiply-adds (1.19-1.20 per MAC); a block of six channels costs about 180 cycles besides with FAST 2
-# (requantization 12 cycles per output in the SMLAL form, about 30 with exceptions to scan; FAST 1 about 34 per
-# output and 350 per block, 47 per output without USAT). Whole layers, kernel cycles per MAC: the bench's
-# 64-256-256-10 MLP 1.48 (layers 1.77, 1.39, 1.90; it was 1.63 with FAST 1: 2.14, 1.48, 1.99), its digits CNN 5.2
+# (requantization 12 cycles per output in the SMLAL form, about 20 with one exception, 30 with more; FAST 1 about
+# 34 per output and 350 per block, 47 per output without USAT). Whole layers, kernel cycles per MAC: the bench's
+# 64-256-256-10 MLP 1.47 (layers 1.76, 1.38, 1.89; it was 1.63 with FAST 1: 2.14, 1.48, 1.99), its digits CNN 5.2
 # (conv: small windows, the requantization and the gather weigh; conv loop 1.57 per MAC).
 #
 # Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 33-word header;
@@ -2167,9 +2167,9 @@ def _kernel(r0, r1, r2):
     data(2, 0xBD00)  # pop {pc}
 
     # ---- FAST 2: the requantization prepare_dense recast for SMLAL. Per channel Q holds A', D'lo and
-    # (D'hi << 8) | s' (bit 7 set: a channel the general path rqg_sp takes, bits 7 and 6: the SMLAL form, then its
-    # exceptions); the frame word is a = acc - c_lo, unclamped (prepare_dense proved the clamp changes no output
-    # code), and y = ((a*A' + D') >> 32) >> s'. r8 = Q at the block's first channel.
+    # (D'hi << 8) | s' (bit 7 set: a channel the general path rqg_sp takes; bits 7 and 6: the SMLAL form, then its
+    # exceptions; bit 5 too: just one); the frame word is a = acc - c_lo, unclamped (prepare_dense proved the clamp
+    # changes no output code), and y = ((a*A' + D') >> 32) >> s'. r8 = Q at the block's first channel.
     label(rqg_six)
     data(2, 0x9800)  # ldr r0, [sp, #0]: a
     data(2, 0xF8D8, 0x3000)  # ldr.w r3, [r8, #0]: A'
@@ -2256,6 +2256,15 @@ def _kernel(r0, r1, r2):
     data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
     data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
     asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m0)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c0)
+    label(rqg_m0)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
     label(rqg_x0)
@@ -2280,6 +2289,15 @@ def _kernel(r0, r1, r2):
     data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
     data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
     asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m1)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c1)
+    label(rqg_m1)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
     label(rqg_x1)
@@ -2304,6 +2322,15 @@ def _kernel(r0, r1, r2):
     data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
     data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
     asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m2)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c2)
+    label(rqg_m2)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
     label(rqg_x2)
@@ -2328,6 +2355,15 @@ def _kernel(r0, r1, r2):
     data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
     data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
     asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m3)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c3)
+    label(rqg_m3)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
     label(rqg_x3)
@@ -2352,6 +2388,15 @@ def _kernel(r0, r1, r2):
     data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
     data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
     asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m4)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c4)
+    label(rqg_m4)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
     label(rqg_x4)
@@ -2376,6 +2421,15 @@ def _kernel(r0, r1, r2):
     data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
     data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
     asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m5)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c5)
+    label(rqg_m5)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
     label(rqg_x5)
@@ -2421,6 +2475,15 @@ def _kernel(r0, r1, r2):
     data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
     data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
     asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m6)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c6)
+    label(rqg_m6)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
     label(rqg_x6)
@@ -3157,8 +3220,8 @@ def _recast(N, P, E, C):
         Q[3 * n] = Ap
         Q[3 * n + 1] = lo - 2 ** 32 if lo >= 2 ** 31 else lo
         Q[3 * n + 2] = (hi << 8) | (S - 32 if S > 32 else 0)
-        if n in odd:  # its exceptions: the fast form then a scan (0xC0), unless one is at a clamp (0x80)
-            Q[3 * n + 2] |= 0x80 if 0 in odd[n] or Wn in odd[n] else 0xC0
+        if n in odd:  # the SMLAL form then its exceptions (0xC0, 0xE0: just one), unless one is at a clamp (0x80)
+            Q[3 * n + 2] |= 0x80 if 0 in odd[n] or Wn in odd[n] else 0xE0 if len(odd[n]) == 1 else 0xC0
         good += 12 if n not in odd else 30
     if good + _GENERAL * sum(1 for n in range(N) if Q[3 * n + 2] & 0xC0 == 0x80) >= 34 * N:
         return None  # (cycles per channel, roughly: 34 the FAST 1 way, 12 the SMLAL form, 70 the general path)
