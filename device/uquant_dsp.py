@@ -3187,7 +3187,9 @@ def _recast(N, P, E, C):
     # t = 32 - S when S <= 32, s' = S - 32 otherwise; one SMLAL. Dropping the clamp changes no output code when A >= 0
     # (y grows with a), y(0) <= 0 and y(Wn) >= 255: a below 0 or past Wn then saturates as the clamped one does.
     # C[n] becomes Cn - c_lo and the kernel's _SXO 128*sxo - c0*sx, so the frame word is a. A channel with
-    # exceptions, another c than channel 0's, or outside these bounds is marked (bit 7) for the general path.
+    # exceptions takes the SMLAL form then looks them up by the unclamped a (bits 7, 6; 5 too when it has just one),
+    # which matches where the clamped a would unless one sits at a = 0 or Wn; that channel, one with another c than
+    # channel 0's, or one outside the bounds above is marked (bit 7 alone) for the general path (P's words).
     # Q: 3 words per channel (A', D'lo, (D'hi << 8) | s'). None when the FAST 1 way would be faster (too many
     # channels for the general path).
     nE = len(E) if isinstance(E, array) else len(E) >> 2
