@@ -23,7 +23,13 @@
 # lanes in Y and Z (the weight bytes read past a row, at most 3 bytes past W's end, are multiplied by 0). sx, the
 # sum of the input codes, comes from USADA8. Each channel is then requantized as uquant_rt.requant_channel does
 # (direct or 15-bit limb form, exceptions, clip, table) in Thumb-2 (SMULL, MLA, MLS, IT); a layer that clips to
-# [0, 255] without a table takes a USAT path.
+# [0, 255] without a table takes a USAT path (FAST 1). Such a layer whose P is read-only (not satfix's bytearray)
+# is recast when it is built (FAST 2, prepare_dense and _recast): c_lo and c*sx (c shared by the channels) go into
+# the channel's starting sum, so the sum is a = acc - c_lo itself, and each channel's requantization becomes
+#     y = USAT8(((a*A' + D') >> 32) >> s')     (one SMLAL; A', D' = A, D scaled by 2**(32-S) when S <= 32)
+# on the unclamped a, which prepare_dense proved gives the clamped a's code (A >= 0, y(0) <= 0, y(Wn) >= 255).
+# Channels with exceptions take that form then scan them (unless one sits at a = 0 or Wn); a channel outside
+# these bounds or with another c takes a general path (P's words, as FAST 1). FAST 2 is used where it is cheaper.
 #
 # Conv (weights in plain rows, unchanged): input codes x and stored weights u = w + 128 both fit signed 16-bit
 # lanes. Each output position's window is gathered into X in "pair order": four taps k..k+3 become the words
@@ -33,16 +39,18 @@
 # outputs are strided by OH*OW. Layers this tier does not cover (fbgemm's saturating forms SAT 1 and 2, windows
 # beyond 64 KiB of image) get None from prepare_conv.
 #
-# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the dense 32-tap loop takes 230 cycles for 192
-# multiply-adds (1.20 per MAC); a block of six channels costs about 350 cycles besides (requantization about 34
-# cycles per output on the USAT path, 47 otherwise). Whole layers, kernel cycles per MAC: the bench's 64-256-256-10
-# MLP 1.63 (layers 2.14, 1.48, 1.99), its digits CNN 5.3 (conv: small windows, the requantization and the gather
-# weigh; conv loop 1.57 per MAC).
+# Speed (Cortex-M33 cycle model of uquant.hosts.thumb, emulated): the dense 32-tap loop takes 228-230 cycles for
+# 192 multiply-adds (1.19-1.20 per MAC); a block of six channels costs about 180 cycles besides with FAST 2
+# (requantization 12 cycles per output in the SMLAL form, about 20 with one exception, 30 with more; FAST 1 about
+# 34 per output and 350 per block, 47 per output without USAT). Whole layers, kernel cycles per MAC: the bench's
+# 64-256-256-10 MLP 1.47 (layers 1.76, 1.38, 1.89; it was 1.63 with FAST 1: 2.14, 1.48, 1.99), its digits CNN 5.2
+# (conv: small windows, the requantization and the gather weigh; conv loop 1.57 per MAC).
 #
-# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 30-word header;
-# dense adds Cn (a word per channel); conv adds 32 words, the window's offsets (2 bytes per tap) and, when the layer
-# pads, the padded image (one byte per padded input position). Reads past a weight row stay within 3 bytes after W's
-# last byte (multiplied by X's zeros).
+# Memory per layer, besides the model's own data: X (2 bytes per tap, rounded up to 4 taps), a 33-word header;
+# dense adds Cn (a word per channel) and, with FAST 2, Q (3 words per channel: 6,264 bytes for the bench MLP's 522
+# channels); conv adds 32 words, the window's offsets (2 bytes per tap) and, when the layer pads, the padded image
+# (one byte per padded input position). Reads past a weight row stay within 3 bytes after W's last byte
+# (multiplied by X's zeros).
 #
 # Import: only on a core with the DSP extension. sys.implementation._mpy names the firmware's native architecture:
 # anything but armv7em/armv7emsp/armv7emdp (an RP2040's armv6m, x64, xtensa, RISC-V) raises ImportError before any
@@ -71,7 +79,7 @@ _K = const(4)  # taps per channel (dense K, conv C/G*KH*KW)
 _NB = const(5)  # channels // 4 (dense N, conv N/G): blocks of four
 _NR = const(6)  # channels % 4
 _W = const(7)  # address of W (rows of K bytes: weight + 128)
-_P = const(8)  # address of P (7 words per channel: c, c_lo, Wn, A, Dh, Dl, S)
+_P = const(8)  # address of P (7 words per channel: c, c_lo, Wn, A, Dh, Dl, S); dense FAST 2: of Q
 _E = const(9)  # address of E (exception triples: channel, a, code; sorted by channel then a)
 _EEND = const(10)  # address just past the last exception triple
 _X = const(11)  # address of X, the input unpacked to halfwords in pair order (K4 of them, pads stay 0)
@@ -92,8 +100,12 @@ _OG = const(25)  # conv working state: out + first channel of the group * OH*OW
 _WG = const(26)  # W + first channel of the group * K
 _PG = const(27)  # P + first channel of the group * 28
 _NG0 = const(28)  # first channel of the group
-_FAST = const(29)  # dense: 1 when the layer clips to [0, 255] and has no table (USAT)
-_HWORDS = const(30)
+_FAST = const(29)  # dense: 1 when the layer clips to [0, 255] and has no table (USAT), 2 when besides every
+# channel's requantization was recast for SMLAL (prepare_dense: Q)
+_PR = const(30)  # dense, FAST 2: the address of P (_P then holds Q's, see prepare_dense)
+_OB = const(31)  # dense: out, where this call's outputs start
+_C0 = const(32)  # dense: the c the layer's fast channels share (0 unless FAST 2): _SXO = 128*sxo - C0*sx
+_HWORDS = const(33)
 # dense mode uses the conv words above for its own
 _DX32 = const(24)  # 8 * (K // 32 * 4): bytes of X the dense 32-tap loop reads
 _DXF = const(25)  # 8 * (K // 4): bytes of X in whole groups of four taps
@@ -169,6 +181,7 @@ def _kernel(r0, r1, r2):
     # ---- dense: unpack x into X (pair order) and sum it, then one dot pass over all channels ------------------
     label(dense)
     str(r1, [r2, 4 * _OCUR])
+    str(r1, [r2, 4 * _OB])
     ldr(r3, [r2, 4 * _W])
     str(r3, [r2, 4 * _WCUR])
     ldr(r3, [r2, 4 * _P])
@@ -234,7 +247,9 @@ def _kernel(r0, r1, r2):
     str(r5, [r7, 4 * _SX])
     mov(r1, r8)
     lsl(r1, r1, 7)
-    str(r1, [r7, 4 * _SXO])  # 128 * sxo
+    data(2, 0xF8D7, 0x2080)  # ldr.w r2, [r7, #4*C0]
+    data(2, 0xFB02, 0x1115)  # mls r1, r2, r5, r1
+    str(r1, [r7, 4 * _SXO])  # 128 * sxo - C0 * sx
     bl(ddot)
     cmp(r0, r0)  # b.w: finish is out of b's range
     beq_w(finish)
@@ -885,19 +900,13 @@ def _kernel(r0, r1, r2):
     str(r3, [r7, 4 * _D4])
     ldr(r3, [r7, 4 * _NB])
     str(r3, [r7, 4 * _CNT])
-    label(dblk_next)
-    data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    label(dblk_next)  # r7 = header (every way here keeps it)
     ldr(r3, [r7, 4 * _CNT])
     sub(r3, 1)
     bmi_w(dblk_done)
     str(r3, [r7, 4 * _CNT])
-    ldr(r1, [r7, 4 * _WCUR])  # r1 = the block's weights (six rows interleaved, uquant_rt.dsp_index)
-    ldr(r6, [r7, 4 * _K])
-    add(r4, r6, r6)
-    add(r4, r4, r6)
-    add(r4, r4, r4)
-    add(r4, r4, r1)
-    str(r4, [r7, 4 * _WCUR])  # the next block's: 6*K bytes on
+    ldr(r1, [r7, 4 * _WCUR])  # r1 = the block's weights (six rows interleaved, uquant_rt.dsp_index); the loops
+    # leave it at the next block's (6*K bytes on), which dlast stores
     ldr(r0, [r7, 4 * _CCUR])  # the sums start at the channels' constants Cn + 128 * (sum of odd taps' codes)
     data(2, 0xE8B0, 0x017C)  # ldm.w r0!, {r2, r3, r4, r5, r6, r8}
     str(r0, [r7, 4 * _CCUR])
@@ -1249,15 +1258,18 @@ def _kernel(r0, r1, r2):
     label(dlast)
     # requantize and store the six channels (uquant_rt.requant_channel), the cursors in r8-r11
     data(2, 0x9F0B)  # ldr r7, [sp, #44]: header
+    str(r1, [r7, 4 * _WCUR])  # the next block's rows
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
     data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 2)
+    beq_w(rqg_six)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
     data(2, 0x45A1)  # cmp r9, r4
     it(cc)
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
-    ldr(r0, [r7, 4 * _FAST])
     cmp(r0, 0)
     bne_w(rqf_six)
     data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
@@ -1975,12 +1987,14 @@ def _kernel(r0, r1, r2):
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
     data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 2)
+    beq_w(rqg_four)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
     data(2, 0x45A1)  # cmp r9, r4
     it(cc)
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
-    ldr(r0, [r7, 4 * _FAST])
     cmp(r0, 0)
     bne_w(rqf_ch2)
     cmp(r0, r0)  # b.w
@@ -2058,12 +2072,14 @@ def _kernel(r0, r1, r2):
     data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
     data(2, 0xE890, 0x0F00)  # ldm.w r0, {r8-r11}: P, E, out cursors, channel number
     data(2, 0xF8D7, 0xC044)  # ldr.w r12, [r7, #4*SX]
+    ldr(r0, [r7, 4 * _FAST])
+    cmp(r0, 2)
+    beq_w(rqg_one)
     data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
     data(2, 0xF06F, 0x0E00)  # mvn lr, #0: lr = the channel of the next exception, -1 if none is left
     data(2, 0x45A1)  # cmp r9, r4
     it(cc)
     data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]
-    ldr(r0, [r7, 4 * _FAST])
     cmp(r0, 0)
     bne_w(rqf_one)
     data(2, 0x9800)  # ldr r0, [sp, #0]: sum x*w
@@ -2148,6 +2164,400 @@ def _kernel(r0, r1, r2):
     beq_w(dsn_next)
     label(ddot_done)
     data(2, 0xB00A)  # add sp, #40
+    data(2, 0xBD00)  # pop {pc}
+
+    # ---- FAST 2: the requantization prepare_dense recast for SMLAL. Per channel Q holds A', D'lo and
+    # (D'hi << 8) | s' (bit 7 set: a channel the general path rqg_sp takes; bits 7 and 6: the SMLAL form, then its
+    # exceptions; bit 5 too: just one); the frame word is a = acc - c_lo, unclamped (prepare_dense proved the clamp
+    # changes no output code), and y = ((a*A' + D') >> 32) >> s'. r8 = Q at the block's first channel.
+    label(rqg_six)
+    data(2, 0x9800)  # ldr r0, [sp, #0]: a
+    data(2, 0xF8D8, 0x3000)  # ldr.w r3, [r8, #0]: A'
+    data(2, 0xF8D8, 0x4004)  # ldr.w r4, [r8, #4]: D'lo
+    data(2, 0xF8D8, 0x6008)  # ldr.w r6, [r8, #8]: (D'hi << 8) | s'
+    lsl(r1, r6, 24)  # bit 7 -> N
+    bmi_w(rqg_s0)
+    asr(r5, r6, 8)  # D'hi
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3: r5:r4 = a*A' + D'
+    asr(r5, r6)  # y = high word >> s' (the low byte of r6)
+    label(rqg_c0)
+    data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
+    data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    data(2, 0x9801)  # ldr r0, [sp, #4]: a
+    data(2, 0xF8D8, 0x300C)  # ldr.w r3, [r8, #12]: A'
+    data(2, 0xF8D8, 0x4010)  # ldr.w r4, [r8, #16]: D'lo
+    data(2, 0xF8D8, 0x6014)  # ldr.w r6, [r8, #20]: (D'hi << 8) | s'
+    lsl(r1, r6, 24)  # bit 7 -> N
+    bmi_w(rqg_s1)
+    asr(r5, r6, 8)  # D'hi
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3: r5:r4 = a*A' + D'
+    asr(r5, r6)  # y = high word >> s' (the low byte of r6)
+    label(rqg_c1)
+    data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
+    data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    label(rqg_ch2)
+    data(2, 0x9802)  # ldr r0, [sp, #8]: a
+    data(2, 0xF8D8, 0x3018)  # ldr.w r3, [r8, #24]: A'
+    data(2, 0xF8D8, 0x401C)  # ldr.w r4, [r8, #28]: D'lo
+    data(2, 0xF8D8, 0x6020)  # ldr.w r6, [r8, #32]: (D'hi << 8) | s'
+    lsl(r1, r6, 24)  # bit 7 -> N
+    bmi_w(rqg_s2)
+    asr(r5, r6, 8)  # D'hi
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3: r5:r4 = a*A' + D'
+    asr(r5, r6)  # y = high word >> s' (the low byte of r6)
+    label(rqg_c2)
+    data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
+    data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    data(2, 0x9803)  # ldr r0, [sp, #12]: a
+    data(2, 0xF8D8, 0x3024)  # ldr.w r3, [r8, #36]: A'
+    data(2, 0xF8D8, 0x4028)  # ldr.w r4, [r8, #40]: D'lo
+    data(2, 0xF8D8, 0x602C)  # ldr.w r6, [r8, #44]: (D'hi << 8) | s'
+    lsl(r1, r6, 24)  # bit 7 -> N
+    bmi_w(rqg_s3)
+    asr(r5, r6, 8)  # D'hi
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3: r5:r4 = a*A' + D'
+    asr(r5, r6)  # y = high word >> s' (the low byte of r6)
+    label(rqg_c3)
+    data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
+    data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    data(2, 0x9804)  # ldr r0, [sp, #16]: a
+    data(2, 0xF8D8, 0x3030)  # ldr.w r3, [r8, #48]: A'
+    data(2, 0xF8D8, 0x4034)  # ldr.w r4, [r8, #52]: D'lo
+    data(2, 0xF8D8, 0x6038)  # ldr.w r6, [r8, #56]: (D'hi << 8) | s'
+    lsl(r1, r6, 24)  # bit 7 -> N
+    bmi_w(rqg_s4)
+    asr(r5, r6, 8)  # D'hi
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3: r5:r4 = a*A' + D'
+    asr(r5, r6)  # y = high word >> s' (the low byte of r6)
+    label(rqg_c4)
+    data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
+    data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    data(2, 0x9805)  # ldr r0, [sp, #20]: a
+    data(2, 0xF8D8, 0x303C)  # ldr.w r3, [r8, #60]: A'
+    data(2, 0xF8D8, 0x4040)  # ldr.w r4, [r8, #64]: D'lo
+    data(2, 0xF8D8, 0x6044)  # ldr.w r6, [r8, #68]: (D'hi << 8) | s'
+    lsl(r1, r6, 24)  # bit 7 -> N
+    bmi_w(rqg_s5)
+    asr(r5, r6, 8)  # D'hi
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3: r5:r4 = a*A' + D'
+    asr(r5, r6)  # y = high word >> s' (the low byte of r6)
+    label(rqg_c5)
+    data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
+    data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    data(2, 0xF108, 0x0848)  # add.w r8, r8, #72: the next block's Q
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dblk_next)
+    label(rqg_s0)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g0)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m0)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c0)
+    label(rqg_m0)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x0)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c0)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x0)
+    b(rqg_c0)
+    label(rqg_g0)
+    bl(rqg_sp)
+    b(rqg_c0)
+    label(rqg_s1)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g1)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m1)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c1)
+    label(rqg_m1)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x1)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c1)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x1)
+    b(rqg_c1)
+    label(rqg_g1)
+    bl(rqg_sp)
+    b(rqg_c1)
+    label(rqg_s2)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g2)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m2)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c2)
+    label(rqg_m2)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x2)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c2)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x2)
+    b(rqg_c2)
+    label(rqg_g2)
+    bl(rqg_sp)
+    b(rqg_c2)
+    label(rqg_s3)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g3)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m3)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c3)
+    label(rqg_m3)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x3)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c3)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x3)
+    b(rqg_c3)
+    label(rqg_g3)
+    bl(rqg_sp)
+    b(rqg_c3)
+    label(rqg_s4)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g4)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m4)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c4)
+    label(rqg_m4)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x4)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c4)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x4)
+    b(rqg_c4)
+    label(rqg_g4)
+    bl(rqg_sp)
+    b(rqg_c4)
+    label(rqg_s5)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g5)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m5)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c5)
+    label(rqg_m5)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x5)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c5)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x5)
+    b(rqg_c5)
+    label(rqg_g5)
+    bl(rqg_sp)
+    b(rqg_c5)
+    label(rqg_four)  # a block of four: its sums in the frame words of channels 2..5
+    data(2, 0xF1A8, 0x0818)  # sub.w r8, r8, #24
+    b(rqg_ch2)
+    label(rqg_one)
+    data(2, 0x9800)  # ldr r0, [sp, #0]: a
+    data(2, 0xF8D8, 0x3000)  # ldr.w r3, [r8, #0]: A'
+    data(2, 0xF8D8, 0x4004)  # ldr.w r4, [r8, #4]: D'lo
+    data(2, 0xF8D8, 0x6008)  # ldr.w r6, [r8, #8]: (D'hi << 8) | s'
+    lsl(r1, r6, 24)  # bit 7 -> N
+    bmi_w(rqg_s6)
+    asr(r5, r6, 8)  # D'hi
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3: r5:r4 = a*A' + D'
+    asr(r5, r6)  # y = high word >> s' (the low byte of r6)
+    label(rqg_c6)
+    data(2, 0xF385, 0x0508)  # usat r5, #8, r5: y = clip(y, 0, 255)
+    data(2, 0xF80A, 0x5B01)  # strb.w r5, [r10], #1
+    data(2, 0xF108, 0x080C)  # add.w r8, r8, #12
+    data(2, 0xF107, 0x004C)  # add.w r0, r7, #4*PCUR
+    data(2, 0xE880, 0x0F00)  # stm.w r0, {r8-r11}: the cursors, for the next pass
+    cmp(r0, r0)  # b.w
+    beq_w(dsn_next)
+    label(rqg_s6)
+    lsl(r1, r6, 25)  # bit 6 -> N: the SMLAL form, then the channel's exceptions (r9 is at its first; none
+    bpl(rqg_g6)  # has a = 0 or Wn, so the unclamped a matches where the clamped one would)
+    asr(r5, r6, 8)
+    data(2, 0xFBC0, 0x4503)  # smlal r4, r5, r0, r3
+    data(2, 0xF006, 0x011F)  # and.w r1, r6, #31: s'
+    asr(r5, r1)
+    lsl(r2, r6, 26)  # bit 5 -> N: exactly one exception
+    bpl(rqg_m6)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_c6)
+    label(rqg_m6)
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    data(2, 0xF8D9, 0x2000)  # ldr.w r2, [r9]: the channel
+    label(rqg_x6)
+    data(2, 0xF8D9, 0x1004)  # ldr.w r1, [r9, #4]: its a
+    cmp(r1, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x5008)  # ldr.w r5, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs_w(rqg_c6)
+    data(2, 0xF8D9, 0x1000)  # ldr.w r1, [r9]
+    cmp(r1, r2)
+    beq(rqg_x6)
+    b(rqg_c6)
+    label(rqg_g6)
+    bl(rqg_sp)
+    b(rqg_c6)
+    label(rqg_sp)  # a channel Q does not cover: r0 = a (c0 form, unclamped), r7 = header, r9 = E cursor, r10 = out,
+    # r12 = sx. As uquant_rt.requant_channel from P's words; returns y (unclipped) in r5. Clobbers r0-r6, r11, lr.
+    data(2, 0xB500)  # push {lr}
+    ldr(r2, [r7, 4 * _OB])
+    mov(r1, r10)
+    sub(r1, r1, r2)  # n
+    mov(r11, r1)
+    mov(r3, 28)
+    mul(r3, r1)
+    ldr(r2, [r7, 4 * _PR])
+    add(r2, r2, r3)  # its words in P
+    ldr(r3, [r2, 0])  # c
+    data(2, 0xF8D7, 0x4080)  # ldr.w r4, [r7, #4*C0]
+    sub(r3, r3, r4)
+    data(2, 0xFB03, 0x001C)  # mls r0, r3, r12, r0: a -= (c - c0) * sx
+    ldr(r4, [r2, 8])  # a clamped to [0, Wn]
+    cmp(r0, 0)
+    it(lt)
+    mov(r0, 0)
+    cmp(r0, r4)
+    it(gt)
+    mov(r0, r4)
+    ldr(r3, [r2, 12])  # A, Dh, Dl, S
+    ldr(r4, [r2, 16])
+    ldr(r5, [r2, 20])
+    ldr(r6, [r2, 24])
+    cmp(r6, 30)
+    blt(rqg_dir)
+    data(2, 0xFB80, 0x1203)  # smull r1, r2, r0, r3: r2:r1 = a*A
+    data(2, 0xEB11, 0x7184)  # adds.w r1, r1, r4, lsl #30: + Dh*2**30 (low word)
+    data(2, 0xEB42, 0x02A4)  # adc.w r2, r2, r4, asr #2: (high word)
+    data(2, 0xEB11, 0x0105)  # adds.w r1, r1, r5: + Dl
+    data(2, 0xEB42, 0x72E5)  # adc.w r2, r2, r5, asr #31: its sign
+    data(2, 0xEA4F, 0x0282)  # lsl.w r2, r2, #2
+    data(2, 0xEA42, 0x7291)  # orr.w r2, r2, r1, lsr #30: r2 = high word of v << 2
+    sub(r6, 30)
+    data(2, 0xFA42, 0xF106)  # asr.w r1, r2, r6: y
+    b(rqg_exc)
+    label(rqg_dir)
+    data(2, 0xFB00, 0x5103)  # mla r1, r0, r3, r5: a*A + Dl
+    asr(r1, r6)  # y = (a*A + Dl) >> S
+    label(rqg_exc)  # the channel's exception triples, if r9 is at any: the one whose a matches gives y
+    data(2, 0xF8D7, 0x4028)  # ldr.w r4, [r7, #4*EEND]
+    label(rqg_ewl)
+    data(2, 0x45A1)  # cmp r9, r4
+    bcs(rqg_ret)
+    data(2, 0xF8D9, 0xE000)  # ldr.w lr, [r9]: the triple's channel
+    data(2, 0x45DE)  # cmp lr, r11
+    bne(rqg_ret)
+    data(2, 0xF8D9, 0x5004)  # ldr.w r5, [r9, #4]: its a
+    cmp(r5, r0)
+    it(eq)
+    data(2, 0xF8D9, 0x1008)  # ldr.w r1, [r9, #8]: y = its code
+    data(2, 0xF109, 0x090C)  # add.w r9, r9, #12
+    b(rqg_ewl)
+    label(rqg_ret)
+    mov(r5, r1)
     data(2, 0xBD00)  # pop {pc}
 
     # the dense requantization's less common paths, out of line
@@ -2753,7 +3163,73 @@ def prepare_dense(K, N, lo, hi, W, P, E, T):
         o += m * K
         n0 += m
     H[_CN] = _addr(C)
-    return (H, keep, K, N, C)
+    Q = None
+    if H[_FAST] and not isinstance(P, bytearray):  # (a bytearray P may have its c_lo words moved: satfix)
+        try:
+            Q = _recast(N, keep[1], keep[2], C)
+        except OverflowError:  # a firmware without big ints
+            Q = None
+    if Q is not None:
+        H[_FAST] = 2
+        H[_PR] = H[_P]
+        H[_P] = _addr(Q)
+        H[_C0] = _word(keep[1], 0)
+    return (H, keep, K, N, C, Q)
+
+
+_GENERAL = 70  # what a channel of the general path costs FAST 2, about (the tests set 0: FAST 2 whenever it can)
+
+
+def _recast(N, P, E, C):
+    # FAST 2 (a layer that clips to [0, 255] without a table, its P read-only): each channel's requantization
+    #     a = clamp(acc - c_lo, 0, Wn);  y = floor((a*A + D) / 2**S)  (D = Dh*2**30 + Dl, or Dl when S < 30)
+    # becomes y = floor((a*A' + D') / 2**32) >> s' on the unclamped a, exactly: A' = A << t, D' = D << t with
+    # t = 32 - S when S <= 32, s' = S - 32 otherwise; one SMLAL. Dropping the clamp changes no output code when A >= 0
+    # (y grows with a), y(0) <= 0 and y(Wn) >= 255: a below 0 or past Wn then saturates as the clamped one does.
+    # C[n] becomes Cn - c_lo and the kernel's _SXO 128*sxo - c0*sx, so the frame word is a. A channel with
+    # exceptions takes the SMLAL form then looks them up by the unclamped a (bits 7, 6; 5 too when it has just one),
+    # which matches where the clamped a would unless one sits at a = 0 or Wn; that channel, one with another c than
+    # channel 0's, or one outside the bounds above is marked (bit 7 alone) for the general path (P's words).
+    # Q: 3 words per channel (A', D'lo, (D'hi << 8) | s'). None when the FAST 1 way would be faster (too many
+    # channels for the general path).
+    nE = len(E) if isinstance(E, array) else len(E) >> 2
+    odd = {}  # channel -> the a of its exceptions
+    for i in range(0, nE, 3):
+        odd.setdefault(_word(E, i), []).append(_word(E, i + 1))
+    c0 = _word(P, 0)
+    Q = array("i", [0] * (3 * N))
+    Cp = [0] * N
+    good = 0
+    for n in range(N):
+        p = 7 * n
+        c = _word(P, p)
+        c_lo = _word(P, p + 1)
+        Wn = _word(P, p + 2)
+        A = _word(P, p + 3)
+        S = _word(P, p + 6)
+        D = _word(P, p + 5) if S < 30 else _word(P, p + 4) * 2 ** 30 + _word(P, p + 5)
+        Cp[n] = (C[n] - c_lo + 2 ** 31) % 2 ** 32 - 2 ** 31  # int32 arithmetic, as the kernel's
+        Q[3 * n + 2] = 128
+        if c != c0 or A < 0 or S < 0 or S > 63 or D >> S > 0 or (Wn * A + D) >> S < 255:
+            continue
+        t = 32 - S if S <= 32 else 0
+        Ap = A << t
+        Dp = D << t
+        hi = Dp >> 32
+        if Ap >= 2 ** 31 or not -2 ** 23 <= hi < 2 ** 23:
+            continue
+        lo = Dp & 0xFFFFFFFF
+        Q[3 * n] = Ap
+        Q[3 * n + 1] = lo - 2 ** 32 if lo >= 2 ** 31 else lo
+        Q[3 * n + 2] = (hi << 8) | (S - 32 if S > 32 else 0)
+        if n in odd:  # the SMLAL form then its exceptions (0xC0, 0xE0: just one), unless one is at a clamp (0x80)
+            Q[3 * n + 2] |= 0x80 if 0 in odd[n] or Wn in odd[n] else 0xE0 if len(odd[n]) == 1 else 0xC0
+        good += 12 if n not in odd else 30
+    if good + _GENERAL * sum(1 for n in range(N) if Q[3 * n + 2] & 0xC0 == 0x80) >= 34 * N:
+        return None  # (cycles per channel, roughly: 34 the FAST 1 way, 12 the SMLAL form, 70 the general path)
+    for n in range(N):
+        C[n] = Cp[n]
+    return Q
 
 
 def dense(x, out, handle):

@@ -173,6 +173,50 @@ def test_dense_matches_the_bytecode_tier(tier):
     assert exceptions_hit > 10 and limbs > 50 and fast > 10
 
 
+def test_dense_recast_requantization(tier):
+    # The layers prepare_dense recasts (FAST 2: clip to [0, 255], no table, P read-only, as modules hold it): every
+    # kind of channel (the SMLAL form, that form with exceptions, the general path) against the bytecode tier
+    rng = np.random.default_rng(16)
+    kinds = [0, 0, 0, 0]
+    tier._GENERAL = 0  # whatever the general path costs: every kind of channel runs here
+    try:
+        recast_layers(tier, rng, kinds)
+    finally:
+        tier._GENERAL = 70
+    assert min(kinds) > 20, kinds  # SMLAL form, with exceptions, with one exception, general
+
+
+def recast_layers(tier, rng, kinds):
+    shapes = [(64, 256), (256, 10), (33, 17), (1, 1), (5, 11), (257, 6), (100, 16), (31, 4)]
+    shapes += [(int(rng.integers(1, 300)), int(rng.integers(1, 40))) for _ in range(30)]
+    for K, N in shapes:
+        xs = rng.integers(0, 256, (3, K))
+        xs[1, : K // 2] = 0
+        xs[2, K // 3:] = 255
+        W, P, E, _, _, _ = random_layer(rng, K, N, xs, c0=int(rng.integers(0, 256)))
+        for n in range(N):
+            if rng.random() < 0.15:  # y(0) > 0: the clamp matters, the general path
+                S = P[7 * n + 6]
+                if S < 30:
+                    P[7 * n + 5] += 30 << S
+                else:
+                    D = P[7 * n + 4] * 2 ** 30 + P[7 * n + 5] + (30 << S)
+                    P[7 * n + 4], P[7 * n + 5] = D >> 30, D & (2 ** 30 - 1)
+        Pb, Eb = bytes(rt.as_words(P)), bytes(rt.as_words(E) or b"")
+        h = tier.prepare_dense(K, N, 0, 255, rt.relay(W, K, N, None, "dsp"), Pb, Eb, None)
+        assert h[0][29] == 2 and h[5] is not None, (K, N)
+        for n in range(N if h[5] else 0):
+            m = h[5][3 * n + 2] & 0xE0
+            kinds[0 if m == 0 else 1 if m == 0xC0 else 2 if m == 0xE0 else 3] += 1
+        for x in xs:
+            xb = bytes(x.astype(np.uint8).tolist())
+            out = bytearray(b"\xaa" * (N + 2))
+            want = bytearray(b"\xaa" * (N + 2))
+            tier.dense(xb, out, h)
+            rt.dense(xb, want, K, N, 0, 255, W, Pb, rt._fixes(rt.as_words(E)), None)
+            assert out == want, (K, N)
+
+
 def random_geometry(rng):
     while True:
         G = int(rng.choice([1, 1, 2, 3]))

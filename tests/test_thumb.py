@@ -97,10 +97,13 @@ def test_weights_layout(tier, K, N):
 # ---------------------------------------------------------------------------------------------------
 # random layers against the bytecode tier
 
-def random_layer(rng: np.random.Generator, K: int, N: int, xs: np.ndarray):
-    """Weights, words (direct and limb forms), exceptions (some on the a that xs[0] reaches), table, clip."""
+def random_layer(rng: np.random.Generator, K: int, N: int, xs: np.ndarray, c0: int | None = None):
+    """Weights, words (direct and limb forms), exceptions (some on the a that xs[0] reaches), table, clip; c0: the
+    same c in every channel."""
     W = rng.integers(0, 256, (N, K))
     c = rng.integers(0, 256, N)
+    if c0 is not None:
+        c[:] = c0
     acc = xs @ W.T - np.outer(xs.sum(1), c)  # (samples, N): what the device computes before c_lo
     P, E = [], []
     for n in range(N):
