@@ -20,8 +20,9 @@ PICKLE_HELP = ("it holds a pickled Python object (e.g. a whole model saved with 
                "torch.jit.save(torch.jit.trace(model, x))")
 
 
-def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = False) -> Graph:
-    """Read a quantized model (object, state_dict mapping, or file path) into the IR."""
+def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = False, input_shape=None) -> Graph:
+    """Read a quantized model (object, state_dict mapping, or file path) into the IR. input_shape: one sample's
+    shape where known (an LSTM is unrolled over its time steps while loading)."""
     if isinstance(source, (str, Path)) and Path(source).suffix == ".pt2":  # torch.export.save of a PT2E program
         from .pt2e import from_pt2e
         return from_pt2e(_export_load(Path(source)), name or _name_from(Path(source)))
@@ -36,7 +37,7 @@ def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = Fal
     if isinstance(source, torch.export.ExportedProgram) or (isinstance(source, torch.nn.Module) and is_pt2e(source)):
         return from_pt2e(source, name)
     if isinstance(source, torch.nn.Module):
-        return from_module(source, name)
+        return from_module(source, name, input_shape)
     if isinstance(source, Mapping):
         return from_state_dict(source, name, relu=relu)
     raise ConversionError(f"cannot convert a {type(source).__name__}: pass a quantized nn.Module, a TorchScript "

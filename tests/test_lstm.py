@@ -1,0 +1,164 @@
+"""Quantized LSTM (torch.ao.nn.quantized.LSTM through FX's custom-module flow): unrolled over the time steps into
+ordinary device nodes, the state carried in activation buffers, every output byte equal to torch's; GRU and the
+LSTM forms uquant does not unroll are refused by name, with what to do."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import uquant
+from uquant import examples
+from uquant.hosts.mpmodule import run_batch
+from uquant.ir import ConversionError
+
+N_SEQUENCES = 50
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+def test_lstm_classifier_exact_per_time_step(engine, report):
+    q, x = examples.lstm_classifier(engine, hidden=16, steps=20)
+    converted = uquant.convert(q, x[:2], engine=engine, quiet=True)  # self-check: 2 sequences, CPython runtime
+    kinds = [type(op).__name__ for op in converted.graph.ops]
+    assert kinds.count("Mul") == 3 * 20 and kinds.count("Linear") == 2 * 20 + 2  # 20 steps, zero state, fc
+    xt, _ = examples.sensor_sequences(N_SEQUENCES, 20, seed=7)
+    xt = xt * 1.5  # beyond the calibrated range too: saturated codes
+    with torch.no_grad():  # one sequence per call, as on the device
+        want = np.concatenate([q(xt[i:i + 1]).numpy() for i in range(N_SEQUENCES)])
+    codes = uquant.api.quantize_input(xt.reshape(N_SEQUENCES, -1).numpy(), converted)
+    got, preds, _ = run_batch(converted.source, converted.module_name, codes, host="wasm")  # real MicroPython
+    out = converted.plan.output
+    assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
+    assert np.array_equal(preds, want.argmax(1))
+    assert list(converted.run_codes(codes[0])) == got[0].tolist()  # and the same runtime in CPython
+    report(f"lstm_classifier {engine:<8}: LSTM(3, 16) over 20 steps, {N_SEQUENCES} sequences x 4 outputs equal to "
+           "torch (wasm MicroPython)")
+
+
+def fx_quantize(model, x, engine="qnnpack", custom=True):
+    import torch.ao.nn.quantizable as nnqa
+    import torch.ao.nn.quantized as nnq
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.fx.custom_config import ConvertCustomConfig, PrepareCustomConfig
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = engine
+    if not custom:
+        prepared = prepare_fx(model.eval(), get_default_qconfig_mapping(engine), (x,))
+        prepared(x)
+        return convert_fx(prepared)
+    prepared = prepare_fx(model.eval(), get_default_qconfig_mapping(engine), (x,),
+                          prepare_custom_config=PrepareCustomConfig().set_float_to_observed_mapping(nn.LSTM, nnqa.LSTM))
+    prepared(x)
+    return convert_fx(prepared, convert_custom_config=ConvertCustomConfig().set_observed_to_quantized_mapping(
+        nnqa.LSTM, nnq.LSTM))
+
+
+class FinalState(nn.Module):
+    """h_n instead of out[:, -1], the zero state from a buffer: the same numbers."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(2, 8, batch_first=True), nn.Linear(8, 3)
+        self.register_buffer("h0", torch.zeros(1, 1, 8))
+
+    def forward(self, x):
+        h0 = self.h0.expand(1, x.size(0), 8)
+        _, (h, c) = self.lstm(x, (h0, h0))
+        return self.fc(h[-1])
+
+
+def test_final_state_and_buffer_zero_state_exact():
+    torch.manual_seed(1)
+    x = torch.randn(16, 6, 2)
+    q = fx_quantize(FinalState(), x)
+    converted = uquant.convert(q, x[:4], engine="qnnpack", quiet=True)  # 4 sequences, self-checked
+    assert converted.plan.input_shape == (6, 2)
+
+
+class Configurable(nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(2, 4, **kw), nn.Linear(4, 2)
+
+    def forward(self, x):
+        n = x.size(0) if self.lstm.batch_first else x.size(1)
+        h0 = x.new_zeros(self.lstm.num_layers * (2 if self.lstm.bidirectional else 1), n, 4)
+        out, _ = self.lstm(x, (h0, h0))
+        return self.fc(out[:, -1, :4])
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"batch_first": True, "num_layers": 2}, "num_layers=2: only a single-layer LSTM"),
+    ({"batch_first": True, "bidirectional": True}, "bidirectional LSTMs are not supported"),
+    ({"batch_first": False}, "batch_first=False is not supported"),
+])
+def test_unsupported_lstm_forms_refused_by_name(kw, match):
+    x = torch.randn(4, 5, 2)
+    q = fx_quantize(Configurable(**kw), x)
+    with pytest.raises(ConversionError, match=match) as info:
+        uquant.convert(q, x, engine="qnnpack", quiet=True)
+    assert "module 'lstm' (LSTM)" in str(info.value)
+
+
+def test_explicit_state_refused():
+    class GivenState(nn.Module):  # torch's own tests' form: the state is an input of the model
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(2, 4, batch_first=True)
+
+        def forward(self, x, h0, c0):
+            return self.lstm(x, (h0, c0))[0]
+
+    x, h = torch.randn(4, 5, 2), torch.randn(1, 4, 4)
+    import torch.ao.nn.quantizable as nnqa
+    import torch.ao.nn.quantized as nnq
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.fx.custom_config import ConvertCustomConfig, PrepareCustomConfig
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "qnnpack"
+    prepared = prepare_fx(GivenState().eval(), get_default_qconfig_mapping("qnnpack"), (x, h, h),
+                          prepare_custom_config=PrepareCustomConfig().set_float_to_observed_mapping(nn.LSTM, nnqa.LSTM))
+    prepared(x, h, h)
+    q = convert_fx(prepared, convert_custom_config=ConvertCustomConfig().set_observed_to_quantized_mapping(
+        nnqa.LSTM, nnq.LSTM))
+    with pytest.raises(ConversionError, match="it takes 3 .module 'lstm' is an LSTM: the initial state .h0, c0. "
+                                              "must be zeros the model makes"):
+        uquant.convert(q, x, engine="qnnpack", quiet=True)
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.RNN])
+def test_gru_refused_with_the_lstm_alternative(cell):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.rnn = nn.Linear(4, 4), cell(4, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(self.fc(x))[0]
+
+    x = torch.randn(8, 3, 4)
+    q = fx_quantize(Net(), x)
+    with pytest.raises(ConversionError) as info:
+        uquant.convert(q, x, engine="qnnpack", quiet=True)
+    msg = str(info.value)
+    name = cell.__name__
+    assert f"module 'rnn' ({name})" in msg and f"{name} is not supported: torch has no static quantized {name}" in msg
+    assert "use nn.LSTM with torch.ao.nn.quantizable.LSTM (FX custom module" in msg and "which uquant converts" in msg
+
+
+def test_float_lstm_points_to_the_custom_module_flow():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.rnn = nn.Linear(4, 4), nn.LSTM(4, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(self.fc(x))[0]
+
+    x = torch.randn(8, 3, 4)
+    q = fx_quantize(Net(), x, custom=False)  # without the custom-module mapping: the LSTM stays float
+    with pytest.raises(ConversionError, match="set_float_to_observed_mapping"):
+        uquant.convert(q, x, engine="qnnpack", quiet=True)
