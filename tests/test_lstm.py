@@ -16,12 +16,25 @@ from uquant.ir import ConversionError
 N_SEQUENCES = 50
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """torch's quantized LSTM is a Python loop of tiny ops: on a shared 2-core machine, thread hand-offs make it 30x
+    slower. The tensors are far below torch's parallel grain, so the bytes do not depend on the thread count."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("engine", ["x86", "qnnpack"])
 def test_lstm_classifier_exact_per_time_step(engine, report):
     q, x = examples.lstm_classifier(engine, hidden=16, steps=20)
     converted = uquant.convert(q, x[:2], engine=engine, quiet=True)  # self-check: 2 sequences, CPython runtime
     kinds = [type(op).__name__ for op in converted.graph.ops]
     assert kinds.count("Mul") == 3 * 20 and kinds.count("Linear") == 2 * 20 + 2  # 20 steps, zero state, fc
+    # the steps share one copy of igates/hgates weights, words and code tables (codegen.shared_data)
+    assert uquant.codegen.memory(converted.plan)["weights"] == 3 * 64 + 16 * 64 + 3 * 16 + 16 * 4  # + zero state, fc
+    assert len(converted.source) < 150_000
     xt, _ = examples.sensor_sequences(N_SEQUENCES, 20, seed=7)
     xt = xt * 1.5  # beyond the calibrated range too: saturated codes
     with torch.no_grad():  # one sequence per call, as on the device
@@ -69,12 +82,16 @@ class FinalState(nn.Module):
         return self.fc(h[-1])
 
 
-def test_final_state_and_buffer_zero_state_exact():
+def test_final_state_and_buffer_zero_state_exact(tmp_path):
+    from uquant.info import module_memory
+
     torch.manual_seed(1)
     x = torch.randn(16, 6, 2)
     q = fx_quantize(FinalState(), x)
     converted = uquant.convert(q, x[:4], engine="qnnpack", quiet=True)  # 4 sequences, self-checked
     assert converted.plan.input_shape == (6, 2)
+    mem = module_memory(converted.save(tmp_path / "final_q.py"))  # shared objects counted once, as codegen does
+    assert mem["weights"] == uquant.codegen.memory(converted.plan)["weights"] == 2 * 32 + 8 * 32 + 2 * 8 + 8 * 3
 
 
 class Configurable(nn.Module):

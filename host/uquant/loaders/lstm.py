@@ -11,8 +11,9 @@ modules/rnn.py, LSTMCell.forward):
 
 Each of those is one IR op uquant already reproduces exactly (Linear, Add, Slice, Table, Mul), so the cell is
 unrolled over the sequence length (fixed by the example input, like every shape in uquant): the state (h, c) is
-carried from step to step in the device's activation buffers. Every step has its own copy of the two Linears'
-weights and requantization words (the IR has no shared weights yet), which is fine for small LSTMs.
+carried from step to step in the device's activation buffers. Each step is its own device node, but the steps'
+equal weights, requantization words and code tables are one object in the generated module (codegen.shared_data),
+so the board holds them once; only the per-node bookkeeping grows with the sequence length.
 
 The initial state is zeros the model makes (x.new_zeros(1, N, hidden): FX's flow needs (h0, c0) passed, and
 quantizes them with an observer that only saw zeros). Step 0's hgates reads those zero codes with their own scale,
