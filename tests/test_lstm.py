@@ -179,3 +179,36 @@ def test_float_lstm_points_to_the_custom_module_flow():
     q = fx_quantize(Net(), x, custom=False)  # without the custom-module mapping: the LSTM stays float
     with pytest.raises(ConversionError, match="set_float_to_observed_mapping"):
         uquant.convert(q, x, engine="qnnpack", quiet=True)
+
+
+class Eager(nn.Module):
+    """Eager mode's custom-module flow: no state passed, torch quantizes zeros with scale 1.0, zero point 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant, self.dequant = torch.ao.quantization.QuantStub(), torch.ao.quantization.DeQuantStub()
+        self.lstm, self.fc = nn.LSTM(3, 8, batch_first=True), nn.Linear(8, 4)
+
+    def forward(self, x):
+        out, _ = self.lstm(self.quant(x))
+        return self.dequant(self.fc(out[:, -1]))
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+def test_eager_lstm_without_state_exact(engine):
+    import torch.ao.nn.quantizable as nnqa
+    import torch.ao.nn.quantized as nnq
+
+    torch.backends.quantized.engine = engine
+    torch.manual_seed(0)
+    model = Eager().eval()
+    model.qconfig = torch.ao.quantization.get_default_qconfig(engine)
+    prepared = torch.ao.quantization.prepare(
+        model, prepare_custom_config_dict={"float_to_observed_custom_module_class": {nn.LSTM: nnqa.LSTM}})
+    x, _ = examples.sensor_sequences(32, 10)
+    prepared(x)
+    q = torch.ao.quantization.convert(
+        prepared, convert_custom_config_dict={"observed_to_quantized_custom_module_class": {nnqa.LSTM: nnq.LSTM}})
+    converted = uquant.convert(q, x[:8] * 1.5, engine=engine, quiet=True)  # 8 sequences, self-checked
+    zero = [op for op in converted.graph.ops if op.name == "lstm.zero_state"]
+    assert len(zero) == 1 and (zero[0].out.scale, zero[0].out.zero_point) == (1.0, 0)
