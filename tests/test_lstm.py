@@ -212,3 +212,28 @@ def test_eager_lstm_without_state_exact(engine):
     converted = uquant.convert(q, x[:8] * 1.5, engine=engine, quiet=True)  # 8 sequences, self-checked
     zero = [op for op in converted.graph.ops if op.name == "lstm.zero_state"]
     assert len(zero) == 1 and (zero[0].out.scale, zero[0].out.zero_point) == (1.0, 0)
+
+
+def test_lstm_on_the_picos_thumb_kernels():
+    """Laid out for the pico (--board pico): the 42 dense nodes on device/uquant_thumb.py's armv6m code, emulated
+    (unicorn), the rest on the bytecode runtime; 10 sequences equal torch."""
+    from uquant.hosts import thumb
+    from uquant.runtime import load_source, rt
+
+    q, x = examples.lstm_classifier("qnnpack")
+    converted = uquant.convert(q, x[:2], engine="qnnpack", quiet=True, board="pico")
+    xt, _ = examples.sensor_sequences(10, 20, seed=3)
+    with torch.no_grad():
+        want = np.concatenate([q(xt[i:i + 1]).numpy() for i in range(10)])
+    codes = uquant.api.quantize_input(xt.reshape(10, -1).numpy(), converted)
+    rt.register("uquant_thumb", thumb.emulated_tier())
+    rt.TIER = "thumb"
+    try:
+        module = load_source(converted.source, converted.module_name)
+        assert module.model.tier == "thumb" and sum(n.fast is not None for n in module.model.layers) == 42
+        got = np.array([list(bytes(module.run(bytes(map(int, c))))) for c in codes])
+    finally:
+        rt.TIER = None
+        rt.register("uquant_thumb", None)
+    out = converted.plan.output
+    assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
