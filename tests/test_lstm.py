@@ -94,20 +94,42 @@ def test_final_state_and_buffer_zero_state_exact(tmp_path):
     assert mem["weights"] == uquant.codegen.memory(converted.plan)["weights"] == 2 * 32 + 8 * 32 + 2 * 8 + 8 * 3
 
 
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+def test_two_layer_lstm_exact(engine):
+    """num_layers=2: the second layer reads the first's h at every step; out[:, -1] is the last layer's."""
+    torch.manual_seed(2)
+    x = torch.randn(16, 6, 2)
+    q = fx_quantize(Configurable(batch_first=True, num_layers=2), x, engine)
+    converted = uquant.convert(q, x[:6], engine=engine, quiet=True)  # 6 sequences, self-checked
+    assert sum(type(op).__name__ == "Linear" for op in converted.graph.ops) == 2 * 2 * 6 + 2  # + zero state, fc
+
+
+def test_two_layer_final_state_refused():
+    class Net(Configurable):
+        def forward(self, x):
+            h0 = x.new_zeros(2, x.size(0), 4)
+            _, (h, _) = self.lstm(x, (h0, h0))
+            return self.fc(h[-1])
+
+    x = torch.randn(4, 5, 2)
+    q = fx_quantize(Net(batch_first=True, num_layers=2), x)
+    with pytest.raises(ConversionError, match="final state of a 2-layer LSTM.*use out"):
+        uquant.convert(q, x, engine="qnnpack", quiet=True)
+
+
 class Configurable(nn.Module):
     def __init__(self, **kw):
         super().__init__()
-        self.lstm, self.fc = nn.LSTM(2, 4, **kw), nn.Linear(4, 2)
+        self.lstm, self.fc = nn.LSTM(2, 4, **kw), nn.Linear(8 if kw.get("bidirectional") else 4, 2)
 
     def forward(self, x):
         n = x.size(0) if self.lstm.batch_first else x.size(1)
         h0 = x.new_zeros(self.lstm.num_layers * (2 if self.lstm.bidirectional else 1), n, 4)
         out, _ = self.lstm(x, (h0, h0))
-        return self.fc(out[:, -1, :4])
+        return self.fc(out[:, -1])
 
 
 @pytest.mark.parametrize("kw,match", [
-    ({"batch_first": True, "num_layers": 2}, "num_layers=2: only a single-layer LSTM"),
     ({"batch_first": True, "bidirectional": True}, "bidirectional LSTMs are not supported"),
     ({"batch_first": False}, "batch_first=False is not supported"),
 ])

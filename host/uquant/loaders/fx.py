@@ -46,7 +46,7 @@ SUPPORTED = ("quantized Linear / LinearReLU, Conv1d / Conv2d (+ReLU), MaxPool1d 
                                 | {f.__name__ for f in (*ELEMENTWISE_FUNCTIONS, *AVGPOOL_FUNCTIONS)}
                                 | {"cat", "flatten", "reshape / view", "QuantStub / DeQuantStub", "transpose / permute",
                                    "contiguous", "chunk / split", "size() arithmetic", "mean over [2, 3]",
-                                   "quantized LSTM (FX custom module, one layer, batch_first, zero initial state)",
+                                   "quantized LSTM (custom module, batch_first, unidirectional, zero initial state)",
                                    "quantize_per_tensor", "dequantize"}))
              + " (softmax / log_softmax only as the last op: dropped)")
 NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
@@ -255,23 +255,28 @@ class _Walker:
                                       "features))")
             self.graph.input_shape = self.input_shape
         shape = self.graph.input_shape if x.value == "input" else self.graph.shapes()[x.value]
-        hs, c, q_h, q_c = lstm_unroll.unroll(self, self.op_name(node), mod, x, tuple(shape), states, where)
-        return Val(None, None, None, ("lstm", hs, c, q_h, q_c))
+        return Val(None, None, None, ("lstm",) + lstm_unroll.unroll(self, self.op_name(node), mod, x, tuple(shape),
+                                                                     states, where))
 
     def lstm_output(self, node, c: tuple, index) -> Val:
         """getitem on an LSTM's outputs: (out, (h_n, c_n)), out[:, t], h_n[-1] (a Val whose const says which)."""
         kind = c[0]
         if kind == "lstm" and index in (0, 1):
-            _, hs, cn, q_h, q_c = c
-            return Val(None, None, None, ("lstm_seq", hs, q_h, False) if index == 0 else ("lstm_hc", hs[-1], cn, q_h, q_c))
+            _, hs, hns, cns, qhs, qcs = c
+            return Val(None, None, None, ("lstm_seq", hs, qhs[-1], False) if index == 0 else
+                       ("lstm_hc", hns, cns, qhs, qcs))
         if kind == "lstm_hc" and index in (0, 1):
             return Val(None, None, None, ("lstm_state", c[1 + index], c[3 + index], False))
         if kind == "lstm_seq":
             t = lstm_unroll.selected_step(index, describe(node))
             if t is not None and -len(c[1]) <= t < len(c[1]):
                 return Val(c[1][t], c[2], [] if c[3] else None)
+        if kind == "lstm_state" and len(c[1]) > 1:
+            raise ConversionError(f"{describe(node)}: the final state of a {len(c[1])}-layer LSTM: torch stacks the "
+                                  "layers' states, requantizing them to the first layer's scale; use out[:, -1] (the "
+                                  "last layer's last h) instead")
         if kind == "lstm_state" and index in (0, -1):
-            return Val(c[1], c[2], [] if c[3] else None)
+            return Val(c[1][0], c[2][0], [] if c[3] else None)
         raise ConversionError(f"{describe(node)}: indexes an LSTM's output with {index!r}; supported: out[:, t] "
                               "of the output sequence (e.g. out[:, -1]), h_n[-1] / h_n[0] / h_n.squeeze(0)")
 

@@ -11,7 +11,8 @@ modules/rnn.py, LSTMCell.forward):
 
 Each of those is one IR op uquant already reproduces exactly (Linear, Add, Slice, Table, Mul), so the cell is
 unrolled over the sequence length (fixed by the example input, like every shape in uquant): the state (h, c) is
-carried from step to step in the device's activation buffers. Each step is its own device node, but the steps'
+carried from step to step in the device's activation buffers. Stacked layers (num_layers > 1) unroll one after
+the other, each reading the previous layer's h at every step (torch stacks them with the same qparams). Each step is its own device node, but the steps'
 equal weights, requantization words and code tables are one object in the generated module (codegen.shared_data),
 so the board holds them once; only the per-node bookkeeping grows with the sequence length.
 
@@ -51,34 +52,28 @@ def qfunctional_qparams(ff, dtype: str, where: str) -> QParams:
 
 def check_lstm(mod, where: str) -> None:
     """Refuse, naming the layer, what the unrolling does not cover."""
-    if mod.num_layers != 1:
-        raise ConversionError(f"{where}: num_layers={mod.num_layers}: only a single-layer LSTM is supported (stack "
-                              "two LSTM modules of one layer each instead, each with its own zero state)")
     if mod.bidirectional:
         raise ConversionError(f"{where}: bidirectional LSTMs are not supported (unidirectional only)")
     if not mod.batch_first:
         raise ConversionError(f"{where}: batch_first=False is not supported: uquant's inputs are batch-first; build "
                               "the LSTM with batch_first=True (same weights) and give it (batch, time, features)")
-    cell = mod.layers[0].layer_fw.cell
-    if getattr(cell, "split_gates", False):
-        raise ConversionError(f"{where}: split_gates=True is not supported (one igates and one hgates Linear only)")
+    for layer in mod.layers:
+        if getattr(layer.layer_fw.cell, "split_gates", False):
+            raise ConversionError(f"{where}: split_gates=True is not supported (one igates and one hgates Linear "
+                                  "per layer only)")
 
 
 def unroll(walker, name: str, mod, x, x_shape: tuple, states: list[QParams], where: str):
-    """Append the unrolled cell's ops to the walker's graph. x: the input's Val (quantized, per sample (T, F)).
-    states: the quantization of h0 and c0 (zeros). Returns (names of h_1..h_T, name of c_T, h's and c's qparams)."""
+    """Append the unrolled cells' ops to the walker's graph, layer after layer. x: the input's Val (quantized, per
+    sample (T, F)). states: the quantization of h0 and c0 (zeros, the same for every layer, as torch reshapes one
+    tensor). Returns (names of the last layer's h_1..h_T, each layer's final h and c, and their qparams)."""
     import torch.ao.nn.quantized as nnq
 
-    cell = mod.layers[0].layer_fw.cell
     if len(x_shape) != 2:
         raise ConversionError(f"{where}: its input must be (batch, time, features), gets one sample of shape "
                               f"{x_shape}")
     T, F = x_shape
-    H = int(cell.hidden_size)
-    if F != int(cell.input_size):
-        raise ConversionError(f"{where}: expects {cell.input_size} features per time step, gets {F}")
-    if not isinstance(cell.igates, nnq.Linear) or not isinstance(cell.hgates, nnq.Linear):
-        raise ConversionError(f"{where}: the cell's igates/hgates are not quantized Linears: is it converted?")
+    H = int(mod.hidden_size)
     if x.q.dtype != "quint8" or any(q.dtype != "quint8" for q in states):
         raise ConversionError(f"{where}: the input and the state must be quint8")
 
@@ -93,23 +88,6 @@ def unroll(walker, name: str, mod, x, x_shape: tuple, states: list[QParams], whe
         op.name = uniq(op.name)
         return walker.add(op, inputs).name
 
-    dt = x.q.dtype
-    q_gates = qfunctional_qparams(cell.gates, dt, where)
-    q_fc = qfunctional_qparams(cell.fgate_cx, dt, where)
-    q_ig = qfunctional_qparams(cell.igate_cgate, dt, where)
-    q_c = qfunctional_qparams(cell.fgate_cx_igate_cgate, dt, where)
-    q_h = qfunctional_qparams(cell.ogate_cy, dt, where)
-    # the gates' element-wise maps, computed by torch once (the qparams are the same at every step)
-    sig = code_table(f"{name}.sigmoid", "sigmoid", q_gates, cell.input_gate, None)
-    sig_f = code_table(f"{name}.sigmoid", "sigmoid", q_gates, cell.forget_gate, None)
-    sig_o = code_table(f"{name}.sigmoid", "sigmoid", q_gates, cell.output_gate, None)
-    tanh_g = code_table(f"{name}.tanh", "tanh", q_gates, cell.cell_gate, None)
-    tanh_c = code_table(f"{name}.tanh", "tanh", q_c, torch.tanh, None)
-    igates = linear_from_module(f"{name}.igates", cell.igates)
-    hgates = linear_from_module(f"{name}.hgates", cell.hgates)
-    if igates.out_features != 4 * H or hgates.in_features != H:
-        raise ConversionError(f"{where}: igates/hgates sizes do not match hidden_size {H}")
-
     def step_input(t: int) -> str:
         piece = add(Slice(f"{name}.x{t}", 1, t, x.q, split=1), [x.value])
         return add(Reshape(f"{name}.x{t}.flat", (-1,), x.q), [piece])
@@ -120,25 +98,57 @@ def unroll(walker, name: str, mod, x, x_shape: tuple, states: list[QParams], whe
         if q not in zeros:
             zeros[q] = add(Linear(f"{name}.zero_state", np.zeros((H, F), np.int64), np.ones(H), np.zeros(H, np.int64),
                                   False, None, q), [x0])
-    h, c = zeros[states[0]], zeros[states[1]]
-    hs = []
-    for t in range(T):
-        xt = x0 if t == 0 else step_input(t)
-        p = f"{name}.{t}"
-        ig = add(dataclasses.replace(igates, name=f"{p}.igates"), [xt])
-        hg = add(dataclasses.replace(hgates, name=f"{p}.hgates"), [h])
-        gates = add(Add(f"{p}.gates", q_gates), [ig, hg])
-        pieces = [add(Slice(f"{p}.{g}", 1, k, q_gates, chunks=4), [gates])
-                  for k, g in enumerate(("input_gate", "forget_gate", "cell_gate", "output_gate"))]
-        i_g, f_g, g_g, o_g = (add(dataclasses.replace(tab, name=f"{pc}.{tab.what}"), [pc])
-                              for tab, pc in zip((sig, sig_f, tanh_g, sig_o), pieces))
-        fc = add(Mul(f"{p}.fgate_cx", q_fc), [f_g, c])
-        ic = add(Mul(f"{p}.igate_cgate", q_ig), [i_g, g_g])
-        c = add(Add(f"{p}.c", q_c), [fc, ic])
-        tc = add(dataclasses.replace(tanh_c, name=f"{p}.tanh_c"), [c])
-        h = add(Mul(f"{p}.h", q_h), [o_g, tc])
-        hs.append(h)
-    return hs, c, q_h, q_c
+    inputs = [x0] + [None] * (T - 1)  # layer 0 reads the input's time steps (sliced when first needed)
+    hns, cns, qhs, qcs = [], [], [], []
+    dt = x.q.dtype
+    for li, layer in enumerate(mod.layers):
+        cell = layer.layer_fw.cell
+        lname = name if len(mod.layers) == 1 else f"{name}.l{li}"
+        want_in = F if li == 0 else H
+        if int(cell.input_size) != want_in:
+            raise ConversionError(f"{where}: layer {li} expects {cell.input_size} features per time step, gets "
+                                  f"{want_in}")
+        if not isinstance(cell.igates, nnq.Linear) or not isinstance(cell.hgates, nnq.Linear):
+            raise ConversionError(f"{where}: the cell's igates/hgates are not quantized Linears: is it converted?")
+        q_gates = qfunctional_qparams(cell.gates, dt, where)
+        q_fc = qfunctional_qparams(cell.fgate_cx, dt, where)
+        q_ig = qfunctional_qparams(cell.igate_cgate, dt, where)
+        q_c = qfunctional_qparams(cell.fgate_cx_igate_cgate, dt, where)
+        q_h = qfunctional_qparams(cell.ogate_cy, dt, where)
+        # the gates' element-wise maps, computed by torch once (the qparams are the same at every step)
+        sig = code_table(f"{lname}.sigmoid", "sigmoid", q_gates, cell.input_gate, None)
+        sig_f = code_table(f"{lname}.sigmoid", "sigmoid", q_gates, cell.forget_gate, None)
+        sig_o = code_table(f"{lname}.sigmoid", "sigmoid", q_gates, cell.output_gate, None)
+        tanh_g = code_table(f"{lname}.tanh", "tanh", q_gates, cell.cell_gate, None)
+        tanh_c = code_table(f"{lname}.tanh", "tanh", q_c, torch.tanh, None)
+        igates = linear_from_module(f"{lname}.igates", cell.igates)
+        hgates = linear_from_module(f"{lname}.hgates", cell.hgates)
+        if igates.out_features != 4 * H or hgates.in_features != H or hgates.out_features != 4 * H:
+            raise ConversionError(f"{where}: igates/hgates sizes do not match hidden_size {H}")
+        h, c = zeros[states[0]], zeros[states[1]]
+        hs = []
+        for t in range(T):
+            xt = inputs[t] if inputs[t] is not None else step_input(t)
+            p = f"{lname}.{t}"
+            ig = add(dataclasses.replace(igates, name=f"{p}.igates"), [xt])
+            hg = add(dataclasses.replace(hgates, name=f"{p}.hgates"), [h])
+            gates = add(Add(f"{p}.gates", q_gates), [ig, hg])
+            pieces = [add(Slice(f"{p}.{g}", 1, k, q_gates, chunks=4), [gates])
+                      for k, g in enumerate(("input_gate", "forget_gate", "cell_gate", "output_gate"))]
+            i_g, f_g, g_g, o_g = (add(dataclasses.replace(tab, name=f"{pc}.{tab.what}"), [pc])
+                                  for tab, pc in zip((sig, sig_f, tanh_g, sig_o), pieces))
+            fc = add(Mul(f"{p}.fgate_cx", q_fc), [f_g, c])
+            ic = add(Mul(f"{p}.igate_cgate", q_ig), [i_g, g_g])
+            c = add(Add(f"{p}.c", q_c), [fc, ic])
+            tc = add(dataclasses.replace(tanh_c, name=f"{p}.tanh_c"), [c])
+            h = add(Mul(f"{p}.h", q_h), [o_g, tc])
+            hs.append(h)
+        inputs = hs  # the next layer reads this one's h at each step (torch stacks them: the same codes)
+        hns.append(h)
+        cns.append(c)
+        qhs.append(q_h)
+        qcs.append(q_c)
+    return hs, hns, cns, qhs, qcs
 
 
 def selected_step(index, where: str) -> int | None:
