@@ -259,3 +259,27 @@ def test_lstm_on_the_picos_thumb_kernels():
         rt.register("uquant_thumb", None)
     out = converted.plan.output
     assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
+
+
+class WholeSequence(nn.Module):
+    """Every step's h: flattened into the classifier, or returned as it is (batch, time, hidden)."""
+
+    def __init__(self, flat: bool):
+        super().__init__()
+        self.flat = flat
+        self.lstm, self.fc = nn.LSTM(2, 4, batch_first=True), nn.Linear(5 * 4, 3)
+
+    def forward(self, x):
+        h0 = x.new_zeros(1, x.size(0), 4)
+        out, _ = self.lstm(x, (h0, h0))
+        return self.fc(out.flatten(1)) if self.flat else out
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["flatten-fc", "returned"])
+def test_whole_output_sequence_exact(flat):
+    torch.manual_seed(3)
+    x = torch.randn(16, 5, 2)
+    q = fx_quantize(WholeSequence(flat), x, "x86")
+    converted = uquant.convert(q, x[:6], engine="x86", quiet=True)  # 6 sequences, self-checked
+    assert "lstm.out" in [op.name for op in converted.graph.ops]
+    assert converted.plan.n_out == (3 if flat else 5 * 4)

@@ -88,6 +88,7 @@ class _Walker:
         self.graph = Graph(name, QParams(1.0, 0))
         self.env: dict[torch.fx.Node, Val] = {}
         self.names: set[str] = set()
+        self.sequences: dict = {}  # an LSTM's output sequence, once made (lstm_sequence)
 
     def attr(self, value):
         if isinstance(value, torch.fx.Node) and value.op == "get_attr":
@@ -115,9 +116,11 @@ class _Walker:
         if not isinstance(a, torch.fx.Node) or a not in self.env:
             raise ConversionError(f"{describe(node)}: argument {i} is not a tensor computed by the model")
         v = self.env[a]
+        if not lstm_output and isinstance(v.const, tuple) and v.const and v.const[0] == "lstm_seq":
+            return self.lstm_sequence(v)
         if not lstm_output and isinstance(v.const, tuple) and v.const and str(v.const[0]).startswith("lstm"):
             raise ConversionError(f"{describe(node)}: uses an LSTM's output in a way uquant does not support; "
-                                  "supported: out[:, t] of the output sequence (e.g. out[:, -1]), h_n[-1] / "
+                                  "supported: the output sequence (whole, or out[:, t], e.g. out[:, -1]), h_n[-1] / "
                                   "h_n[0] / h_n.squeeze(0) of the final state")
         return v
 
@@ -258,6 +261,26 @@ class _Walker:
         return Val(None, None, None, ("lstm",) + lstm_unroll.unroll(self, self.op_name(node), mod, x, tuple(shape),
                                                                      states, where))
 
+    def lstm_sequence(self, v: Val) -> Val:
+        """An LSTM's whole output sequence as one value (batch, time, hidden): its steps' h side by side (a cat of
+        byte copies), made once, where something other than out[:, t] reads it."""
+        _, hs, q, dq = v.const
+        key = ("lstm_seq", tuple(hs))
+        if key not in self.sequences:
+            name = hs[0].rsplit(".", 2)[0] + ".out"
+            rows = []
+            for t, h in enumerate(hs):
+                rows.append(self.add(Reshape(self.unique(f"{name}{t}"), (1, -1), q), [h]).name)
+            self.sequences[key] = self.add(Cat(self.unique(name), q, dim=1), rows).name
+        return Val(self.sequences[key], q, [] if dq else None)
+
+    def unique(self, name: str) -> str:
+        base, k = name, 1
+        while name in self.names:
+            name, k = f"{base}_{k}", k + 1
+        self.names.add(name)
+        return name
+
     def lstm_output(self, node, c: tuple, index) -> Val:
         """getitem on an LSTM's outputs: (out, (h_n, c_n)), out[:, t], h_n[-1] (a Val whose const says which)."""
         kind = c[0]
@@ -278,7 +301,8 @@ class _Walker:
         if kind == "lstm_state" and index in (0, -1):
             return Val(c[1][0], c[2][0], [] if c[3] else None)
         raise ConversionError(f"{describe(node)}: indexes an LSTM's output with {index!r}; supported: out[:, t] "
-                              "of the output sequence (e.g. out[:, -1]), h_n[-1] / h_n[0] / h_n.squeeze(0)")
+                              "of the output sequence (e.g. out[:, -1]) or the whole sequence, h_n[-1] / h_n[0] / "
+                              "h_n.squeeze(0)")
 
     def dequantize(self, node) -> Val:
         v = self.arg(node, lstm_output=True)
@@ -458,7 +482,7 @@ class _Walker:
             return self.final_softmax(node, t.__name__, with_args(t, node))
         if node.op == "call_method" and t in SOFTMAX_METHODS:
             return self.final_softmax(node, t, with_args(getattr(torch, t), node))
-        if node.op == "call_function" and t is torch.flatten:
+        if (node.op == "call_function" and t is torch.flatten) or (node.op == "call_method" and t == "flatten"):
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
             return self.flatten(node, self.arg(node), start, end)
@@ -526,6 +550,8 @@ class _Walker:
                 if isinstance(out, (tuple, list)) and len(out) == 1:
                     out = out[0]
                 v = self.env.get(out) if isinstance(out, torch.fx.Node) else None
+                if v is not None and isinstance(v.const, tuple) and v.const and v.const[0] == "lstm_seq":
+                    v = self.lstm_sequence(v)
                 if v is None or v.value in (None, "input"):
                     raise ConversionError("the model must return the output of a quantized layer")
                 if v.fns:
