@@ -283,3 +283,17 @@ def test_whole_output_sequence_exact(flat):
     converted = uquant.convert(q, x[:6], engine="x86", quiet=True)  # 6 sequences, self-checked
     assert "lstm.out" in [op.name for op in converted.graph.ops]
     assert converted.plan.n_out == (3 if flat else 5 * 4)
+
+
+def test_pickled_lstm_file_needs_and_takes_the_input_shape(tmp_path, capsys):
+    from conftest import run_cli
+
+    torch.manual_seed(4)
+    x = torch.randn(8, 4, 2)
+    torch.save(fx_quantize(FinalState(), x), tmp_path / "lstm.pt")
+    rc, _, err = run_cli(capsys, "convert", tmp_path / "lstm.pt", "--allow-pickle", "--engine", "qnnpack",
+                         "-o", tmp_path / "a_q.py")
+    assert rc != 0 and "an LSTM is unrolled over the sequence length" in err and "--input-shape TIME,FEATURES" in err
+    rc, out, _ = run_cli(capsys, "convert", tmp_path / "lstm.pt", "--allow-pickle", "--engine", "qnnpack",
+                         "--input-shape", "4,2", "-o", tmp_path / "b_q.py")
+    assert rc == 0 and (tmp_path / "b_q.py").exists()

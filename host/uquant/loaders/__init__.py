@@ -28,7 +28,8 @@ def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = Fal
         return from_pt2e(_export_load(Path(source)), name or _name_from(Path(source)))
     if isinstance(source, (str, Path)):
         path = Path(source)
-        return load_file(path, name=name or _name_from(path), relu=relu, allow_pickle=allow_pickle)
+        return load_file(path, name=name or _name_from(path), relu=relu, allow_pickle=allow_pickle,
+                         input_shape=input_shape)
     name = name or "model"
     if isinstance(source, torch.jit.ScriptModule):
         from .torchscript import from_script_module
@@ -185,7 +186,7 @@ def _missing_global(message: str) -> str | None:
     return None
 
 
-def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -> Graph:
+def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False, input_shape=None) -> Graph:
     if path.is_dir():
         raise ConversionError(f"{path}: is a directory; pass the model file (TorchScript, state_dict, .pt2)")
     if not path.is_file():
@@ -238,7 +239,7 @@ def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -
     except Exception as e:  # truncated or corrupted files raise all sorts of errors inside torch.load
         raise ConversionError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
     if isinstance(obj, torch.nn.Module):
-        return from_module(obj, name)
+        return from_module(obj, name, input_shape)
     if isinstance(obj, Mapping):
         return from_state_dict(obj, name, relu=relu)
     raise ConversionError(f"{path}: holds a {type(obj).__name__}, not a model or state_dict")

@@ -37,7 +37,6 @@ PASS_MODULES = (nn.Identity, nn.Dropout)  # no effect in eval
 SOFTMAX_FUNCTIONS = {torch.softmax, F.softmax, torch.log_softmax, F.log_softmax}
 SOFTMAX_METHODS = ("softmax", "log_softmax")
 SOFTMAX_MODULES = (nn.Softmax, nn.LogSoftmax)
-RECURRENT_MODULES = (nn.GRU, nn.RNN, nn.LSTM)
 # What the message for an unsupported op lists, read off the tables module() and call() dispatch on
 SUPPORTED = ("quantized Linear / LinearReLU, Conv1d / Conv2d (+ReLU), MaxPool1d / 2d, quantized add / mul (+relu), "
              + ", ".join(sorted({m.__name__ for m in (*ELEMENTWISE_MODULES, *PASS_MODULES, *SOFTMAX_MODULES,
@@ -254,8 +253,8 @@ class _Walker:
         if not self.graph.input_shape:
             if self.input_shape is None:
                 raise ConversionError(f"{where}: an LSTM is unrolled over the sequence length, which only an "
-                                      "example input gives: convert(model, example_input) (or input_shape=(time, "
-                                      "features))")
+                                      "example input gives: convert(model, example_input) or input_shape=(time, "
+                                      "features) (CLI: --input-shape TIME,FEATURES)")
             self.graph.input_shape = self.input_shape
         shape = self.graph.input_shape if x.value == "input" else self.graph.shapes()[x.value]
         return Val(None, None, None, ("lstm",) + lstm_unroll.unroll(self, self.op_name(node), mod, x, tuple(shape),
