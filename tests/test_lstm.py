@@ -297,3 +297,11 @@ def test_pickled_lstm_file_needs_and_takes_the_input_shape(tmp_path, capsys):
     rc, out, _ = run_cli(capsys, "convert", tmp_path / "lstm.pt", "--allow-pickle", "--engine", "qnnpack",
                          "--input-shape", "4,2", "-o", tmp_path / "b_q.py")
     assert rc == 0 and (tmp_path / "b_q.py").exists()
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+def test_wide_hidden_crosses_torchs_simd_blocks(engine):
+    """hidden 72: the gates' add runs 288 elements (SIMD blocks and a scalar tail on x86), each gate 72."""
+    q, x = examples.lstm_classifier(engine, hidden=72, steps=5)
+    xt, _ = examples.sensor_sequences(6, 5, seed=9)
+    uquant.convert(q, xt * 1.5, engine=engine, quiet=True)  # 6 sequences, self-checked
