@@ -11,6 +11,7 @@ import torch.nn as nn
 import uquant
 from uquant import examples
 from uquant.hosts.mpmodule import run_batch
+from test_no_floats import float_violations
 from uquant.ir import ConversionError
 
 N_SEQUENCES = 50
@@ -35,12 +36,14 @@ def test_lstm_classifier_exact_per_time_step(engine, report):
     # the steps share one copy of igates/hgates weights, words and code tables (codegen.shared_data)
     assert uquant.codegen.memory(converted.plan)["weights"] == 3 * 64 + 16 * 64 + 3 * 16 + 16 * 4  # + zero state, fc
     assert len(converted.source) < 150_000
+    assert float_violations(converted.source) == []
     xt, _ = examples.sensor_sequences(N_SEQUENCES, 20, seed=7)
     xt = xt * 1.5  # beyond the calibrated range too: saturated codes
     with torch.no_grad():  # one sequence per call, as on the device
         want = np.concatenate([q(xt[i:i + 1]).numpy() for i in range(N_SEQUENCES)])
     codes = uquant.api.quantize_input(xt.reshape(N_SEQUENCES, -1).numpy(), converted)
-    got, preds, _ = run_batch(converted.source, converted.module_name, codes, host="wasm")  # real MicroPython
+    got, preds, heap = run_batch(converted.source, converted.module_name, codes, host="wasm", heap=True)
+    assert heap == 0  # the 32-bit MicroPython allocates nothing per sequence: the state lives in the buffers
     out = converted.plan.output
     assert np.array_equal(uquant.engines.dequantize(got, out.scale, out.zero_point), want)
     assert np.array_equal(preds, want.argmax(1))
