@@ -97,14 +97,18 @@ def test_final_state_and_buffer_zero_state_exact(tmp_path):
     assert mem["weights"] == uquant.codegen.memory(converted.plan)["weights"] == 2 * 32 + 8 * 32 + 2 * 8 + 8 * 3
 
 
-@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
-def test_two_layer_lstm_exact(engine):
-    """num_layers=2: the second layer reads the first's h at every step; out[:, -1] is the last layer's."""
+@pytest.mark.parametrize("engine,bias", [("x86", True), ("qnnpack", True), ("qnnpack", False)])
+def test_two_layer_lstm_exact(engine, bias):
+    """num_layers=2: the second layer reads the first's h at every step; out[:, -1] is the last layer's. Also
+    without biases."""
     torch.manual_seed(2)
     x = torch.randn(16, 6, 2)
-    q = fx_quantize(Configurable(batch_first=True, num_layers=2), x, engine)
+    q = fx_quantize(Configurable(batch_first=True, num_layers=2, bias=bias), x, engine)
     converted = uquant.convert(q, x[:6], engine=engine, quiet=True)  # 6 sequences, self-checked
-    assert sum(type(op).__name__ == "Linear" for op in converted.graph.ops) == 2 * 2 * 6 + 2  # + zero state, fc
+    linears = [op for op in converted.graph.ops if type(op).__name__ == "Linear"]
+    assert len(linears) == 2 * 2 * 6 + 2  # + zero state, fc
+    gates = [op for op in linears if ".l" in op.name]
+    assert all(op.bias is not None and np.any(op.bias) for op in gates) == bias  # torch gives bias=False zeros
 
 
 def test_two_layer_final_state_refused():
