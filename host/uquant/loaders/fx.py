@@ -290,7 +290,7 @@ class _Walker:
         if kind == "lstm_hc" and index in (0, 1):
             return Val(None, None, None, ("lstm_state", c[1 + index], c[3 + index], False))
         if kind == "lstm_seq":
-            t = lstm_unroll.selected_step(index, describe(node))
+            t = lstm_unroll.selected_step(index)
             if t is not None and -len(c[1]) <= t < len(c[1]):
                 return Val(c[1][t], c[2], [] if c[3] else None)
         if kind == "lstm_state" and len(c[1]) > 1:

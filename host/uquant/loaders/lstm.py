@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..ir import Add, ConversionError, Linear, Mul, QParams, Reshape, Slice
-from .modules import DTYPES, code_table, linear_from_module
+from .modules import code_table, linear_from_module
 
 GRU_ADVICE = ("torch has no static quantized {kind}; use nn.LSTM with torch.ao.nn.quantizable.LSTM (FX custom "
               "module: PrepareCustomConfig().set_float_to_observed_mapping(nn.LSTM, "
@@ -46,7 +46,7 @@ ZERO_STATE = ("the initial state (h0, c0) must be zeros the model makes, e.g. h0
               "supported (the device starts every sequence from zeros)")
 
 
-def qfunctional_qparams(ff, dtype: str, where: str) -> QParams:
+def qfunctional_qparams(ff, dtype: str) -> QParams:
     return QParams(float(ff.scale), int(ff.zero_point), dtype)
 
 
@@ -110,11 +110,11 @@ def unroll(walker, name: str, mod, x, x_shape: tuple, states: list[QParams], whe
                                   f"{want_in}")
         if not isinstance(cell.igates, nnq.Linear) or not isinstance(cell.hgates, nnq.Linear):
             raise ConversionError(f"{where}: the cell's igates/hgates are not quantized Linears: is it converted?")
-        q_gates = qfunctional_qparams(cell.gates, dt, where)
-        q_fc = qfunctional_qparams(cell.fgate_cx, dt, where)
-        q_ig = qfunctional_qparams(cell.igate_cgate, dt, where)
-        q_c = qfunctional_qparams(cell.fgate_cx_igate_cgate, dt, where)
-        q_h = qfunctional_qparams(cell.ogate_cy, dt, where)
+        q_gates = qfunctional_qparams(cell.gates, dt)
+        q_fc = qfunctional_qparams(cell.fgate_cx, dt)
+        q_ig = qfunctional_qparams(cell.igate_cgate, dt)
+        q_c = qfunctional_qparams(cell.fgate_cx_igate_cgate, dt)
+        q_h = qfunctional_qparams(cell.ogate_cy, dt)
         # the gates' element-wise maps, computed by torch once (the qparams are the same at every step)
         sig = code_table(f"{lname}.sigmoid", "sigmoid", q_gates, cell.input_gate, None)
         sig_f = code_table(f"{lname}.sigmoid", "sigmoid", q_gates, cell.forget_gate, None)
@@ -151,7 +151,7 @@ def unroll(walker, name: str, mod, x, x_shape: tuple, states: list[QParams], whe
     return hs, hns, cns, qhs, qcs
 
 
-def selected_step(index, where: str) -> int | None:
+def selected_step(index) -> int | None:
     """out[:, t] / out[:, t, :] on a (batch, time, hidden) sequence -> t (None: another index)."""
     if not isinstance(index, tuple) or len(index) not in (2, 3):
         return None
@@ -167,5 +167,5 @@ def is_zero_tensor(obj) -> bool:
             and not bool(obj.any()))
 
 
-__all__ = ["DTYPES", "GRU_ADVICE", "FLOAT_LSTM_ADVICE", "ZERO_STATE", "check_lstm", "unroll", "selected_step",
+__all__ = ["GRU_ADVICE", "FLOAT_LSTM_ADVICE", "ZERO_STATE", "check_lstm", "unroll", "selected_step",
            "is_zero_tensor"]
