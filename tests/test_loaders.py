@@ -624,7 +624,9 @@ def test_recurrent_layers_named(cell, form, tmp_path):
     if form == "file":
         torch.jit.save(model, str(tmp_path / "rnn.pt"))
         model = tmp_path / "rnn.pt"
-    expect_error([f"module 'rnn' ({cell.__name__})", "recurrent layers are not supported yet"], load, model)
+    advice = ("recurrent layers are not supported in TorchScript files" if cell is nn.LSTM else
+              "GRU is not supported: torch has no static quantized GRU; use nn.LSTM with torch.ao.nn.quantizable.LSTM")
+    expect_error([f"module 'rnn' ({cell.__name__})", advice], load, model)
 
 
 def test_recurrent_layer_named_fx():
@@ -641,7 +643,8 @@ def test_recurrent_layer_named_fx():
         prepared = prepare_fx(Quantized().eval(), get_default_qconfig_mapping("x86"), example_inputs=(x,))
         prepared(x)
         model = convert_fx(prepared)
-    expect_error(["(LSTM)", "recurrent layers are not supported yet"], load, model)
+    expect_error(["(LSTM)", "a float LSTM", "set_float_to_observed_mapping(nn.LSTM, torch.ao.nn.quantizable.LSTM)"],
+                 load, model)
 
 
 def test_functional_ops_named_by_their_kind(tmp_path):

@@ -202,7 +202,13 @@ def convert(model, example_input=None, *, engine: str | None = None, platform="h
     engine = engine or torch.backends.quantized.engine
     if engine not in engines.ENGINES:
         raise ConversionError(f"engine {engine!r} is not supported: choose one of {', '.join(engines.ENGINES)}")
-    graph = load(model, name=name, relu=relu, allow_pickle=allow_pickle)
+    shape = input_shape
+    if shape is None and example_input is not None:
+        try:
+            shape = tuple(torch.as_tensor(example_input).shape[1:])
+        except (TypeError, ValueError, RuntimeError):
+            shape = None
+    graph = load(model, name=name, relu=relu, allow_pickle=allow_pickle, input_shape=shape)
     if input_shape is not None:
         graph.input_shape = tuple(int(d) for d in input_shape)
     elif example_input is not None and not any(isinstance(op, Linear) for op in graph.ops[:1]):

@@ -102,16 +102,18 @@ def checksum(plan: Plan, layout: str | None = None, stream=None) -> int:
 
 
 def memory(plan: Plan) -> dict[str, int]:
-    """Bytes the imported model holds on a 32-bit board (weights, int32 parameters, activation buffers)."""
+    """Bytes the imported model holds on a 32-bit board (weights, int32 parameters, activation buffers); data that
+    several steps share (shared_data: an unrolled LSTM's steps) counts once."""
     dense = plan.compute_steps
-    weights = sum(len(s.weights) for s in dense)
-    params = sum(4 * len(s.words) + 12 * (len(s.fixes) // 3) + len(s.table or b"") for s in dense)
+    weights = sum(len(w) for w in {s.weights for s in dense})
+    params = sum(4 * len(w) + 12 * (len(f) // 3) + len(t or b"")
+                 for w, f, t in {(tuple(s.words), tuple(s.fixes), s.table) for s in dense})
     sat = [s for s in dense if s.sat_pairs]  # the pair list, each listed channel's c_lo, and the words' array copy
     params += sum(len(sat_pairs_bytes(s.sat_pairs)) + 4 * len(set(s.sat_pairs[0::2])) + 4 * len(s.words) for s in sat)
     scratch = sum(s.K for s in dense if s.kind == "conv")
     return {"weights": weights, "params": params, "exceptions": sum(len(s.fixes) // 3 for s in dense),
             "buffers": sum(plan.buffers), "scratch": scratch,
-            "dense_weights": sum(len(s.weights) for s in dense if s.kind == "dense"),
+            "dense_weights": sum(len(w) for w in {s.weights for s in dense if s.kind == "dense"}),
             "conv_kernel_extra": sum(conv_kernel_extra(s.geometry, len(s.weights)) for s in dense if s.kind == "conv")}
 
 
@@ -134,6 +136,28 @@ def _bytes_lines(data: bytes, indent: str) -> list[str]:
     if not data:
         return [indent + "b''"]
     return [indent + repr(data[i:i + BYTES_PER_LINE]) for i in range(0, len(data), BYTES_PER_LINE)]
+
+
+SHARED_MIN = 32  # bytes: shorter constants are not worth a name
+
+
+def shared_data(nodes, skip=()) -> dict[bytes, str]:
+    """bytes constants that two or more nodes hold (an unrolled LSTM's steps share their weights, words and code
+    tables) -> the module-level name that holds them once: the board then keeps one object for all of them."""
+    seen: dict[bytes, int] = {}
+    for i, node in enumerate(nodes):
+        if i in skip:
+            continue
+        for v in node:
+            if isinstance(v, bytes) and len(v) >= SHARED_MIN:
+                seen[v] = seen.get(v, 0) + 1
+    return {v: f"_D{k}" for k, v in enumerate(v for v, n in seen.items() if n > 1)}
+
+
+def _node_repr(node, shared: dict[bytes, str]) -> str:
+    """repr(node), with shared bytes constants by name."""
+    parts = [shared[v] if isinstance(v, bytes) and v in shared else repr(v) for v in node]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
 def _header(plan: Plan, module: str, source: str, stream=None) -> list[str]:
@@ -209,10 +233,20 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model",
     name, inp, bufs, nodes, out, scales, weights = model_args(plan, layout, stream)
     streamed = {} if stream is None else stream.layers
     platform = scales[4]
+    shared = shared_data(nodes, streamed)
     lines = _header(plan, module, source, stream)
     lines += [
         "from uquant_rt import Model",
         "",
+    ]
+    if shared:
+        lines.append("# Data several steps share (one object each on the board), named in the nodes below")
+        for data, var in shared.items():
+            lines.append(f"{var} = (")
+            lines += _bytes_lines(data, "    ")
+            lines.append(")")
+        lines.append("")
+    lines += [
         *([f'INPUT_QUANTIZE = "pt2e"  # hosts quantize floats as PT2E does: round(x * (1/scale)) + zero_point',
            ""] if plan.input.formula == "pt2e" else []),
         "# The checksum covers everything passed to Model, the scale constants too: a changed or truncated file",
@@ -227,36 +261,39 @@ def generate(plan: Plan, module: str = "model_q", source: str = "a torch model",
                          f"{stream.file}, {streamed[i][1]} channel(s) per chunk")
             continue
         if not isinstance(s, DenseStep):
-            lines.append(f"        {node!r},  # {s.name}")
+            lines.append(f"        {_node_repr(node, shared)},  # {s.name}")
             continue
+
+        def data_lines(v, indent=" " * 12):
+            return [indent + shared[v]] if v in shared else _bytes_lines(v, indent)
         w = 7  # the weights, then the words, the exceptions, the table, the saturating pairs, the layout
         head = ", ".join(repr(v) for v in node[:w])
         lines.append(f"        ({head},  # {s.name}")
         if layout is not None and s.kind == "dense":
             lines.append(f"            # weights in {layout} order (uquant_rt.{layout}_index), for the board's kernels")
-        lines += _bytes_lines(node[w], " " * 12)
+        lines += data_lines(node[w])
         lines[-1] += ","
         lines.append(f"            # requantization words, int32 little-endian, 7 per channel; channel 0: "
                      + ", ".join(map(str, s.words[:7])))
-        lines += _bytes_lines(node[w + 1], " " * 12)
+        lines += data_lines(node[w + 1])
         lines[-1] += ","
         if s.fixes:
             lines.append(f"            # exceptions: int32 (channel, a, code) triples; the first: "
                          + ", ".join(map(str, s.fixes[:3])))
-            lines += _bytes_lines(node[w + 2], " " * 12)
+            lines += data_lines(node[w + 2])
             lines[-1] += ","
         else:
             lines.append("            None,")
         if s.table is not None:
             lines.append("            # code table applied last: " + "; ".join(t.what for t in s.tables))
-            lines += _bytes_lines(s.table, " " * 12)
+            lines += data_lines(s.table)
             lines[-1] += ","
         else:
             lines.append("            None,")
         if s.sat_pairs:
             lines.append(f"            # {len(s.sat_pairs) // 2} pairs that int16 saturation can change on {platform}: "
                          "u16 channel, count, taps")
-            lines += _bytes_lines(node[w + 4], " " * 12)
+            lines += data_lines(node[w + 4])
             lines[-1] += ","
         elif layout is not None and s.kind == "dense":
             lines.append("            None,")

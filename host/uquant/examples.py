@@ -1,6 +1,7 @@
 """Built-in example models: the seed question's 2-3-7 MLP, rebuilt from its printed state_dict, and ready-made
 TinyML architectures (written from their public descriptions, random weights), FX-quantized for an engine:
-kws_ds_cnn, resnet8, lenet5, har_cnn, activation_mlp, mobilenet_v1. Each builder returns (quantized model, the
+kws_ds_cnn, resnet8, lenet5, har_cnn, activation_mlp, mobilenet_v1, lstm_classifier (a quantized LSTM over a
+synthetic sensor sequence). Each builder returns (quantized model, the
 calibration inputs); `ARCHITECTURES` names them for a loop."""
 from __future__ import annotations
 
@@ -282,7 +283,59 @@ def mobilenet_v3_small(engine: str = "fbgemm", width_mult: float = 0.25, size: i
     return torch.ao.quantization.convert(model), x
 
 
+class SensorLSTM(torch.nn.Module):
+    """An LSTM over a sensor sequence, its last hidden state -> Linear to the classes. The zero initial state is
+    made in forward(): FX's custom-module flow for quantized LSTMs needs (h0, c0) passed explicitly."""
+
+    def __init__(self, features: int = 3, hidden: int = 16, classes: int = 4):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(features, hidden, batch_first=True)
+        self.fc = torch.nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        h0 = x.new_zeros(1, x.size(0), self.lstm.hidden_size)
+        out, _ = self.lstm(x, (h0, h0))
+        return self.fc(out[:, -1])
+
+
+def sensor_sequences(n: int, steps: int = 20, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic 3-axis sensor recordings (n, steps, 3) and their classes (n,): class k is a sinusoid of frequency
+    (k + 1) / steps cycles per step on a random axis mix and phase, plus noise and a small offset."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    t = torch.arange(steps, dtype=torch.float32)
+    phase = torch.rand(n, 1, generator=g) * 6.2832
+    wave = torch.sin(6.2832 * (labels[:, None] + 1).float() * t / steps + phase)  # (n, steps)
+    mix = torch.randn(n, 1, 3, generator=g)
+    x = wave[:, :, None] * mix + 0.2 * torch.randn(n, steps, 3, generator=g) + 0.1 * torch.randn(n, 1, 3, generator=g)
+    return x, labels
+
+
+def lstm_classifier(engine: str = "fbgemm", hidden: int = 16, steps: int = 20):
+    """A sensor-sequence classifier: LSTM(3 -> hidden) over `steps` time steps, the last hidden state -> Linear 4
+    classes (SensorLSTM), random weights, quantized with FX's custom-module flow (nn.LSTM -> quantizable.LSTM ->
+    quantized.LSTM) for `engine` and calibrated on synthetic sensor sequences. uquant unrolls the LSTM over the
+    time steps. Returns (quantized model, the calibration sequences (64, steps, 3))."""
+    import torch.ao.nn.quantizable as nnqa
+    import torch.ao.nn.quantized as nnq
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.fx.custom_config import ConvertCustomConfig, PrepareCustomConfig
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    model = SensorLSTM(3, hidden, 4).eval()
+    x, _ = sensor_sequences(64, steps)
+    torch.backends.quantized.engine = engine
+    prepared = prepare_fx(model, get_default_qconfig_mapping("qnnpack" if engine == "qnnpack" else "x86"), (x,),
+                          prepare_custom_config=PrepareCustomConfig().set_float_to_observed_mapping(
+                              torch.nn.LSTM, nnqa.LSTM))
+    with torch.no_grad():
+        prepared(x)
+    return convert_fx(prepared, convert_custom_config=ConvertCustomConfig().set_observed_to_quantized_mapping(
+        nnqa.LSTM, nnq.LSTM)), x
+
+
 # The ready-made architectures, by name: each builder(engine) -> (quantized model, calibration inputs)
 ARCHITECTURES = {"kws_ds_cnn": kws_ds_cnn, "resnet8": resnet8, "lenet5": lenet5, "har_cnn": har_cnn,
                  "activation_mlp": activation_mlp, "mobilenet_v1": mobilenet_v1,
-                 "anomaly_autoencoder": anomaly_autoencoder}
+                 "anomaly_autoencoder": anomaly_autoencoder, "lstm_classifier": lstm_classifier}

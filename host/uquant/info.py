@@ -140,6 +140,7 @@ def module_memory(path: Path) -> dict[str, int]:
     mem["buffers"] = sum(len(b) for b in model.bufs)
     if model.weights is not None:
         mem["stream_buffer"] = len(model.weights.buf)
+    held = set()
     for node in model.layers:
         if node.stream is not None:  # weights and words in the weights file: exceptions and table stay
             F, T = node.args[-3:-1] if node.kind == "conv" else node.args[-2:]
@@ -148,13 +149,17 @@ def module_memory(path: Path) -> dict[str, int]:
                 mem["scratch"] += len(node.args[-1])
         elif node.kind in ("dense", "conv"):
             W, P, F, T = node.args[4:8]
-            mem["weights"] += len(W)
-            mem["params"] += len(P) + len(F[0] if F else ()) + len(T or b"")  # int32 words as bytes
+            # objects an earlier node holds too (codegen.shared_data: an unrolled LSTM's steps) count once
+            if id(W) not in held:
+                mem["weights"] += len(W)
+                if node.kind == "dense":
+                    mem["dense_weights"] += len(W)
+            if (id(P), id(T)) not in held:
+                mem["params"] += len(P) + len(F[0] if F else ()) + len(T or b"")  # int32 words as bytes
+            held |= {id(W), (id(P), id(T))}
             if node.kind == "conv":
                 mem["scratch"] += len(node.args[8])
                 mem["conv_kernel_extra"] += conv_kernel_extra(node.args[0], len(W))
-            else:
-                mem["dense_weights"] += len(W)
     return mem
 
 

@@ -20,14 +20,16 @@ PICKLE_HELP = ("it holds a pickled Python object (e.g. a whole model saved with 
                "torch.jit.save(torch.jit.trace(model, x))")
 
 
-def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = False) -> Graph:
-    """Read a quantized model (object, state_dict mapping, or file path) into the IR."""
+def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = False, input_shape=None) -> Graph:
+    """Read a quantized model (object, state_dict mapping, or file path) into the IR. input_shape: one sample's
+    shape where known (an LSTM is unrolled over its time steps while loading)."""
     if isinstance(source, (str, Path)) and Path(source).suffix == ".pt2":  # torch.export.save of a PT2E program
         from .pt2e import from_pt2e
         return from_pt2e(_export_load(Path(source)), name or _name_from(Path(source)))
     if isinstance(source, (str, Path)):
         path = Path(source)
-        return load_file(path, name=name or _name_from(path), relu=relu, allow_pickle=allow_pickle)
+        return load_file(path, name=name or _name_from(path), relu=relu, allow_pickle=allow_pickle,
+                         input_shape=input_shape)
     name = name or "model"
     if isinstance(source, torch.jit.ScriptModule):
         from .torchscript import from_script_module
@@ -36,7 +38,7 @@ def load(source, *, name: str | None = None, relu=None, allow_pickle: bool = Fal
     if isinstance(source, torch.export.ExportedProgram) or (isinstance(source, torch.nn.Module) and is_pt2e(source)):
         return from_pt2e(source, name)
     if isinstance(source, torch.nn.Module):
-        return from_module(source, name)
+        return from_module(source, name, input_shape)
     if isinstance(source, Mapping):
         return from_state_dict(source, name, relu=relu)
     raise ConversionError(f"cannot convert a {type(source).__name__}: pass a quantized nn.Module, a TorchScript "
@@ -184,7 +186,7 @@ def _missing_global(message: str) -> str | None:
     return None
 
 
-def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -> Graph:
+def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False, input_shape=None) -> Graph:
     if path.is_dir():
         raise ConversionError(f"{path}: is a directory; pass the model file (TorchScript, state_dict, .pt2)")
     if not path.is_file():
@@ -237,7 +239,7 @@ def load_file(path: Path, *, name: str, relu=None, allow_pickle: bool = False) -
     except Exception as e:  # truncated or corrupted files raise all sorts of errors inside torch.load
         raise ConversionError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
     if isinstance(obj, torch.nn.Module):
-        return from_module(obj, name)
+        return from_module(obj, name, input_shape)
     if isinstance(obj, Mapping):
         return from_state_dict(obj, name, relu=relu)
     raise ConversionError(f"{path}: holds a {type(obj).__name__}, not a model or state_dict")

@@ -18,6 +18,7 @@ from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mean, Mul, Perm
 from .modules import (TORCH_DTYPES, code_table, conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module,
                       qparams)
 from .modules import AVGPOOL_MODULES, avgpool_from_module
+from . import lstm as lstm_unroll
 
 _AVG_ARGS = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
 # functional average pooling (as FX records it) -> the module doing the same, and the names of its arguments
@@ -36,9 +37,6 @@ PASS_MODULES = (nn.Identity, nn.Dropout)  # no effect in eval
 SOFTMAX_FUNCTIONS = {torch.softmax, F.softmax, torch.log_softmax, F.log_softmax}
 SOFTMAX_METHODS = ("softmax", "log_softmax")
 SOFTMAX_MODULES = (nn.Softmax, nn.LogSoftmax)
-RECURRENT_MODULES = (nn.LSTM, nn.GRU, nn.RNN)
-RECURRENT_ADVICE = ("recurrent layers are not supported yet; a feed-forward model over a window of time steps "
-                    "(Conv1d or Linear) is")
 # What the message for an unsupported op lists, read off the tables module() and call() dispatch on
 SUPPORTED = ("quantized Linear / LinearReLU, Conv1d / Conv2d (+ReLU), MaxPool1d / 2d, quantized add / mul (+relu), "
              + ", ".join(sorted({m.__name__ for m in (*ELEMENTWISE_MODULES, *PASS_MODULES, *SOFTMAX_MODULES,
@@ -47,6 +45,7 @@ SUPPORTED = ("quantized Linear / LinearReLU, Conv1d / Conv2d (+ReLU), MaxPool1d 
                                 | {f.__name__ for f in (*ELEMENTWISE_FUNCTIONS, *AVGPOOL_FUNCTIONS)}
                                 | {"cat", "flatten", "reshape / view", "QuantStub / DeQuantStub", "transpose / permute",
                                    "contiguous", "chunk / split", "size() arithmetic", "mean over [2, 3]",
+                                   "quantized LSTM (custom module, batch_first, unidirectional, zero initial state)",
                                    "quantize_per_tensor", "dequantize"}))
              + " (softmax / log_softmax only as the last op: dropped)")
 NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
@@ -81,12 +80,14 @@ class Val:
 
 
 class _Walker:
-    def __init__(self, gm: torch.fx.GraphModule, name: str):
+    def __init__(self, gm: torch.fx.GraphModule, name: str, input_shape=None):
         self.gm = gm
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.mods = dict(gm.named_modules())
         self.graph = Graph(name, QParams(1.0, 0))
         self.env: dict[torch.fx.Node, Val] = {}
         self.names: set[str] = set()
+        self.sequences: dict = {}  # an LSTM's output sequence, once made (lstm_sequence)
 
     def attr(self, value):
         if isinstance(value, torch.fx.Node) and value.op == "get_attr":
@@ -107,11 +108,20 @@ class _Walker:
         self.graph.ops.append(op)
         return op
 
-    def arg(self, node, i=0) -> Val:
+    def arg(self, node, i=0, lstm_output: bool = False) -> Val:
         a = node.args[i]
+        if isinstance(a, torch.fx.Node) and a.op == "get_attr" and lstm_unroll.is_zero_tensor(self.attr(a)):
+            return Val(None, None, None, ("zeros",))  # a buffer of zeros (an LSTM's initial state)
         if not isinstance(a, torch.fx.Node) or a not in self.env:
             raise ConversionError(f"{describe(node)}: argument {i} is not a tensor computed by the model")
-        return self.env[a]
+        v = self.env[a]
+        if not lstm_output and isinstance(v.const, tuple) and v.const and v.const[0] == "lstm_seq":
+            return self.lstm_sequence(v)
+        if not lstm_output and isinstance(v.const, tuple) and v.const and str(v.const[0]).startswith("lstm"):
+            raise ConversionError(f"{describe(node)}: uses an LSTM's output in a way uquant does not support; "
+                                  "supported: the output sequence (whole, or out[:, t], e.g. out[:, -1]), h_n[-1] / "
+                                  "h_n[0] / h_n.squeeze(0) of the final state")
+        return v
 
     def quantized_arg(self, node, i=0) -> Val:
         v = self.arg(node, i)
@@ -123,6 +133,8 @@ class _Walker:
     def quantize(self, node, scale, zero_point, dtype) -> Val:
         q = qparams(self.attr(scale), self.attr(zero_point), self.attr(dtype), describe(node))
         v = self.arg(node)
+        if v.const == ("zeros",):  # an LSTM's zero initial state, quantized: the LSTM makes its codes
+            return Val(None, q, None, ("zero_state", q))
         if v.value is None:  # the model input
             if self.graph.ops or self.graph.input_shape:
                 raise ConversionError(f"{describe(node)}: the model quantizes its input twice")
@@ -202,8 +214,17 @@ class _Walker:
             return self.arg(node)
         if isinstance(mod, SOFTMAX_MODULES):
             return self.final_softmax(node, type(mod).__name__, mod)
-        if isinstance(mod, RECURRENT_MODULES):
-            raise ConversionError(f"{where}: {RECURRENT_ADVICE}")
+        if isinstance(mod, nnq.LSTM):
+            return self.lstm(node, mod, where)
+        if isinstance(mod, torch.ao.nn.quantizable.LSTM):
+            raise ConversionError(f"{where}: {NOT_CONVERTED} (an observed LSTM: convert_fx with "
+                                  "ConvertCustomConfig().set_observed_to_quantized_mapping(torch.ao.nn.quantizable"
+                                  ".LSTM, torch.ao.nn.quantized.LSTM))")
+        if isinstance(mod, nn.LSTM):
+            raise ConversionError(f"{where}: {lstm_unroll.FLOAT_LSTM_ADVICE}")
+        if isinstance(mod, (nn.GRU, nn.RNN)):
+            kind = type(mod).__name__
+            raise ConversionError(f"{where}: {kind} is not supported: {lstm_unroll.GRU_ADVICE.format(kind=kind)}")
         if isinstance(mod, (ObserverBase, FakeQuantizeBase)):
             raise ConversionError(f"{where}: {NOT_CONVERTED}")
         if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
@@ -211,8 +232,81 @@ class _Walker:
                                   "convert_fx (FX) or torch.ao.quantization.convert (eager) before uquant")
         raise ConversionError(f"{where}: not supported (supported: {SUPPORTED})")
 
+    def lstm(self, node, mod, where: str) -> Val:
+        """torch's quantized LSTM, unrolled over the time steps (uquant.loaders.lstm)."""
+        lstm_unroll.check_lstm(mod, where)
+        if node.kwargs or len(node.args) not in (1, 2):
+            raise ConversionError(f"{where}: call it as lstm(x, (h0, c0))")
+        x = self.quantized_arg(node, 0)
+        if len(node.args) == 1:  # eager flow, no state: torch quantizes zeros with scale 1.0, zero point 0
+            states = [QParams(1.0, 0, x.q.dtype)] * 2
+        else:
+            hidden = node.args[1]
+            if not isinstance(hidden, (tuple, list)) or len(hidden) != 2:
+                raise ConversionError(f"{where}: call it as lstm(x, (h0, c0)); {lstm_unroll.ZERO_STATE}")
+            states = []
+            for h in hidden:
+                v = self.env.get(h) if isinstance(h, torch.fx.Node) else None
+                if v is None or not isinstance(v.const, tuple) or v.const[0] != "zero_state":
+                    raise ConversionError(f"{where}: {lstm_unroll.ZERO_STATE}")
+                states.append(v.const[1])
+        if not self.graph.input_shape:
+            if self.input_shape is None:
+                raise ConversionError(f"{where}: an LSTM is unrolled over the sequence length, which only an "
+                                      "example input gives: convert(model, example_input) or input_shape=(time, "
+                                      "features) (CLI: --input-shape TIME,FEATURES)")
+            self.graph.input_shape = self.input_shape
+        shape = self.graph.input_shape if x.value == "input" else self.graph.shapes()[x.value]
+        return Val(None, None, None, ("lstm",) + lstm_unroll.unroll(self, self.op_name(node), mod, x, tuple(shape),
+                                                                     states, where))
+
+    def lstm_sequence(self, v: Val) -> Val:
+        """An LSTM's whole output sequence as one value (batch, time, hidden): its steps' h side by side (a cat of
+        byte copies), made once, where something other than out[:, t] reads it."""
+        _, hs, q, dq = v.const
+        key = ("lstm_seq", tuple(hs))
+        if key not in self.sequences:
+            name = hs[0].rsplit(".", 2)[0] + ".out"
+            rows = []
+            for t, h in enumerate(hs):
+                rows.append(self.add(Reshape(self.unique(f"{name}{t}"), (1, -1), q), [h]).name)
+            self.sequences[key] = self.add(Cat(self.unique(name), q, dim=1), rows).name
+        return Val(self.sequences[key], q, [] if dq else None)
+
+    def unique(self, name: str) -> str:
+        base, k = name, 1
+        while name in self.names:
+            name, k = f"{base}_{k}", k + 1
+        self.names.add(name)
+        return name
+
+    def lstm_output(self, node, c: tuple, index) -> Val:
+        """getitem on an LSTM's outputs: (out, (h_n, c_n)), out[:, t], h_n[-1] (a Val whose const says which)."""
+        kind = c[0]
+        if kind == "lstm" and index in (0, 1):
+            _, hs, hns, cns, qhs, qcs = c
+            return Val(None, None, None, ("lstm_seq", hs, qhs[-1], False) if index == 0 else
+                       ("lstm_hc", hns, cns, qhs, qcs))
+        if kind == "lstm_hc" and index in (0, 1):
+            return Val(None, None, None, ("lstm_state", c[1 + index], c[3 + index], False))
+        if kind == "lstm_seq":
+            t = lstm_unroll.selected_step(index)
+            if t is not None and -len(c[1]) <= t < len(c[1]):
+                return Val(c[1][t], c[2], [] if c[3] else None)
+        if kind == "lstm_state" and len(c[1]) > 1:
+            raise ConversionError(f"{describe(node)}: the final state of a {len(c[1])}-layer LSTM: torch stacks the "
+                                  "layers' states, requantizing them to the first layer's scale; use out[:, -1] (the "
+                                  "last layer's last h) instead")
+        if kind == "lstm_state" and index in (0, -1):
+            return Val(c[1][0], c[2][0], [] if c[3] else None)
+        raise ConversionError(f"{describe(node)}: indexes an LSTM's output with {index!r}; supported: out[:, t] "
+                              "of the output sequence (e.g. out[:, -1]) or the whole sequence, h_n[-1] / h_n[0] / "
+                              "h_n.squeeze(0)")
+
     def dequantize(self, node) -> Val:
-        v = self.arg(node)
+        v = self.arg(node, lstm_output=True)
+        if isinstance(v.const, tuple) and v.const[0] in ("lstm_seq", "lstm_state"):
+            return Val(None, None, None, v.const[:-1] + (True,))
         if not v.quantized:
             raise ConversionError(f"{describe(node)}: dequantize of a tensor that is not quantized")
         return Val(v.value, v.q, [])
@@ -275,6 +369,9 @@ class _Walker:
 
     def size(self, node) -> Val:
         v = self.arg(node)
+        if v.value is None and v.fns == [] and v.const is None:  # the model's float input (e.g. for new_zeros)
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            return Val(None, None, None, Size("input", None if dim is None else self.const_arg(node, dim)))
         if v.value is None or any(not callable(f) or isinstance(f, (Reshape, Permute, Slice)) for _, f in v.fns or ()):
             raise ConversionError(f"{describe(node)}: size() of this tensor is not supported")
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -284,6 +381,8 @@ class _Walker:
         """getitem / // * + - on sizes and ints, or getitem of a chunk/split's pieces."""
         a, b = node.args[0], node.args[1]
         ca = self.env[a].const if isinstance(a, torch.fx.Node) and a in self.env else a
+        if node.target is operator.getitem and isinstance(ca, tuple) and ca and str(ca[0]).startswith("lstm"):
+            return self.lstm_output(node, ca, b)
         if node.target is operator.getitem and isinstance(ca, tuple) and ca and ca[0] == "pieces":
             _, v, dim, chunks, split = ca
             op = Slice(self.op_name(node), dim, self.const_arg(node, b), v.q, chunks, split)
@@ -382,7 +481,7 @@ class _Walker:
             return self.final_softmax(node, t.__name__, with_args(t, node))
         if node.op == "call_method" and t in SOFTMAX_METHODS:
             return self.final_softmax(node, t, with_args(getattr(torch, t), node))
-        if node.op == "call_function" and t is torch.flatten:
+        if (node.op == "call_function" and t is torch.flatten) or (node.op == "call_method" and t == "flatten"):
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
             return self.flatten(node, self.arg(node), start, end)
@@ -392,6 +491,15 @@ class _Walker:
             return self.quantized_mul(node, t is torch.ops.quantized.mul_relu)
         if node.op == "call_method" and t == "size":
             return self.size(node)
+        if (node.op == "call_method" and t == "new_zeros") or (node.op == "call_function"
+                                                               and t in (torch.zeros, torch.zeros_like)):
+            return Val(None, None, None, ("zeros",))  # an LSTM's initial state (quantized next)
+        if node.op == "call_method" and t in ("expand", "repeat") and self.arg(node).const == ("zeros",):
+            return self.arg(node)
+        if node.op == "call_method" and t == "squeeze" and node.args[1:] in ((0,), (-3,)):
+            v = self.arg(node, lstm_output=True)
+            if isinstance(v.const, tuple) and v.const[0] == "lstm_state":
+                return self.lstm_output(node, v.const, 0)
         if node.op == "call_function" and t in (operator.getitem, operator.floordiv, operator.mul, operator.add,
                                                 operator.sub):
             return self.arith(node)
@@ -428,7 +536,9 @@ class _Walker:
     def walk(self) -> Graph:
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
         if len(placeholders) != 1:
-            raise ConversionError(f"the model must take exactly one input tensor, it takes {len(placeholders)}")
+            lstms = [p for p, m in self.mods.items() if isinstance(m, torch.ao.nn.quantizable.LSTM)]
+            hint = f" (module '{lstms[0]}' is an LSTM: {lstm_unroll.ZERO_STATE})" if lstms else ""
+            raise ConversionError(f"the model must take exactly one input tensor, it takes {len(placeholders)}{hint}")
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 self.env[node] = Val(None, None, [])
@@ -439,6 +549,8 @@ class _Walker:
                 if isinstance(out, (tuple, list)) and len(out) == 1:
                     out = out[0]
                 v = self.env.get(out) if isinstance(out, torch.fx.Node) else None
+                if v is not None and isinstance(v.const, tuple) and v.const and v.const[0] == "lstm_seq":
+                    v = self.lstm_sequence(v)
                 if v is None or v.value in (None, "input"):
                     raise ConversionError("the model must return the output of a quantized layer")
                 if v.fns:
@@ -456,11 +568,11 @@ class _Walker:
         return self.graph
 
 
-def from_graph_module(gm: torch.fx.GraphModule, name: str) -> Graph:
-    return _Walker(gm, name).walk()
+def from_graph_module(gm: torch.fx.GraphModule, name: str, input_shape=None) -> Graph:
+    return _Walker(gm, name, input_shape).walk()
 
 
-def from_module(module: nn.Module, name: str) -> Graph:
+def from_module(module: nn.Module, name: str, input_shape=None) -> Graph:
     """A converted eager-mode or FX model (any nn.Module whose forward traces with torch.fx)."""
     from torch.ao.quantization import FakeQuantizeBase, ObserverBase
 
@@ -468,10 +580,10 @@ def from_module(module: nn.Module, name: str) -> Graph:
         if isinstance(sub, (ObserverBase, FakeQuantizeBase)):
             raise ConversionError(f"module '{path}' ({type(sub).__name__}): {NOT_CONVERTED}")
     if isinstance(module, torch.fx.GraphModule):
-        return from_graph_module(module, name)
+        return from_graph_module(module, name, input_shape)
     try:
         gm = torch.fx.symbolic_trace(module)
     except Exception as e:  # tracing runs user code: any failure means we cannot read the structure
         raise ConversionError(f"cannot trace the model's forward() with torch.fx ({type(e).__name__}: {e}); "
                               "export it with torch.jit.trace and convert that file instead") from None
-    return from_graph_module(gm, name)
+    return from_graph_module(gm, name, input_shape)

@@ -54,8 +54,19 @@ SOFTMAXES = {"aten::softmax", "aten::log_softmax", "aten::_softmax", "aten::_log
 RECURRENT = {"aten::lstm": "an LSTM", "aten::gru": "a GRU", "aten::rnn_tanh": "an RNN", "aten::rnn_relu": "an RNN",
              "aten::quantized_lstm": "a dynamically quantized LSTM", "aten::quantized_gru": "a dynamically quantized GRU",
              "quantized::quantized_lstm": "a quantized LSTM", "quantized::quantized_gru": "a quantized GRU"}
-RECURRENT_ADVICE = ("recurrent layers are not supported yet; a feed-forward model over a window of time steps "
-                    "(Conv1d or Linear) is")
+RECURRENT_ADVICE = ("recurrent layers are not supported in TorchScript files; uquant converts a quantized LSTM "
+                    "(torch.ao.nn.quantized.LSTM from FX's custom-module flow) given as the model in memory: "
+                    "uquant.convert(model, example_input)")
+
+
+def recurrent_advice(what: str) -> str:
+    """What to do about a recurrent layer met in a TorchScript model (what: 'a GRU', 'GRU', 'an LSTM', ...)."""
+    from .lstm import GRU_ADVICE
+
+    for kind in ("GRU", "RNN"):
+        if kind in what:
+            return f"{kind} is not supported: {GRU_ADVICE.format(kind=kind)}"
+    return RECURRENT_ADVICE
 # What the message for an unsupported op lists: the kinds step() handles, read off its tables
 SUPPORTED = ", ".join(sorted({k.split("::")[-1].strip("_") for k in (
     *LINEARS, *CONVS, *MAXPOOLS, *AVGPOOLS, *ADDS, *MULS, *ELEMENTWISE, *DROPOUTS, *PASS_KINDS, *SOFTMAXES,
@@ -456,7 +467,7 @@ class _Walker:
         ins = list(node.inputs())
         outs = list(node.outputs())
         if kind in RECURRENT:
-            raise ConversionError(f"{self.where(node)}: {RECURRENT[kind]} ({kind}): {RECURRENT_ADVICE}")
+            raise ConversionError(f"{self.where(node)}: {RECURRENT[kind]} ({kind}): {recurrent_advice(RECURRENT[kind])}")
         if kind in STATIC_KINDS and all(self.is_static(v) for v in ins):
             self.static.update(o.unique() for o in outs)
             return
@@ -559,5 +570,5 @@ def from_script_module(module: torch.jit.ScriptModule, name: str) -> Graph:
         if kind.endswith(("Observer", "FakeQuantize")):
             raise ConversionError(f"module '{path}' ({kind}): {NOT_CONVERTED}")
         if kind in ("LSTM", "GRU", "RNN"):  # named before the walk meets their weight lists
-            raise ConversionError(f"module '{path}' ({kind}): {RECURRENT_ADVICE}")
+            raise ConversionError(f"module '{path}' ({kind}): {recurrent_advice(kind)}")
     return _Walker(module, name).walk()
