@@ -10,7 +10,7 @@ PY_STAMP := $(VENV)/.stamp-setup
 NODE_STAMP := node_modules/.stamp-setup
 NODE_LOCK := $(wildcard package-lock.json)
 
-.PHONY: setup test demo digits bench clean
+.PHONY: setup test demo digits sensor-lstm bench clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -40,6 +40,9 @@ demo: setup
 
 digits: setup
 	$(PY) examples/digits.py
+
+sensor-lstm: setup
+	$(PY) examples/sensor_lstm.py
 
 bench: setup
 	$(PY) -m uquant.bench

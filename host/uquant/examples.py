@@ -313,26 +313,33 @@ def sensor_sequences(n: int, steps: int = 20, seed: int = 0) -> tuple[torch.Tens
 
 def lstm_classifier(engine: str = "fbgemm", hidden: int = 16, steps: int = 20):
     """A sensor-sequence classifier: LSTM(3 -> hidden) over `steps` time steps, the last hidden state -> Linear 4
-    classes (SensorLSTM), random weights, quantized with FX's custom-module flow (nn.LSTM -> quantizable.LSTM ->
-    quantized.LSTM) for `engine` and calibrated on synthetic sensor sequences. uquant unrolls the LSTM over the
-    time steps. Returns (quantized model, the calibration sequences (64, steps, 3))."""
+    classes (SensorLSTM), random weights, quantized by quantize_lstm for `engine` and calibrated on synthetic
+    sensor sequences. uquant unrolls the LSTM over the time steps. Returns (quantized model, the calibration
+    sequences (64, steps, 3))."""
+    torch.manual_seed(0)
+    model = SensorLSTM(3, hidden, 4).eval()
+    x, _ = sensor_sequences(64, steps)
+    return quantize_lstm(model, x, engine), x
+
+
+def quantize_lstm(model: torch.nn.Module, x: torch.Tensor, engine: str = "x86") -> torch.nn.Module:
+    """torch's static quantization of a model holding nn.LSTM: FX with the custom-module flow (nn.LSTM ->
+    quantizable.LSTM, observed and calibrated on x, -> quantized.LSTM) and the engine's default qconfig. Leaves
+    torch.backends.quantized.engine set to `engine` (run the result with it)."""
     import torch.ao.nn.quantizable as nnqa
     import torch.ao.nn.quantized as nnq
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.fx.custom_config import ConvertCustomConfig, PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    torch.manual_seed(0)
-    model = SensorLSTM(3, hidden, 4).eval()
-    x, _ = sensor_sequences(64, steps)
     torch.backends.quantized.engine = engine
-    prepared = prepare_fx(model, get_default_qconfig_mapping("qnnpack" if engine == "qnnpack" else "x86"), (x,),
-                          prepare_custom_config=PrepareCustomConfig().set_float_to_observed_mapping(
+    prepared = prepare_fx(model.eval(), get_default_qconfig_mapping("qnnpack" if engine == "qnnpack" else "x86"),
+                          (x,), prepare_custom_config=PrepareCustomConfig().set_float_to_observed_mapping(
                               torch.nn.LSTM, nnqa.LSTM))
     with torch.no_grad():
         prepared(x)
     return convert_fx(prepared, convert_custom_config=ConvertCustomConfig().set_observed_to_quantized_mapping(
-        nnqa.LSTM, nnq.LSTM)), x
+        nnqa.LSTM, nnq.LSTM))
 
 
 # The ready-made architectures, by name: each builder(engine) -> (quantized model, calibration inputs)
