@@ -575,3 +575,20 @@ def test_model_too_big_for_the_board_fails_at_info_time(tmp_path, capsys):
     assert "of 190000 B heap: DOES NOT FIT" in line and " B over" in line, line
     need, over = int(line.split("~")[1].split()[0]), int(line.split("FIT, ")[1].split()[0])
     assert need > 184320 and over == need - 190000  # the weights alone are 184,320 bytes
+
+
+def test_a_layer_qnnpack_cannot_create_is_refused():
+    """torch pads qnnpack's weight scales with channels of scale 1.0 and refuses to run a layer whose padding
+    requantization scale s_x / s_y is subnormal, whatever the real weight scale: uquant refuses it too (found by
+    the state_dict fuzzer), and converts the same layer where s_x / s_y is normal."""
+    def state_dict(sx, sw, sy):
+        w = torch.quantize_per_tensor(torch.zeros(1, 1), sw, 0, torch.qint8)
+        return {"fc0_input_scale_0": torch.tensor(sx, dtype=torch.float64),
+                "fc0_input_zero_point_0": torch.tensor(0.0), "fc0.scale": torch.tensor(sy, dtype=torch.float64),
+                "fc0.zero_point": torch.tensor(0.0), "fc0._packed_params.dtype": torch.qint8,
+                "fc0._packed_params._packed_params": (w, None)}
+
+    with torch_engine("qnnpack"):
+        refused(uquant.convert, state_dict(1.5e-38, 2.0, 2.0), engine="qnnpack",
+                fragments=("fc0: torch's qnnpack cannot run this layer", "7.5e-39"))
+        assert uquant.convert(state_dict(3e-38, 1.0, 2.0), engine="qnnpack").run_codes([[5]]).tolist() == [[0]]

@@ -455,6 +455,15 @@ def check_float_range(op: Linear | Conv, x: QParams, requant: Requant, acc_ends:
                               f"{x.scale:.6g} * {op.w_scale[n]:.6g} / {op.out.scale:.6g} is {M[n]:.6g} in torch's "
                               "float32 (zero, subnormal or infinite), where torch's result is not reliable; "
                               "refusing (check the layer's scales)")
+    if requant.family == "qnnpack":
+        # torch pads qnnpack's weight scales with 8 channels of scale 1.0 and checks their requantization
+        # scale f32(s_x) * f32(1/s_y) too: where it is not a normal float32, torch refuses to run the layer
+        pad = np.float32(np.float32(x.scale) * np.float32(np.float32(1) / np.float32(op.out.scale)))
+        if not f32_normal(pad):
+            raise ConversionError(f"{op.name}: torch's qnnpack cannot run this layer: s_x / s_y = {x.scale:.6g} / "
+                                  f"{op.out.scale:.6g} is {float(pad):.6g} in float32 (zero, subnormal or "
+                                  "infinite), which qnnpack checks for its padding channels (weight scale 1.0) "
+                                  "and refuses; refusing too (check the layer's scales)")
     v = np.abs(requant.scaled(acc_ends)).max(axis=0)
     ok = np.isfinite(v) & (v < INT32_SAFE)
     if not ok.all():
