@@ -38,7 +38,9 @@ def _pairs(seed: int):
 
 @pytest.fixture(scope="module")
 def pairs():
-    return list(_pairs(7))
+    # the builders set torch's engine; a module-scoped fixture runs outside conftest's per-test restore
+    with uquant.api.torch_engine(torch.backends.quantized.engine):
+        return list(_pairs(7))
 
 
 def test_streamed_equals_in_ram_and_torch(pairs, report):
@@ -88,8 +90,9 @@ def test_streamed_on_micropython_wasm_and_viper(pairs):
 @pytest.fixture(scope="module")
 def autoencoder():
     # qnnpack: on x86 without VNNI (fbgemm's int16 pairs) some layers would keep their weights in RAM
-    model, x = examples.anomaly_autoencoder("qnnpack")
-    c = uquant.convert(model, x[:8], engine="qnnpack", weights=True, module_name="ae_q")  # self-checked
+    with uquant.api.torch_engine("qnnpack"):  # restored after: the builder sets torch's engine (see pairs)
+        model, x = examples.anomaly_autoencoder("qnnpack")
+        c = uquant.convert(model, x[:8], engine="qnnpack", weights=True, module_name="ae_q")  # self-checked
     return model, x, c
 
 

@@ -322,6 +322,7 @@ def run_torch(converted, model, codes: np.ndarray, relu, allow_pickle: bool, qui
     """torch's quantized model, one sample per call (as verify runs it): its output codes and classes."""
     import torch
 
+    from .api import torch_engine
     from .oracle import load_torch_model, torch_codes_fn
 
     plan = converted.plan
@@ -344,7 +345,7 @@ def run_torch(converted, model, codes: np.ndarray, relu, allow_pickle: bool, qui
         notes.append("torch's final softmax is left out on the device: output codes are not compared, classes are")
         preds = np.zeros(len(codes), np.int64)
         xq = engines.dequantize(codes, plan.input.scale, plan.input.zero_point).astype(np.float32)
-        with progress(len(codes), "torch quantized", quiet) as bar, torch.no_grad():
+        with progress(len(codes), "torch quantized", quiet) as bar, torch.no_grad(), torch_engine(plan.engine):
             for i in range(len(codes)):
                 out = tm(torch.from_numpy(xq[i:i + 1]).reshape((1,) + tuple(plan.input_shape)))
                 out = out.dequantize() if out.is_quantized else out
@@ -353,7 +354,8 @@ def run_torch(converted, model, codes: np.ndarray, relu, allow_pickle: bool, qui
         return Source("torch quantized", preds, None)
     fn = torch_codes_fn(tm, plan)
     out = np.zeros((len(codes), plan.n_out), np.int64)
-    with progress(len(codes), "torch quantized", quiet) as bar:
+    # torch's ops follow its global engine: run under the one the model was converted for, whatever the caller set
+    with progress(len(codes), "torch quantized", quiet) as bar, torch_engine(plan.engine):
         for a, b in _chunks(len(codes), 25):
             out[a:b] = fn(codes[a:b])
             bar.update(b - a)
