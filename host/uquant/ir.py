@@ -16,6 +16,15 @@ class ConversionError(ValueError):
     """An expected problem with the user's model or file: the message says what, where and what to do."""
 
 
+def unique_name(names: set[str], base: str) -> str:
+    """base, else base_1, base_2, ...: the first not in `names`, which it joins (loaders naming their ops)."""
+    name, k = base, 1
+    while name in names:
+        name, k = f"{base}_{k}", k + 1
+    names.add(name)
+    return name
+
+
 @dataclass(frozen=True)
 class QParams:
     """How one tensor is quantized: real = scale * (q - zero_point)."""

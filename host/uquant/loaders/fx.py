@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mean, Mul, Permute, QParams, Reshape, Size, Slice
+from ..ir import (Add, Cat, Conv, ConversionError, Graph, Linear, Mean, Mul, Permute, QParams, Reshape, Size,
+                 Slice, unique_name)
 from .modules import (TORCH_DTYPES, code_table, conv_from_module, float_stretch_ops, linear_from_module, maxpool_from_module,
                       qparams)
 from .modules import AVGPOOL_MODULES, avgpool_from_module
@@ -274,11 +275,7 @@ class _Walker:
         return Val(self.sequences[key], q, [] if dq else None)
 
     def unique(self, name: str) -> str:
-        base, k = name, 1
-        while name in self.names:
-            name, k = f"{base}_{k}", k + 1
-        self.names.add(name)
-        return name
+        return unique_name(self.names, name)
 
     def lstm_output(self, node, c: tuple, index) -> Val:
         """getitem on an LSTM's outputs: (out, (h_n, c_n)), out[:, t], h_n[-1] (a Val whose const says which)."""

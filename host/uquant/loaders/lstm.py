@@ -77,15 +77,8 @@ def unroll(walker, name: str, mod, x, x_shape: tuple, states: list[QParams], whe
     if x.q.dtype != "quint8" or any(q.dtype != "quint8" for q in states):
         raise ConversionError(f"{where}: the input and the state must be quint8")
 
-    def uniq(n: str) -> str:
-        base, k = n, 1
-        while n in walker.names:
-            n, k = f"{base}_{k}", k + 1
-        walker.names.add(n)
-        return n
-
     def add(op, inputs):
-        op.name = uniq(op.name)
+        op.name = walker.unique(op.name)
         return walker.add(op, inputs).name
 
     def step_input(t: int) -> str:

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from .. import pt2e_ops
-from ..ir import Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mul, QParams, Reshape, Table
+from ..ir import (Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mul, QParams, Reshape, Table,
+                 unique_name)
 
 _DTYPES = {torch.int8: "qint8", torch.uint8: "quint8"}
 _FULL_RANGE = {torch.int8: (-128, 127), torch.uint8: (0, 255)}
@@ -127,11 +128,7 @@ class _Walker:
         return QParams(float(np.float32(scale)), int(zp) + shift, "quint8", "pt2e")
 
     def unique(self, name: str) -> str:
-        base, k = name, 1
-        while name in self.names:
-            name, k = f"{base}_{k}", k + 1
-        self.names.add(name)
-        return name
+        return unique_name(self.names, name)
 
     def add(self, op, inputs: list[str]):
         op.name = self.unique(op.name)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mul, QParams, Reshape, Table
+from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mul, QParams, Reshape, Table, unique_name
 from .fx import Val
 from .modules import (TORCH_DTYPES, avgpool_from_module, code_table, conv_from_weight, float_stretch_ops, linear_from_weight,
                       maxpool_from_module, qparams)
@@ -215,11 +215,7 @@ class _Walker:
         return v
 
     def op_name(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.names:
-            name, k = f"{base}_{k}", k + 1
-        self.names.add(name)
-        return name
+        return unique_name(self.names, base)
 
     def add(self, op, inputs: list[str]) -> Val:
         op.inputs = list(inputs)
