@@ -465,6 +465,130 @@ def maxpool(x, out, g):
                 o += 1
 
 
+def _fround(st, i, s, e, neg):
+    # st[i], st[i+1] := the float32 nearest s * 2**e (ties to even) as (m, e): value m * 2**e, |m| in
+    # [2**23, 2**24). s > 0 carries 3 bits below the result's last one (the lowest one sticky: set if anything
+    # nonzero was shifted out below it).
+    while s >= 1 << 27:
+        s = (s >> 1) | (s & 1)
+        e += 1
+    while s < 1 << 26:
+        s <<= 1
+        e -= 1
+    r = s & 7
+    s >>= 3
+    e += 3
+    if r > 4 or (r == 4 and s & 1):
+        s += 1
+        if s == 1 << 24:
+            s = 1 << 23
+            e += 1
+    st[i] = -s if neg else s
+    st[i + 1] = e
+
+
+def fadd(st, i, m2, e2):
+    # float32 addition: (st[i], st[i+1]) += (m2, e2), floats as _fround leaves them ((0, 0) is zero). The larger
+    # magnitude keeps its 24 bits and 3 more; the other is shifted to it, what falls off folded into a sticky bit.
+    m1 = st[i]
+    if m2 == 0:
+        return
+    if m1 == 0:
+        st[i] = m2
+        st[i + 1] = e2
+        return
+    e1 = st[i + 1]
+    a1 = -m1 if m1 < 0 else m1
+    a2 = -m2 if m2 < 0 else m2
+    if e1 < e2 or (e1 == e2 and a1 < a2):
+        a1, a2 = a2, a1
+        e1, e2 = e2, e1
+        m1, m2 = m2, m1
+    d = e1 - e2
+    b = a2 << 3
+    if d > 27:
+        b = 1
+    elif d:
+        t = b >> d
+        if t << d != b:
+            t |= 1
+        b = t
+    s = (a1 << 3) - b if (m1 < 0) != (m2 < 0) else (a1 << 3) + b
+    if s == 0:
+        st[i] = 0
+        st[i + 1] = 0
+        return
+    _fround(st, i, s, e1 - 3, m1 < 0)
+
+
+def fdiv(st, i, n):
+    # float32 division (st[i], st[i+1]) /= n (an int > 1), by long division to 27 bits plus a sticky remainder bit
+    m = st[i]
+    if m == 0:
+        return
+    a = -m if m < 0 else m
+    q = a // n
+    r = a - q * n
+    e = st[i + 1]
+    while q < 1 << 26:
+        q <<= 1
+        r <<= 1
+        e -= 1
+        if r >= n:
+            q += 1
+            r -= n
+    if r:
+        q |= 1
+    _fround(st, i, q, e, m < 0)
+
+
+def fmean(x, out, C, n, lp, M, E, ek, T, st):
+    # torch's x86/fbgemm mean of each channel's n codes (uquant.fmean): dequantize each code to the float32
+    # (word(M, q), E[q] - 160), add them in ATen's cascade order (chunks of 2**lp codes into level 0, each full
+    # chunk carried up through levels 1-3, then the levels added), divide by n, all rounded as float32 rounds;
+    # then the code is the number of thresholds T at or below the mean's key. st: 8 words of scratch (4 levels).
+    step = 1 << lp
+    mask = step - 1
+    for c in range(C):
+        i = c * n
+        end = i + n
+        for j in range(8):
+            st[j] = 0
+        while i + step <= end:
+            for k in range(i, i + step):
+                q = x[k]
+                fadd(st, 0, word(M, q), E[q] - 160)
+            i += step
+            for j in range(2, 8, 2):
+                fadd(st, j, st[j - 2], st[j - 1])
+                st[j - 2] = 0
+                st[j - 1] = 0
+                if (i - c * n) & (mask << (j >> 1) * lp):
+                    break
+        while i < end:
+            q = x[i]
+            fadd(st, 0, word(M, q), E[q] - 160)
+            i += 1
+        for j in range(2, 8, 2):
+            fadd(st, 0, st[j], st[j + 1])
+        fdiv(st, 0, n)
+        m = st[0]
+        key = 0
+        if m:
+            key = ((st[1] - ek + 1) << 23) + (m if m > 0 else -m) - (1 << 23)
+            if m < 0:
+                key = -key
+        lo = 0
+        hi = 255
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if word(T, mid) <= key:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[c] = lo
+
+
 def avgpool(x, out, g, R, Q, cls, P, F, lo, hi):
     # Average pooling of each channel. g = (C, H, Wd, OH, OW, zp, cv, K). Output row oy averages input rows
     # [R[2*oy], R[2*oy+1]) and column ox columns [Q[2*ox], Q[2*ox+1]) (already clipped to the input, so padding
@@ -773,6 +897,12 @@ class Node:
             if len(parts) != len(self.srcs) or outer < 1 or outer * sum(p[0] for p in parts) > len(self.out):
                 raise CorruptModel("cat: sizes do not match its data")
             self.args = (parts, outer)
+        elif kind == "fmean":
+            C, n, lp, ek, M, E, T = a
+            M, T = as_words(M), as_words(T)
+            if len(M) != 1024 or len(E) != 256 or len(T) != 1020 or n < 2 or lp < 1 or len(self.out) < C:
+                raise CorruptModel("fmean: sizes do not match its data")
+            self.args = (C, n, lp, M, E, ek, T, [0] * 8)
         elif kind == "copy":
             g = a[0]
             if len(g) != 9 or min(g[1:5]) < 1 or g[1] * g[2] * g[3] * g[4] > len(self.out):
@@ -870,6 +1000,8 @@ class Node:
                     add(src, b, self.out, a[2], a[3], a[6], a[7], c * HW + cuts[c], c * HW + HW)
         elif kind == "copy":
             copy(src, self.out, a[0])
+        elif kind == "fmean":
+            fmean(src, self.out, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
         else:
             o = 0
             for r in range(a[1]):

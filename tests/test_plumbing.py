@@ -191,5 +191,5 @@ def test_mean_over_h_w_on_x86_is_refused_by_name():
     with uquant.api.torch_engine("fbgemm"):
         p = prepare_fx(MeanHead(False).eval(), get_default_qconfig_mapping("fbgemm"), (x[:1],))
         p(x)
-        with pytest.raises(uquant.ConversionError, match=r"mean over H x W = 3x3 positions is supported only on qnnpack"):
+        with pytest.raises(uquant.ConversionError, match=r"mean over H x W = 3x3 positions of 12 channels: torch sums"):
             uquant.convert(convert_fx(p), engine="fbgemm", input_shape=(2, 5, 5))

@@ -76,12 +76,15 @@ def test_shufflenet_v2_qnnpack_matches_torch(mode, n, report):
     report(f"torchvision shufflenet_v2_x0_5 {mode:<5} qnnpack  3x32x32: {line}")
 
 
-def test_shufflenet_v2_x86_mean_is_refused_by_name():
-    # On x86 torch's own quantized mean fails at 32x32 (1x1 before the head: "required rank 4 tensor to use
-    # channels_last format"); at 64x64 it dequantizes and sums floats over 2x2, which uquant does not model yet.
-    q, x = tv.quantized("shufflenet_v2_x0_5", "x86", "fx", 64, num_classes=10)
-    with torch_engine("x86"), pytest.raises(uquant.ConversionError, match=r"mean over H x W = 2x2"):
-        uquant.convert(q, engine="x86", input_shape=(3, 64, 64), quiet=True)
+# On x86/fbgemm the head's mean is over 2x2 positions at 64x64 (torch's own x86 mean fails at 32x32, over one
+# position: "required rank 4 tensor to use channels_last format"): torch sums dequantized floats, which uquant.fmean
+# emulates. fbgemm: the x86 engine runs these convs on oneDNN on VNNI CPUs, where 1 output in about a million is off
+# by one LSB from what uquant reproduces (README); one such element turned up in these 200 inputs on this machine.
+@pytest.mark.parametrize("mode, n", [("fx", 200), ("eager", 40)])
+def test_shufflenet_v2_fbgemm_matches_torch(mode, n, report):
+    q, x = tv.quantized("shufflenet_v2_x0_5", "fbgemm", mode, 64, num_classes=10)
+    line = assert_exact(q, x, "fbgemm", n, heap_size=64 << 20)
+    report(f"torchvision shufflenet_v2_x0_5 {mode:<5} fbgemm   3x64x64: {line}")
 
 
 # mobilenet_v3_small (width 0.25): squeeze-and-excitation blocks (global pooling, 1x1 convs, hardsigmoid, a

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
-from .plan import AddStep, AvgPoolStep, DenseStep, Plan, Step, TableStep
+from .plan import AddStep, AvgPoolStep, DenseStep, FloatMeanStep, Plan, Step, TableStep
 from .runtime import rt
 
 BYTES_PER_LINE = 32
@@ -50,6 +50,9 @@ def node_spec(plan: Plan, s: Step, layout: str | None = None, streamed: tuple | 
         return ("bmul", src, dst, s.n, s.hw, s.za, s.zb, s.lo, s.hi, tuple(s.words), tuple(s.fixes) or None)
     if s.kind == "mul":
         return ("mul", src, dst, s.n, s.za, s.zb, s.lo, s.hi, tuple(s.words), tuple(s.fixes) or None)
+    if s.kind == "fmean":
+        return ("fmean", src, dst, s.C, s.n, s.level_power, s.e_key, words_bytes(s.mantissas), s.exponents,
+                words_bytes(s.thresholds))
     if s.kind == "table":
         return ("table", src, dst, s.n, s.table, s.n_vec, s.tail, *s.memory_order)
     return (s.kind, src, dst, s.geometry)
@@ -213,6 +216,8 @@ def describe_step(s: Step) -> str:
                 f"{len(s.classes)} divisor class(es)){exc}")
     if isinstance(s, TableStep):
         return f"{s.what} (code table) -> {shape}"
+    if isinstance(s, FloatMeanStep):
+        return f"mean over {s.n} positions -> {shape} (torch's float32 sum, emulated in integers)"
     if isinstance(s, AddStep):
         exc = (len(s.vec_fixes) + len(s.tail_fixes)) // 2
         return f"add -> {shape} ({s.family}), {exc} exception(s)"

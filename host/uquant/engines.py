@@ -56,6 +56,35 @@ def dequantize(q, scale: float, zero_point: int) -> np.ndarray:
     return f32(f32(scale) * f32(np.asarray(q, np.int64) - zero_point))
 
 
+def channel_sum(v) -> np.ndarray:
+    """ATen's float32 sum of v (..., n) over its last axis in multi_row_sum's cascade order (SumKernel.cpp), the
+    order of a channel of a channels-last tensor summed over H, W in one of its 4-vector blocks: chunks of
+    2**level_power rows summed in turn, the chunk sums carried up through 4 levels, then the levels added.
+    Up to 16 rows this is the plain running sum. (Channels outside those blocks sum 4 interleaved partial sums
+    instead, row_sum; the orders agree up to 4 rows: see uquant.fmean.)"""
+    v = np.asarray(v, f32)
+    n = v.shape[-1]
+    lp = max(4, (1 if n <= 2 else (n - 1).bit_length()) // 4)
+    step, mask = 1 << lp, (1 << lp) - 1
+    acc = [np.zeros(v.shape[:-1], f32) for _ in range(4)]
+    i = 0
+    while i + step <= n:
+        for _ in range(step):
+            acc[0] = f32(acc[0] + v[..., i])
+            i += 1
+        for j in range(1, 4):
+            acc[j] = f32(acc[j] + acc[j - 1])
+            acc[j - 1] = np.zeros_like(acc[0])
+            if i & (mask << (j * lp)):
+                break
+    while i < n:
+        acc[0] = f32(acc[0] + v[..., i])
+        i += 1
+    for j in range(1, 4):
+        acc[0] = f32(acc[0] + acc[j])
+    return acc[0]
+
+
 def fbgemm_acc(x, x_zp: int, w, w_zp, saturate: bool) -> np.ndarray:
     """fbgemm's int8 GEMM accumulator for raw u8 codes x (..., K) and raw int8 weights w (N, K), zero points per
     tensor or per row of w. Without VNNI (saturate=True) consecutive pairs of raw products are added in int16 by

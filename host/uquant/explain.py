@@ -153,6 +153,8 @@ def torch_values(graph, x: np.ndarray, engine: str) -> dict[str, np.ndarray]:
                 y = getattr(torch.ops.quantized, name)(a, t[op.inputs[1]], op.out.scale, op.out.zero_point)
             elif isinstance(op, Cat):
                 y = torch.ops.quantized.cat([t[v] for v in op.inputs], op.dim, op.out.scale, op.out.zero_point)
+            elif isinstance(op, Mean):
+                y = a.mean(list(op.dims), keepdim=op.keepdim)
             elif isinstance(op, Permute):
                 y = a.permute(0, *(d + 1 for d in op.perm(a.dim() - 1))).contiguous()
             elif isinstance(op, Slice):
@@ -465,7 +467,8 @@ def explain(model, x=None, *, engine: str | None = None, platform="here", relu=N
         dev_steps = converted.layer_codes(codes[None])
         dev = {"input": codes, **{s.dst: d[0] for s, d in zip(plan.steps, dev_steps)}}
         for op in graph.ops:  # reshapes read the same buffer as their source
-            if isinstance(op, (Reshape, Mean)) and op.inputs[0] in dev:
+            if isinstance(op, (Reshape, Mean)) and op.inputs[0] in dev and op.name not in dev:  # (a mean over
+                # several positions is a step of its own)
                 dev[op.name] = dev[op.inputs[0]]
         tv = torch_values(graph, x, engine)
         final = torch_final(torch_model, x, plan)
@@ -608,6 +611,11 @@ def _other_step(s, plan: Plan, ops: dict) -> str:
         return (f"{type(op).__name__}{' + ReLU' if op.relu else ''} of a = {of(a)} and b = {of(b)} into its own "
                 f"output scale ({y}): {how}. The device uses a proven integer line"
                 + (" over both codes, checked on all 65,536 code pairs." if isinstance(op, Add) else " over c."))
+    if isinstance(op, Mean) and s.kind == "fmean":
+        return (f"The mean of each channel of {of(s.srcs[0])} over its {s.n} positions, torch's way on this engine: "
+                "each code dequantized to float32, the floats summed in ATen's order, divided, and quantized again "
+                f"with the same scale and zero point ({y}). The device repeats that float32 arithmetic in integers "
+                "(24-bit mantissa, exponent, rounding to nearest-even) and reads the code off 255 thresholds.")
     if isinstance(op, Cat):
         return (f"Concatenation of {', '.join(of(v) for v in op.inputs)} into ({y}): codes are copied where the "
                 "scale and zero point are the same, and requantized by torch (a code table) where they differ.")

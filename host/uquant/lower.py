@@ -28,6 +28,7 @@ from . import platforms
 from . import requant as rq
 from .engines import ENGINES, Requant
 from .elementwise import GRAIN, VEC_BLOCK, lower_add, lower_broadcast_add, lower_cat, lower_mul
+from .fmean import lower_float_mean
 from .plan import AvgPoolStep, CopyStep, DenseStep, Plan, PoolStep, Step, TableStep
 from .ir import (Add, AvgPool, Cat, Conv, ConversionError, Graph, Linear, MaxPool, Mean, Mul, Permute, QParams,
                  Reshape, Slice, Table, broadcast_roles, f32_normal)
@@ -121,6 +122,10 @@ def lower(graph: Graph, engine: str, platform: platforms.Platform | str | None =
             alias[op.name] = alias.get(src, src)
             ranges[op.name], qp[op.name] = (lo, hi), op.out  # a scalar mul changes only the scale
             continue
+        elif isinstance(op, Mean) and engine != "qnnpack" and channels_last[src] and np.prod(shapes[src][1:]) > 1:
+            step = lower_float_mean(op, src, qp[src], shapes[src], shapes[op.name])
+            lo, hi = ranges[src]  # a mean stays within its channel's codes (one code of slack for float rounding)
+            ranges[op.name] = (np.maximum(lo - 1, 0), np.minimum(hi + 1, 255))
         elif isinstance(op, Mean):
             pool = mean_as_pool(op, shapes[src], engine, qp[src])
             if pool is None:  # over one position: the codes themselves
@@ -513,14 +518,16 @@ def mean_as_pool(op: Mean, in_shape: tuple, engine: str, x: QParams) -> AvgPool 
     Over a single position (H = W = 1) torch's kernels return the codes themselves. On qnnpack, mean(dim=[2, 3]) of
     a quint8 (N, C, H, W) tensor runs QNNPACK's global average pooling: the same bytes as adaptive_avg_pool2d(x, 1)
     (measured: 10,648 outputs of 300 random tensors, both memory orders, 0 differences), which lower_avgpool proves.
-    Elsewhere (x86/fbgemm, or dims spelled otherwise) torch dequantizes and sums floats in an order not modelled."""
+    On x86/fbgemm a channels-last tensor's mean is uquant.fmean's; a contiguous one's takes an integer path not
+    modelled."""
     if in_shape[1] * in_shape[2] == 1:
         return None
     if engine == "qnnpack" and tuple(op.dims) == (2, 3) and x.dtype == "quint8" and x.formula != "pt2e":
         return AvgPool(op.name, 2, op.out, output_size=(1, 1), inputs=list(op.inputs))
-    raise ConversionError(f"{op.name}: mean over H x W = {in_shape[1]}x{in_shape[2]} positions is supported only on "
-                          "qnnpack (dims [2, 3]) or over one position: on x86/fbgemm torch sums the dequantized floats; "
-                          "use nn.AdaptiveAvgPool2d(1) (+ flatten) for global average pooling")
+    raise ConversionError(f"{op.name}: mean over H x W = {in_shape[1]}x{in_shape[2]} positions of a contiguous "
+                          f"{x.dtype} tensor on {engine}: torch's kernel for it is not modelled (uquant reproduces the "
+                          "mean of a conv's channels-last output, and qnnpack's); use nn.AdaptiveAvgPool2d(1) (+ flatten) "
+                          "for global average pooling")
 
 
 def channels_last_values(graph: Graph, shapes: dict) -> dict[str, bool]:

@@ -198,6 +198,21 @@ class TableStep(Step):
 
 
 @dataclass
+class FloatMeanStep(Step):
+    """torch's x86/fbgemm mean over H, W of a channels-last quint8 tensor (kind 'fmean'): float32 emulated in small
+    ints (uquant.fmean; device/uquant_rt.py: fmean)."""
+
+    C: int = 0
+    n: int = 0  # positions per channel (H * W)
+    level_power: int = 4  # ATen's cascade: chunks of 2**level_power rows
+    mantissas: list[int] = field(default_factory=list)  # code -> the dequantized float's m (signed, 24 bits)
+    exponents: bytes = b""  # code -> its e + fmean.E_BIAS
+    e_key: int = 0  # the keys' exponent origin (fmean.key_of)
+    thresholds: list[int] = field(default_factory=list)  # the smallest key giving each code 1..255
+    macs = 0
+
+
+@dataclass
 class MulStep(Step):
     """Quantized mul: c = (a - za)(b - zb) exactly, then one proven requantization of c (as for a layer)."""
 
