@@ -423,7 +423,7 @@ class _Walker:
         return Val(None, None, None, ("pieces", v, dim, None if split else n, n if split else None))
 
     def mean(self, node) -> Val:
-        """Quantized mean over H, W (shufflenet's head): its own IR op, see lower.lower_mean."""
+        """Quantized mean over H, W (shufflenet's head): its own IR op, see lower.mean_as_pool and uquant.fmean."""
         v = self.quantized_arg(node)
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)

@@ -448,9 +448,10 @@ class _Walker:
         if kind in PASS_KINDS:
             return self.arg(node, ins)
         if kind == "aten::mean":
-            raise ConversionError(f"{self.where(node)}: mean of a quantized tensor is not supported (torch runs "
-                                  "other kernels for it than for average pooling, not characterised); use "
-                                  "nn.AdaptiveAvgPool2d(1) (+ flatten) for global average pooling")
+            raise ConversionError(f"{self.where(node)}: mean of a quantized tensor is not supported in a TorchScript "
+                                  "model (convert the FX or eager model instead: there it is, where torch's kernel is "
+                                  "reproduced; see the README's op table), or use nn.AdaptiveAvgPool2d(1) (+ flatten) "
+                                  "for global average pooling")
         if kind in HINTS:
             raise ConversionError(f"{self.where(node)}: {HINTS[kind]}")
         hint = "" if self.have_input else " (it comes before any quantize_per_tensor: is the model quantized?)"
