@@ -113,6 +113,8 @@ def memory(plan: Plan) -> dict[str, int]:
                  for w, f, t in {(tuple(s.words), tuple(s.fixes), s.table) for s in dense})
     sat = [s for s in dense if s.sat_pairs]  # the pair list, each listed channel's c_lo, and the words' array copy
     params += sum(len(sat_pairs_bytes(s.sat_pairs)) + 4 * len(set(s.sat_pairs[0::2])) + 4 * len(s.words) for s in sat)
+    params += sum(4 * len(s.mantissas) + len(s.exponents) + 4 * len(s.thresholds)  # a float mean's tables
+                  for s in plan.steps if isinstance(s, FloatMeanStep))
     scratch = sum(s.K for s in dense if s.kind == "conv")
     return {"weights": weights, "params": params, "exceptions": sum(len(s.fixes) // 3 for s in dense),
             "buffers": sum(plan.buffers), "scratch": scratch,
