@@ -312,3 +312,23 @@ def test_wide_hidden_crosses_torchs_simd_blocks(engine):
     q, x = examples.lstm_classifier(engine, hidden=72, steps=5)
     xt, _ = examples.sensor_sequences(6, 5, seed=9)
     uquant.convert(q, xt * 1.5, engine=engine, quiet=True)  # 6 sequences, self-checked
+
+
+def test_streamed_lstm_keeps_one_copy_of_the_shared_weights():
+    """--weights: the unrolled steps share one copy of each gate's weights and words in the file, as in a module;
+    the streamed model gives the same bytes."""
+    from uquant import stream
+
+    q, x = examples.lstm_classifier("qnnpack", hidden=16, steps=20)
+    ram = uquant.convert(q, x[:2], engine="qnnpack", quiet=True)
+    streamed = uquant.convert(q, x[:2], engine="qnnpack", quiet=True, weights=True)
+    st = streamed.stream
+    steps = streamed.plan.steps
+    unique = {(bytes(steps[i].weights), tuple(steps[i].words)) for i in st.layers}
+    assert len(st.layers) > len(unique) == len(set(st.layers.values()))  # shared layers, one offset each
+    assert len(st.data) == sum(len(w) + 4 * len(p) for w, p in unique) < 10_000  # 8,288 B (96,672 B with a copy a step)
+    mem = stream.held(streamed.plan, st)
+    assert mem["weights"] == uquant.codegen.memory(ram.plan)["weights"] - sum(len(w) for w in {w for w, _ in unique})
+    xt, _ = examples.sensor_sequences(8, 20, seed=3)
+    codes = uquant.api.quantize_input(xt.reshape(8, -1).numpy(), ram)
+    assert np.array_equal(streamed.run_codes(codes), ram.run_codes(codes))

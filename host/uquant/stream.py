@@ -4,7 +4,8 @@ to a binary file next to the module, which the device reads a chunk of output ch
 
 File layout, per streamed layer, per chunk of `rows` output channels: their rows of weights (K bytes each, plain
 row order), then their requantization words (7 int32 each). The module names the file, its size, its CRC-32 and
-the buffer size (covered by the module's checksum), and each layer's offset and rows per chunk.
+the buffer size (covered by the module's checksum), and each layer's offset and rows per chunk. Layers with the
+same weights and words (an unrolled LSTM's steps) share one copy, as they share one bytes constant in a module.
 """
 from __future__ import annotations
 
@@ -50,12 +51,17 @@ def build(plan: Plan, file: str, buffer: int = DEFAULT_BUFFER) -> Stream:
 
     if buffer < 64:
         raise ValueError(f"--weights-buffer {buffer}: too small to be useful (a few KB is typical)")
-    parts, layers, used, off = [], {}, 0, 0
+    parts, layers, used, off, at = [], {}, 0, 0, {}
     for i, s in enumerate(plan.steps):
         if not streamable(s):
             continue
         K = len(s.weights) // s.N
         rows = rows_per_chunk(K, s.N, buffer)
+        key = (bytes(s.weights), tuple(s.words))  # K and N follow from these, and rows from K and N
+        if key in at:
+            layers[i] = at[key]
+            continue
+        at[key] = (off, rows)
         W = np.frombuffer(bytes(s.weights), np.uint8).reshape(s.N, K)
         P = np.frombuffer(words_bytes(s.words), np.uint8).reshape(s.N, WORDS)
         for n0 in range(0, s.N, rows):
@@ -74,13 +80,21 @@ def held(plan: Plan, stream: Stream) -> dict[str, int]:
     from .codegen import conv_kernel_extra, memory
 
     mem = dict(memory(plan))
+    # memory() counts shared data once: take it off once, and not where a layer kept in the module shares it
+    kept = [s for i, s in enumerate(plan.steps) if isinstance(s, DenseStep) and i not in stream.layers]
+    weights = {s.weights for s in kept}
+    params = {(tuple(s.words), tuple(s.fixes), s.table) for s in kept}
     for i in stream.layers:
         s = plan.steps[i]
-        mem["weights"] -= len(s.weights)
-        mem["params"] -= 4 * len(s.words)
-        if s.kind == "dense":
-            mem["dense_weights"] -= len(s.weights)
-        else:  # the asm conv kernels decline streamed layers
+        if s.weights not in weights:
+            weights.add(s.weights)
+            mem["weights"] -= len(s.weights)
+            if s.kind == "dense":
+                mem["dense_weights"] -= len(s.weights)
+        if (tuple(s.words), tuple(s.fixes), s.table) not in params:
+            params.add((tuple(s.words), tuple(s.fixes), s.table))
+            mem["params"] -= 4 * len(s.words)
+        if s.kind != "dense":  # the asm conv kernels decline streamed layers
             mem["conv_kernel_extra"] -= conv_kernel_extra(s.geometry, len(s.weights))
     mem["stream_buffer"] = stream.buffer
     return mem
