@@ -280,8 +280,7 @@ class CatDim2Net(MeanNet):
         return self.dequant(torch.cat([y, y], 2))
 
 
-@pytest.mark.parametrize("cls,match", [(MeanNet, ["aten::mean", "AdaptiveAvgPool2d"]),
-                                       (CatDim2Net, ["cat along dim 2", "dim=1"])])
+@pytest.mark.parametrize("cls,match", [(CatDim2Net, ["cat along dim 2", "dim=1"])])
 @pytest.mark.parametrize("how", ["trace", "script"])
 def test_torchscript_refusals_are_named(cls, match, how):
     m = cls().eval()
@@ -313,3 +312,37 @@ def test_traced_quantized_mul(engine, how, tmp_path):
     out = converted.plan.output
     got = uquant.engines.dequantize(converted.run(x.reshape(4, -1).numpy()), out.scale, out.zero_point)
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("engine", ["x86", "qnnpack"])
+@pytest.mark.parametrize("how", ["trace", "script"])
+def test_torchscript_mean_matches_torch(engine, how, tmp_path):
+    # a conv's 4x4 output averaged over 2x2 after a conv: x86 sums dequantized floats (uquant.fmean), qnnpack pools
+    m = MeanNet().eval()
+    m.qconfig = get_default_qconfig(engine)
+    torch.backends.quantized.engine = engine
+    prepared = torch.ao.quantization.prepare(m)
+    x = torch.randn(64, 2, 4, 4)
+    prepared(x)
+    model = torch.ao.quantization.convert(prepared)
+    script = torch.jit.trace(model, x[:2]) if how == "trace" else torch.jit.script(model)
+    torch.jit.save(script, tmp_path / "m.pt")
+    converted = uquant.convert(tmp_path / "m.pt", engine=engine, input_shape=(2, 4, 4))
+    assert {"fmean" if engine == "x86" else "avgpool"} <= {s.kind for s in converted.plan.steps}
+    with torch.no_grad():
+        want = np.concatenate([model(x[i:i + 1]).numpy().reshape(1, -1) for i in range(len(x))])
+    out = converted.plan.output
+    got = uquant.engines.dequantize(converted.run(x.reshape(len(x), -1).numpy()), out.scale, out.zero_point)
+    assert np.array_equal(got, want)
+
+
+def test_torchscript_mean_over_an_order_uquant_does_not_model_is_refused(tmp_path):
+    model = MeanNet().eval()  # 4 channels over 4x4 positions on x86
+    model.qconfig = get_default_qconfig("x86")
+    torch.backends.quantized.engine = "x86"
+    prepared = torch.ao.quantization.prepare(model)
+    x = torch.randn(8, 2, 6, 6)
+    prepared(x)
+    torch.jit.save(torch.jit.trace(torch.ao.quantization.convert(prepared), x[:2]), tmp_path / "m.pt")
+    with pytest.raises(ConversionError, match=r"mean over H x W = 4x4 positions of 4 channels.*AdaptiveAvgPool2d"):
+        uquant.convert(tmp_path / "m.pt", engine="x86", input_shape=(2, 6, 6))

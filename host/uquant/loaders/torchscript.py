@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mul, QParams, Reshape, Table, unique_name
+from ..ir import Add, Cat, Conv, ConversionError, Graph, Linear, Mean, Mul, QParams, Reshape, Table, unique_name
 from .fx import Val
 from .modules import (TORCH_DTYPES, avgpool_from_module, code_table, conv_from_weight, float_stretch_ops, linear_from_weight,
                       maxpool_from_module, qparams)
@@ -70,8 +70,9 @@ def recurrent_advice(what: str) -> str:
 # What the message for an unsupported op lists: the kinds step() handles, read off its tables
 SUPPORTED = ", ".join(sorted({k.split("::")[-1].strip("_") for k in (
     *LINEARS, *CONVS, *MAXPOOLS, *AVGPOOLS, *ADDS, *MULS, *ELEMENTWISE, *DROPOUTS, *PASS_KINDS, *SOFTMAXES,
-    "aten::cat", "aten::flatten", "aten::quantize_per_tensor", "aten::dequantize")})) + " (dropout in eval mode; " \
-    "cat along channels; flatten from dim 1; softmax/log_softmax only as the last op, dropped)"
+    "aten::cat", "aten::flatten", "aten::mean", "aten::quantize_per_tensor", "aten::dequantize")})) + " (dropout in " \
+    "eval mode; cat along channels; flatten from dim 1; mean over H, W; softmax/log_softmax only as the last op, " \
+    "dropped)"
 NOT_CONVERTED = ("the model is prepared (observers / fake-quantize) but not converted: run convert_fx (FX) or "
                  "torch.ao.quantization.convert (eager) before torch.jit.trace / torch.jit.script")
 HINTS = {  # ops that say what kind of model this is
@@ -386,6 +387,16 @@ class _Walker:
             q = vals[0].q
         return self.add(Cat(self.op_name(_label(node)), q), [v.value for v in vals])
 
+    def mean(self, node, ins) -> Val:
+        """x.mean(dims, keepdim) of a quantized tensor: the IR's Mean (which checks the dims: H, W)."""
+        v = self.quantized_arg(node, ins)
+        if len(ins) < 3 or not all(self.is_static(i) for i in ins[1:3]) or (
+                len(ins) > 3 and self.value(ins[3], node) is not None):
+            raise ConversionError(f"{self.where(node)}: only mean(dims, keepdim) over listed dims is supported")
+        dims = self.value(ins[1], node)
+        dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
+        return self.add(Mean(self.op_name(_label(node)), dims, bool(self.value(ins[2], node)), v.q), [v.value])
+
     def flatten(self, node, ins) -> Val:
         v = self.arg(node, ins)
         start, end = self.value(ins[1], node), self.value(ins[2], node)
@@ -448,10 +459,7 @@ class _Walker:
         if kind in PASS_KINDS:
             return self.arg(node, ins)
         if kind == "aten::mean":
-            raise ConversionError(f"{self.where(node)}: mean of a quantized tensor is not supported in a TorchScript "
-                                  "model (convert the FX or eager model instead: there it is, where torch's kernel is "
-                                  "reproduced; see the README's op table), or use nn.AdaptiveAvgPool2d(1) (+ flatten) "
-                                  "for global average pooling")
+            return self.mean(node, ins)
         if kind in HINTS:
             raise ConversionError(f"{self.where(node)}: {HINTS[kind]}")
         hint = "" if self.have_input else " (it comes before any quantize_per_tensor: is the model quantized?)"
