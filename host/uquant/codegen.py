@@ -113,13 +113,17 @@ def memory(plan: Plan) -> dict[str, int]:
                  for w, f, t in {(tuple(s.words), tuple(s.fixes), s.table) for s in dense})
     sat = [s for s in dense if s.sat_pairs]  # the pair list, each listed channel's c_lo, and the words' array copy
     params += sum(len(sat_pairs_bytes(s.sat_pairs)) + 4 * len(set(s.sat_pairs[0::2])) + 4 * len(s.words) for s in sat)
-    params += sum(4 * len(s.mantissas) + len(s.exponents) + 4 * len(s.thresholds)  # a float mean's tables
-                  for s in plan.steps if isinstance(s, FloatMeanStep))
+    params += sum(float_mean_bytes(s) for s in plan.steps if isinstance(s, FloatMeanStep))
     scratch = sum(s.K for s in dense if s.kind == "conv")
     return {"weights": weights, "params": params, "exceptions": sum(len(s.fixes) // 3 for s in dense),
             "buffers": sum(plan.buffers), "scratch": scratch,
             "dense_weights": sum(len(w) for w in {s.weights for s in dense if s.kind == "dense"}),
             "conv_kernel_extra": sum(conv_kernel_extra(s.geometry, len(s.weights)) for s in dense if s.kind == "conv")}
+
+
+def float_mean_bytes(s: FloatMeanStep) -> int:
+    """A float mean's tables: dequantized mantissas (int32), their exponents (bytes), 255 thresholds (int32)."""
+    return 4 * len(s.mantissas) + len(s.exponents) + 4 * len(s.thresholds)
 
 
 def conv_kernel_extra(g, weight_bytes: int) -> int:
@@ -219,7 +223,7 @@ def describe_step(s: Step) -> str:
     if isinstance(s, TableStep):
         return f"{s.what} (code table) -> {shape}"
     if isinstance(s, FloatMeanStep):
-        return f"mean over {s.n} positions -> {shape} (torch's float32 sum, emulated in integers)"
+        return f"mean over {s.n} positions -> {shape} (float32)"
     if isinstance(s, AddStep):
         exc = (len(s.vec_fixes) + len(s.tail_fixes)) // 2
         return f"add -> {shape} ({s.family}), {exc} exception(s)"

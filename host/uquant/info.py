@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from . import codegen
-from .plan import DenseStep, Plan
+from .plan import DenseStep, FloatMeanStep, Plan
 
 
 def summary(plan: Plan) -> str:
@@ -27,6 +27,8 @@ def summary(plan: Plan) -> str:
         out = "x".join(map(str, s.out_shape))
         w = len(s.weights) if isinstance(s, DenseStep) else 0
         p = 4 * len(s.words) + 12 * (len(s.fixes) // 3) + len(s.table or b"") if isinstance(s, DenseStep) else 0
+        if isinstance(s, FloatMeanStep):
+            p = codegen.float_mean_bytes(s)
         m = s.macs
         macs += m
         what = codegen.describe_step(s).split(",")[0]
@@ -147,6 +149,8 @@ def module_memory(path: Path) -> dict[str, int]:
             mem["params"] += len(F[0] if F else ()) + len(T or b"")
             if node.kind == "conv":
                 mem["scratch"] += len(node.args[-1])
+        elif node.kind == "fmean":  # the float mean's tables (codegen.float_mean_bytes)
+            mem["params"] += len(node.args[3]) + len(node.args[4]) + len(node.args[6])
         elif node.kind in ("dense", "conv"):
             W, P, F, T = node.args[4:8]
             # objects an earlier node holds too (codegen.shared_data: an unrolled LSTM's steps) count once
